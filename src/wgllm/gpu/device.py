@@ -1,0 +1,194 @@
+"""A WebGPU device for wgllm: accounted buffers, cached pipelines, dispatch and readback.
+
+Everything that allocates GPU memory goes through `Device.buffer` so the
+engine always knows how many bytes it holds (`Device.allocated`). Pipelines
+are compiled once per (kernel, specialisation) and reused; bind groups are
+built once when a `Dispatch` is made and reused for every submission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence, Union
+
+import numpy as np
+import wgpu
+
+from wgllm.errors import KernelCompileError
+from wgllm.kernels.registry import specialise
+
+BU = wgpu.BufferUsage
+STORAGE = BU.STORAGE | BU.COPY_SRC | BU.COPY_DST
+UNIFORM = BU.UNIFORM | BU.COPY_DST
+
+# (buffer) or (buffer, offset, size): what a kernel binding points at.
+Binding = Union[wgpu.GPUBuffer, tuple]
+
+_WANTED_LIMITS = (
+    "max-storage-buffer-binding-size",
+    "max-buffer-size",
+    "max-storage-buffers-per-shader-stage",
+    "max-compute-workgroup-storage-size",
+    "max-compute-invocations-per-workgroup",
+    "max-compute-workgroup-size-x",
+    "max-compute-workgroups-per-dimension",
+    "max-uniform-buffer-binding-size",
+)
+
+
+@dataclass
+class Dispatch:
+    """One compute dispatch, ready to encode: pipeline, bind group, workgroup counts."""
+
+    pipeline: wgpu.GPUComputePipeline
+    bind_group: wgpu.GPUBindGroup
+    groups: tuple[int, int, int]
+    name: str = ""
+    keep: list = field(default_factory=list)  # buffers the bind group needs alive
+
+    def encode(self, cpass: wgpu.GPUComputePassEncoder) -> None:
+        cpass.set_pipeline(self.pipeline)
+        cpass.set_bind_group(0, self.bind_group)
+        cpass.dispatch_workgroups(*self.groups)
+
+
+def align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+class Device:
+    """wgllm's handle on one WebGPU device (see module doc)."""
+
+    def __init__(self, adapter: wgpu.GPUAdapter, *, label: str = "wgllm"):
+        self.adapter = adapter
+        self.has_f16 = "shader-f16" in adapter.features
+        features = ["shader-f16"] if self.has_f16 else []
+        limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
+        self.device = adapter.request_device_sync(
+            label=label, required_features=features, required_limits=limits
+        )
+        self.queue = self.device.queue
+        self.limits = dict(self.device.limits)
+        self.max_binding = int(self.limits["max-storage-buffer-binding-size"])
+        self.max_buffer = int(self.limits["max-buffer-size"])
+        self.max_groups = int(self.limits["max-compute-workgroups-per-dimension"])
+        self.allocated: dict[str, int] = {}
+        self._sizes: dict[int, tuple[str, int]] = {}
+        self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
+
+    # --- memory ---------------------------------------------------------
+    @property
+    def allocated_bytes(self) -> int:
+        return sum(self.allocated.values())
+
+    def buffer(self, size: int, label: str, usage: int = STORAGE) -> wgpu.GPUBuffer:
+        """A new zero-initialised buffer of at least `size` bytes (rounded up to 4), accounted under `label`."""
+        size = max(4, align(int(size), 4))
+        buf = self.device.create_buffer(size=size, usage=usage, label=label)
+        self.allocated[label] = self.allocated.get(label, 0) + size
+        self._sizes[id(buf)] = (label, size)
+        return buf
+
+    def upload(self, data, label: str, usage: int = STORAGE) -> wgpu.GPUBuffer:
+        """A new buffer holding `data` (numpy array or bytes), padded to 4 bytes."""
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
+        buf = self.buffer(raw.nbytes, label, usage)
+        self.write(buf, raw)
+        return buf
+
+    def write(self, buf: wgpu.GPUBuffer, data, offset: int = 0) -> None:
+        """Queue a write of `data` into `buf` at `offset` (padded to 4 bytes)."""
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
+        if raw.nbytes % 4:
+            raw = np.concatenate([raw, np.zeros(4 - raw.nbytes % 4, np.uint8)])
+        self.queue.write_buffer(buf, offset, raw)
+
+    def uniform(self, data, label: str = "params") -> wgpu.GPUBuffer:
+        """A small uniform buffer holding `data` (e.g. a kernel's parameter struct)."""
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        buf = self.buffer(align(raw.nbytes, 16), label, UNIFORM)
+        self.write(buf, raw)
+        return buf
+
+    def release(self, buf: wgpu.GPUBuffer) -> None:
+        """Destroy `buf` and take it off the accounts."""
+        label, size = self._sizes.pop(id(buf), (None, 0))
+        if label is not None:
+            self.allocated[label] -= size
+            if not self.allocated[label]:
+                del self.allocated[label]
+        buf.destroy()
+
+    # --- kernels --------------------------------------------------------
+    def pipeline(self, name: str, **consts) -> wgpu.GPUComputePipeline:
+        """The compute pipeline of kernel `name` specialised with `consts`, compiled once."""
+        key = (name, tuple(sorted((k, str(v)) for k, v in consts.items())))
+        pipe = self._pipelines.get(key)
+        if pipe is None:
+            src = specialise(name, consts)
+            try:
+                module = self.device.create_shader_module(code=src, label=name)
+                pipe = self.device.create_compute_pipeline(
+                    layout="auto", compute={"module": module, "entry_point": "main"}, label=name
+                )
+            except Exception as exc:
+                raise KernelCompileError(
+                    f"Kernel '{name}' ({dict(consts)}) failed to compile on "
+                    f"{self.adapter.summary}: {exc}. This is a bug in wgllm or the driver; "
+                    f"please report it with the output of `wgllm devices`."
+                ) from exc
+            self._pipelines[key] = pipe
+        return pipe
+
+    def dispatch(self, name: str, bindings: Sequence[Binding], groups, **consts) -> Dispatch:
+        """A reusable dispatch of kernel `name`: binding i of group 0 is `bindings[i]`."""
+        pipe = self.pipeline(name, **consts)
+        entries = []
+        for i, b in enumerate(bindings):
+            if isinstance(b, tuple):
+                buf, off, size = b
+                entries.append({"binding": i, "resource": {"buffer": buf, "offset": off, "size": size}})
+            else:
+                entries.append({"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}})
+        bg = self.device.create_bind_group(layout=pipe.get_bind_group_layout(0), entries=entries)
+        groups = tuple(groups) + (1,) * (3 - len(tuple(groups)))
+        if max(groups) > self.max_groups:
+            raise ValueError(f"dispatch {name}: {groups} exceeds {self.max_groups} workgroups per dimension")
+        return Dispatch(pipe, bg, groups, name, list(bindings))
+
+    def grid(self, n: int) -> tuple[int, int]:
+        """Workgroup counts (x, y) covering `n` workgroups within the per-dimension limit."""
+        if n <= self.max_groups:
+            return (max(n, 1), 1)
+        y = (n + self.max_groups - 1) // self.max_groups
+        return ((n + y - 1) // y, y)
+
+    # --- execution ------------------------------------------------------
+    def encode(self, dispatches: Sequence[Dispatch], encoder: wgpu.GPUCommandEncoder | None = None):
+        """Encode `dispatches` in one compute pass; returns the encoder."""
+        enc = encoder or self.device.create_command_encoder()
+        cpass = enc.begin_compute_pass()
+        for d in dispatches:
+            d.encode(cpass)
+        cpass.end()
+        return enc
+
+    def run(self, dispatches: Sequence[Dispatch]) -> None:
+        """Encode and submit `dispatches` as one submission."""
+        self.queue.submit([self.encode(dispatches).finish()])
+
+    def read(self, buf: wgpu.GPUBuffer, offset: int = 0, size: int | None = None) -> bytes:
+        """Bytes of `buf[offset:offset+size]`, waiting for the GPU (read small slices)."""
+        size = buf.size - offset if size is None else size
+        return bytes(self.queue.read_buffer(buf, offset, align(size, 4))[:size])
+
+    def read_array(self, buf: wgpu.GPUBuffer, dtype, count: int, offset: int = 0) -> np.ndarray:
+        item = np.dtype(dtype).itemsize
+        return np.frombuffer(self.read(buf, offset, count * item), dtype=dtype).copy()
+
+    def destroy(self) -> None:
+        """Destroy the device; every buffer and pipeline of it is gone."""
+        self._sizes.clear()
+        self.allocated.clear()
+        self._pipelines.clear()
+        self.device.destroy()

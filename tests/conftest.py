@@ -1,0 +1,50 @@
+"""Shared fixtures: a WebGPU device (skips cleanly when there is no adapter,
+unless WGLLM_REQUIRE_GPU=1, as in CI, where a missing adapter is a failure)."""
+
+import os
+
+import numpy as np
+import pytest
+
+
+def _device_or_skip():
+    from wgllm.errors import NoAdapterError
+    from wgllm.gpu.device import Device
+    from wgllm.gpu.discovery import choose_adapter
+
+    try:
+        info = choose_adapter(os.environ.get("WGLLM_TEST_ADAPTER"))
+    except NoAdapterError as exc:
+        if os.environ.get("WGLLM_REQUIRE_GPU") == "1":
+            pytest.fail(f"WGLLM_REQUIRE_GPU=1 but no adapter: {exc}")
+        pytest.skip(f"no WebGPU adapter: {exc}")
+    return Device(info.adapter)
+
+
+@pytest.fixture(scope="session")
+def device():
+    """One wgllm Device for the whole session."""
+    return _device_or_skip()
+
+
+@pytest.fixture(params=["f32", "f16"])
+def act(request, device):
+    """Activation precision; f16 is skipped on adapters without shader-f16."""
+    if request.param == "f16" and not device.has_f16:
+        pytest.skip("adapter has no shader-f16")
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    """Fresh random inputs every run (seed printed on failure via the id)."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"rng seed {seed}")
+    return np.random.default_rng(seed)
+
+
+def rel_err(got, ref) -> float:
+    """||got - ref|| / ||ref|| in float64."""
+    got = np.asarray(got, np.float64)
+    ref = np.asarray(ref, np.float64)
+    return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
