@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pytest
 
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # the Vulkan loader complains without it
+
 
 def _device_or_skip():
     from wgllm.errors import NoAdapterError

@@ -1,0 +1,124 @@
+"""Prefill / decode speed of the engine on a model shape, with the copy-bandwidth roof.
+
+Usage:
+    python bench/bench_engine.py --shape smollm2-135m --types Q4_1 [--model FILE.gguf]
+        [--prompt 256] [--gen 128] [--precision auto] [--device X] [--json OUT.json]
+
+Without --model, a random-weight GGUF in the real tensor shapes and types of
+`--shape` is written first (see wgllm.testing.synth): speed does not depend
+on the weight values. A fixed number of tokens is generated (EOS ignored).
+The roof is a large device-to-device buffer copy through WebGPU, timed in the
+same process (bytes read + written per second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def copy_roof(dev, nbytes: int = 1 << 30, reps: int = 10) -> float:
+    """GB/s of a device-to-device copy (read + write), median of `reps`."""
+    nbytes = min(nbytes, dev.max_buffer // 2) // 4 * 4
+    a = dev.buffer(nbytes, "bench")
+    b = dev.buffer(nbytes, "bench")
+    times = []
+    for i in range(reps + 2):
+        enc = dev.device.create_command_encoder()
+        enc.copy_buffer_to_buffer(a, 0, b, 0, nbytes)
+        t = time.perf_counter()
+        dev.queue.submit([enc.finish()])
+        dev.read(b, 0, 4)
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    dev.release(a)
+    dev.release(b)
+    return 2 * nbytes / statistics.median(times) / 1e9
+
+
+def weight_bytes(engine) -> int:
+    """Bytes of weights read per decoded token (every weight once; embedding: one row)."""
+    g = engine.gguf
+    total = sum(t.n_bytes for n, t in g.tensors.items() if n != "token_embd.weight")
+    emb = g.tensors["token_embd.weight"]
+    total += emb.n_bytes // emb.n_rows
+    if engine.cfg.tied_embeddings:
+        total += emb.n_bytes
+    return total
+
+
+def run(args) -> dict:
+    from wgllm.runtime.engine import Engine
+    from wgllm.testing import synth
+
+    path = args.model
+    if path is None:
+        path = Path(tempfile.mkdtemp()) / f"{args.shape}-{args.types}.gguf"
+        t = time.perf_counter()
+        synth.write_llama_gguf(path, synth.SHAPES[args.shape], types=args.types, seed=0, fast=True)
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s", flush=True)
+    t = time.perf_counter()
+    eng = Engine(str(path), device=args.device, ctx=args.prompt + args.gen + 8, precision=args.precision,
+                 chunk=args.chunk)
+    load_s = time.perf_counter() - t
+    roof = copy_roof(eng.dev)
+    prompt = np.random.default_rng(0).integers(0, eng.cfg.n_vocab, args.prompt).tolist()
+    runs = []
+    for _ in range(args.reps):
+        eng.reset()
+        n = sum(1 for _ in eng.generate(prompt, max_tokens=args.gen, stop_ids=[]))
+        s = eng.stats
+        runs.append(dict(prefill_tok_s=s.prefill_tok_s, decode_tok_s=s.decode_tok_s, ttft_ms=s.ttft_s * 1e3, n=n))
+    med = {k: statistics.median(r[k] for r in runs) for k in ("prefill_tok_s", "decode_tok_s", "ttft_ms")}
+    wb = weight_bytes(eng)
+    return dict(
+        shape=args.shape, types=args.types, model=str(path), adapter=eng.adapter.summary,
+        precision=eng.precision, prompt=args.prompt, gen=args.gen, reps=args.reps, load_s=load_s,
+        weight_mib_per_token=wb / 2**20, copy_roof_gbs=roof, **med,
+        decode_gbs=wb * med["decode_tok_s"] / 1e9, runs=runs,
+        commit=_commit(), date=time.strftime("%Y-%m-%d"), host=platform.node(),
+    )
+
+
+def _commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+    except Exception:
+        return os.environ.get("WGLLM_COMMIT", "unknown")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", default="smollm2-135m")
+    p.add_argument("--types", default="Q4_1")
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--prompt", type=int, default=256)
+    p.add_argument("--gen", type=int, default=128)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--chunk", type=int, default=256)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    r = run(args)
+    print(json.dumps({k: v for k, v in r.items() if k != "runs"}, indent=1))
+    print(f"| {r['shape']} {r['types']} | {r['adapter']} | {r['precision']} | prefill {r['prefill_tok_s']:.0f} tok/s "
+          f"| decode {r['decode_tok_s']:.1f} tok/s | TTFT {r['ttft_ms']:.0f} ms | {r['decode_gbs']:.0f} GB/s "
+          f"of roof {r['copy_roof_gbs']:.0f} GB/s |")
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

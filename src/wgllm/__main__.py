@@ -1,0 +1,5 @@
+import sys
+
+from wgllm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,357 @@
+"""Random-weight llama GGUF files, for correctness tests and benchmarks.
+
+`write_llama_gguf` writes a llama-architecture GGUF with llama.cpp's tensor names and metadata
+keys, random weights in any of `WEIGHT_TYPES`, and a small byte-level BPE tokenizer, such that
+llama.cpp, HF transformers (`from_pretrained(dir, gguf_file=...)`) and our engine can all load it.
+Only gguf and numpy are needed here (benchmark machines have nothing else).
+
+Q/K layout: llama.cpp's converter permutes the rows of attn_q / attn_k so that rope in "normal"
+mode rotates interleaved pairs (2i, 2i+1) of each head, where HF rotates (i, i + head_dim/2).
+Our random Q/K are *defined* in GGUF layout (nothing is permuted on write): llama.cpp and our engine
+use them as is, and transformers' GGUF loader (`LlamaTensorProcessor._reverse_permute_weights`)
+un-permutes them into HF layout on load, which is an exact row reordering. That the two readings
+agree is checked in tests/unit/test_synth.py: `oracle.numpy_llama_logits` (interleaved rope on the
+GGUF rows) matches transformers' logits to ~1e-6 relative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType as QT
+
+__all__ = [
+    "LlamaShape",
+    "SHAPES",
+    "WEIGHT_TYPES",
+    "SPECIAL_TOKENS",
+    "CHATML_TEMPLATE",
+    "llama_cpp_types",
+    "tensor_plan",
+    "random_weight",
+    "write_llama_gguf",
+]
+
+
+@dataclass
+class LlamaShape:
+    """Hyperparameters of a llama-architecture model (names as in llama.cpp's GGUF metadata)."""
+
+    name: str
+    n_vocab: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    ffn_dim: int
+    ctx: int = 2048
+    rope_base: float = 10000.0
+    rms_eps: float = 1e-5
+    tied_embeddings: bool = False
+    head_dim: int = 0  # 0: dim // n_heads
+
+    def __post_init__(self):
+        if not self.head_dim:
+            self.head_dim = self.dim // self.n_heads
+        if self.n_heads % self.n_kv_heads or self.head_dim % 2:
+            raise ValueError(f"{self.name}: n_heads must be a multiple of n_kv_heads and head_dim even")
+
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """GGUF tensor name -> numpy shape (rows, cols) = (out features, in features), in file order."""
+        d, q, kv, f = self.dim, self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.ffn_dim
+        out: dict[str, tuple[int, ...]] = {"token_embd.weight": (self.n_vocab, d)}
+        for i in range(self.n_layers):
+            b = f"blk.{i}."
+            out.update({
+                b + "attn_norm.weight": (d,), b + "attn_q.weight": (q, d), b + "attn_k.weight": (kv, d),
+                b + "attn_v.weight": (kv, d), b + "attn_output.weight": (d, q), b + "ffn_norm.weight": (d,),
+                b + "ffn_gate.weight": (f, d), b + "ffn_up.weight": (f, d), b + "ffn_down.weight": (d, f),
+            })
+        out["output_norm.weight"] = (d,)
+        if not self.tied_embeddings:
+            out["output.weight"] = (self.n_vocab, d)
+        return out
+
+    @property
+    def n_params(self) -> int:
+        """Number of weights (elements) in the model."""
+        return sum(int(np.prod(s)) for s in self.tensor_shapes().values())
+
+    def replace(self, **changes) -> "LlamaShape":
+        """A copy with some fields changed (head_dim is recomputed unless given)."""
+        changes.setdefault("head_dim", 0 if "dim" in changes or "n_heads" in changes else self.head_dim)
+        return dataclasses.replace(self, **changes)
+
+
+SHAPES: dict[str, LlamaShape] = {s.name: s for s in [
+    # real models (hyperparameters from their HF config.json)
+    LlamaShape("smollm2-135m", 49152, 576, 30, 9, 3, 1536, 8192, 100000.0, 1e-5, True),
+    LlamaShape("llama-3.2-1b", 128256, 2048, 16, 32, 8, 8192, 131072, 500000.0, 1e-5, True),
+    LlamaShape("llama-3-8b", 128256, 4096, 32, 32, 8, 14336, 8192, 500000.0, 1e-5, False),
+    # tiny ones for tests: GQA or not, tied or not, dims that are not multiples of 32/64/256
+    LlamaShape("tiny-gqa", 300, 80, 2, 5, 1, 144, 256, 10000.0, 1e-5, False),
+    LlamaShape("tiny-mha-tied", 288, 96, 2, 6, 6, 160, 256, 10000.0, 1e-6, True),
+    LlamaShape("tiny-wide-heads", 320, 64, 2, 4, 2, 96, 256, 500000.0, 1e-5, False, head_dim=32),
+    LlamaShape("tiny-256", 320, 256, 2, 4, 2, 512, 256, 10000.0, 1e-5, False),  # fits 256-blocks
+    # mid-size: quick to write, realistic proportions (GQA 2, ffn not a multiple of 256)
+    LlamaShape("mid-30m", 8192, 512, 6, 8, 4, 1408, 2048, 100000.0, 1e-5, False),
+]}
+
+WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K")
+"""GGML types `write_llama_gguf` can write for 2-D weights (norms are always F32)."""
+
+# gguf 0.19 quantizes F32/F16/BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 (+TQ1_0/TQ2_0/MXFP4) but not K-quants.
+_GGUF_CAN_QUANTIZE = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0"}
+# llama.cpp's fallback when a row is not a whole number of blocks (llama_tensor_get_type)
+_FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}
+_ROLES = ("token_embd", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output")
+_FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q4_K": 14, "Q4_K_M": 15,
+               "Q6_K": 18}
+FAST_THRESHOLD = 200_000_000  # params; above it `fast=None` writes random blocks directly
+
+
+def _use_more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def llama_cpp_types(ftype: str, shape: LlamaShape) -> dict[str, str]:
+    """Per-tensor types llama.cpp's `llama-quantize` picks for `ftype` ("F16", "Q8_0", "Q4_0", "Q4_1",
+    "Q4_K_M", "Q6_K"), as a `types` dict for `write_llama_gguf` (approximates llama_tensor_get_type:
+    output (or tied token_embd) -> Q6_K, Q4_K_M's attn_v/ffn_down -> Q6_K on "more bits" layers)."""
+    base = {"Q4_K_M": "Q4_K"}.get(ftype, ftype)
+    if base not in WEIGHT_TYPES:
+        raise ValueError(f"unknown ftype {ftype!r}")
+    types = {"default": base, "file_type": ftype}
+    if base not in ("F32", "F16", "Q8_0"):
+        types["token_embd" if shape.tied_embeddings else "output"] = "Q6_K"
+    if ftype == "Q4_K_M":
+        for i in range(shape.n_layers):
+            if _use_more_bits(i, shape.n_layers):
+                types[f"blk.{i}.attn_v"] = types[f"blk.{i}.ffn_down"] = "Q6_K"
+    return types
+
+
+def _type_for(name: str, cols: int, types: dict[str, str], strict: bool) -> str:
+    if name.endswith("_norm.weight"):
+        return "F32"
+    base = name.removesuffix(".weight")
+    role = base.split(".")[-1]
+    t = types.get(base) or types.get(role) or types.get("default", "F32")
+    if t not in WEIGHT_TYPES:
+        raise ValueError(f"unsupported weight type {t!r} for {name} (supported: {WEIGHT_TYPES})")
+    if cols % gguf.GGML_QUANT_SIZES[QT[t]][0] and not strict:
+        t = _FALLBACK.get(t, "F16")
+        if cols % gguf.GGML_QUANT_SIZES[QT[t]][0]:
+            t = "F16"
+    if cols % gguf.GGML_QUANT_SIZES[QT[t]][0]:
+        raise ValueError(f"{name}: row of {cols} is not a whole number of {t} blocks")
+    return t
+
+
+def tensor_plan(shape: LlamaShape, types: dict[str, str] | str = "F32", strict: bool = False
+                ) -> dict[str, tuple[tuple[int, ...], str]]:
+    """GGUF tensor name -> (numpy shape, GGML type name), in file order.
+
+    `types` is one type for every 2-D weight, a llama.cpp mix name ("Q4_K_M", see `llama_cpp_types`),
+    or a dict looked up by tensor base name ("blk.3.attn_v"), then role ("attn_v", "token_embd",
+    "output", ...), then "default". A type whose block does not divide a row falls back like llama.cpp
+    (Q4_K -> Q5_0, Q6_K -> Q8_0, else F16), or raises if `strict`.
+    """
+    if isinstance(types, str):
+        types = llama_cpp_types(types, shape) if types not in WEIGHT_TYPES else {"default": types}
+    return {n: (s, _type_for(n, s[-1], types, strict)) for n, s in shape.tensor_shapes().items()}
+
+
+# ---------------------------------------------------------------- tensor data
+
+def _std_for(name: str, shape: tuple[int, ...]) -> float:
+    """Init scale like a trained net: rows of unit-ish norm, so activations and logits stay O(1)."""
+    return 1.0 / np.sqrt(shape[-1])
+
+
+def _f16_scales(rng, n: int, d: float) -> np.ndarray:
+    """n f16 block scales around d (+-25%), kept normal (>= 2**-14) so no kernel meets subnormals."""
+    s = np.maximum(d * rng.uniform(0.75, 1.25, n), 2.0 ** -14)
+    return s.astype(np.float16).view(np.uint8).reshape(n, 2)
+
+
+def _random_blocks(t: str, rows: int, cols: int, std: float, rng) -> np.ndarray:
+    """Random but valid blocks of GGML type t, values ~zero-mean with roughly `std`; no float work."""
+    bs, ts = gguf.GGML_QUANT_SIZES[QT[t]]
+    n = rows * cols // bs
+    raw = rng.integers(0, 256, size=(n, ts), dtype=np.uint8)
+    if t == "Q8_0":  # f16 d, int8 q[32]: d*q
+        raw[:, :2] = _f16_scales(rng, n, std / 73.9)
+    elif t == "Q4_0":  # f16 d, 32 nibbles: d*(q-8)
+        raw[:, :2] = _f16_scales(rng, n, std / 4.61)
+    elif t == "Q5_0":  # f16 d, 32 high bits, 32 nibbles: d*(q-16)
+        raw[:, :2] = _f16_scales(rng, n, std / 9.23)
+    elif t == "Q4_1":  # f16 d, f16 m, 32 nibbles: d*q + m; m = -7.5 d centres it
+        raw[:, :2] = _f16_scales(rng, n, std / 4.61)
+        raw[:, 2:4] = (raw[:, :2].copy().view(np.float16) * -7.5).view(np.uint8)
+    elif t == "Q4_K":
+        raw[:, :16] = _q4_k_header(rng, n, std)
+    elif t == "Q6_K":  # ql[128] qh[64] int8 scales[16] f16 d: d*sc*(q-32)
+        sc = rng.integers(4, 25, size=(n, 16)) * rng.choice([-1, 1], size=(n, 16))
+        raw[:, 192:208] = sc.astype(np.int8).view(np.uint8)
+        raw[:, 208:210] = _f16_scales(rng, n, std / (15.5 * 18.47))
+    else:
+        raise ValueError(f"no random block writer for {t}")
+    return raw.reshape(rows, cols // bs * ts)
+
+
+def _q4_k_header(rng, n: int, std: float) -> np.ndarray:
+    """Q4_K's f16 d, f16 dmin and 12 bytes of 6-bit (scale, min) for 8 sub-blocks: d*sc*q - dmin*m.
+    With m = sc and dmin = 7.5 d each sub-block is d*sc*(q - 7.5), centred on zero."""
+    v = rng.integers(8, 41, size=(n, 8), dtype=np.uint8)  # sc = m = v
+    head = np.empty((n, 16), dtype=np.uint8)
+    head[:, :2] = _f16_scales(rng, n, std / (25.5 * 4.61))
+    head[:, 2:4] = (head[:, :2].copy().view(np.float16) * 7.5).view(np.uint8)
+    lo = (v[:, :4] & 63) | ((v[:, 4:] >> 4) << 6)  # sc[0:4] / m[0:4] plus top bits of [4:8]
+    head[:, 4:8], head[:, 8:12] = lo, lo
+    head[:, 12:16] = (v[:, 4:] & 0xF) | ((v[:, 4:] & 0xF) << 4)
+    return head
+
+
+def random_weight(t: str, shape: tuple[int, ...], *, std: float, rng: np.random.Generator,
+                  fast: bool = False) -> np.ndarray:
+    """Random data for one tensor of GGML type `t`, as written to the file: float32/float16 for
+    F32/F16, else uint8 blocks of shape (rows, bytes per row). Without `fast`, normal floats are
+    quantized with gguf where gguf can; K-quants (and everything when `fast`) get random blocks."""
+    if t in ("F32", "F16"):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        x *= std
+        return x.astype(np.float16) if t == "F16" else x
+    rows, cols = (1, shape[0]) if len(shape) == 1 else shape
+    if fast or t not in _GGUF_CAN_QUANTIZE:
+        return _random_blocks(t, rows, cols, std, rng)
+    return gguf.quants.quantize(rng.standard_normal((rows, cols)).astype(np.float32) * std, QT[t])
+
+
+def _tensor_data(name: str, shape: tuple[int, ...], t: str, rng, fast: bool) -> np.ndarray:
+    if name.endswith("_norm.weight"):
+        return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+    return random_weight(t, shape, std=_std_for(name, shape), rng=rng, fast=fast)
+
+
+# ---------------------------------------------------------------- tokenizer
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # ids 0, 1, 2 (as in SmolLM2)
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+_MERGES = ["Ġ t", "h e", "i n", "Ġ a", "e r", "o n", "Ġt he", "r e", "Ġ s", "a t", "e n", "o u", "Ġ w",
+           "i s", "Ġ o", "Ġ c", "o r", "e s", "a n", "Ġ b", "Ġ f", "i t", "Ġ p", "Ġ m", "l l", "Ġ i",
+           "e d", "Ġ h", "a r", "Ġ d", "Ġ l", "Ġ n"]
+
+
+def _byte_alphabet() -> list[str]:
+    """GPT-2's bytes_to_unicode: the printable spelling of each byte 0..255."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
+
+
+def byte_bpe_vocab(n_vocab: int) -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token types, merges) of a gpt2-style byte-level BPE vocabulary of exactly n_vocab:
+    the special tokens, the 256 byte tokens, as many merges as fit, then "[PADn]" (UNUSED) tokens."""
+    tokens = [*SPECIAL_TOKENS, *_byte_alphabet()]
+    if n_vocab < len(tokens):
+        raise ValueError(f"n_vocab {n_vocab} < {len(tokens)} needed for a byte-level vocabulary")
+    merges = _MERGES[: n_vocab - len(tokens)]
+    tokens += [m.replace(" ", "") for m in merges]
+    types = [int(gguf.TokenType.CONTROL)] * len(SPECIAL_TOKENS) + [int(gguf.TokenType.NORMAL)] * (
+        len(tokens) - len(SPECIAL_TOKENS))
+    pad = n_vocab - len(tokens)
+    return tokens + [f"[PAD{i}]" for i in range(pad)], types + [int(gguf.TokenType.UNUSED)] * pad, merges
+
+
+def _add_tokenizer(w: gguf.GGUFWriter, shape: LlamaShape, tokenizer: str) -> None:
+    if tokenizer == "none":
+        return
+    if tokenizer != "byte":
+        raise ValueError(f"tokenizer must be 'byte' or 'none', not {tokenizer!r}")
+    tokens, types, merges = byte_bpe_vocab(shape.n_vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_pad_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHATML_TEMPLATE)
+
+
+# ---------------------------------------------------------------- writer
+
+def _add_metadata(w: gguf.GGUFWriter, s: LlamaShape, file_type: int) -> None:
+    w.add_name(s.name)  # note: transformers reads a name containing "mistral" as a mistral model
+    w.add_file_type(file_type)
+    if file_type not in (0, 1):
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_vocab_size(s.n_vocab)
+    w.add_context_length(s.ctx)
+    w.add_embedding_length(s.dim)
+    w.add_block_count(s.n_layers)
+    w.add_feed_forward_length(s.ffn_dim)
+    w.add_head_count(s.n_heads)
+    w.add_head_count_kv(s.n_kv_heads)
+    w.add_rope_freq_base(s.rope_base)
+    w.add_layer_norm_rms_eps(s.rms_eps)
+    w.add_rope_dimension_count(s.head_dim)
+    if s.head_dim != s.dim // s.n_heads:  # llama.cpp writes these only when not implied
+        w.add_key_length(s.head_dim)
+        w.add_value_length(s.head_dim)
+
+
+def _file_type(types: dict[str, str] | str, plan) -> int:
+    name = types if isinstance(types, str) else types.get("file_type") or types.get("default")
+    if name is None:
+        weights = [t for n, (_, t) in plan.items() if "_norm" not in n]
+        name = max(set(weights), key=weights.count)
+    return _FILE_TYPES.get(name, 0)
+
+
+def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[str, str] | str = "F32",
+                     seed: int = 0, tokenizer: str = "byte", fast: bool | None = None,
+                     strict: bool = False) -> Path:
+    """Write a llama-architecture GGUF with random weights; returns the path.
+
+    shape: a `LlamaShape` or a key of `SHAPES`. types: see `tensor_plan` (e.g. "Q4_0",
+    {"default": "Q4_0", "token_embd": "Q8_0", "attn_v": "Q6_K"}, or "Q4_K_M"); norms are F32.
+    seed: tensor i is drawn from `default_rng([seed, i])`. tokenizer: "byte" (gpt2-style byte-level
+    BPE with ChatML specials and template, padded to n_vocab) or "none". fast: write random quantized
+    blocks directly instead of quantizing floats (default: when the model has > 200M weights).
+    Tensors are generated and written one at a time, so memory stays about one tensor.
+    """
+    shape = SHAPES[shape] if isinstance(shape, str) else shape
+    plan = tensor_plan(shape, types, strict)
+    fast = shape.n_params > FAST_THRESHOLD if fast is None else fast
+    w = gguf.GGUFWriter(str(path), "llama")
+    _add_metadata(w, shape, _file_type(types, plan))
+    _add_tokenizer(w, shape, tokenizer)
+    for name, (dims, t) in plan.items():
+        _add_tensor_info(w, name, dims, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for i, (name, (dims, t)) in enumerate(plan.items()):
+        w.write_tensor_data(_tensor_data(name, dims, t, np.random.default_rng([seed, i]), fast))
+    w.close()
+    return Path(path)
+
+
+def _add_tensor_info(w: gguf.GGUFWriter, name: str, dims: tuple[int, ...], t: str) -> None:
+    if t in ("F32", "F16"):
+        dtype = np.float32 if t == "F32" else np.float16
+        w.add_tensor_info(name, dims, np.dtype(dtype), int(np.prod(dims)) * np.dtype(dtype).itemsize)
+        return
+    byte_shape = gguf.quant_shape_to_byte_shape(dims, QT[t])
+    w.add_tensor_info(name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=QT[t])

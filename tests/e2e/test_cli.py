@@ -1,0 +1,103 @@
+"""`wgllm` end to end: the France question, and every user mistake gives a clean message."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType, GGUFWriter
+
+from wgllm import cli
+
+
+def run_cli(*args, timeout=600):
+    env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
+    return subprocess.run([sys.executable, "-m", "wgllm", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_clean_error(res, *needles):
+    assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr + res.stdout
+    assert "error:" in res.stderr
+    low = " ".join(res.stderr.split()).lower()  # rich wraps long lines
+    for n in needles:
+        assert n.lower() in low, (n, res.stderr)
+
+
+def write_minimal_gguf(path, arch="llama", tensor_type=GGMLQuantizationType.F32):
+    """A GGUF with llama-ish metadata and one token_embd tensor of `tensor_type`."""
+    w = GGUFWriter(str(path), arch)
+    for k, v in {"block_count": 1, "embedding_length": 32, "feed_forward_length": 64, "context_length": 64,
+                 "attention.head_count": 2}.items():
+        w.add_uint32(f"{arch}.{k}", v)
+    data = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
+    if tensor_type != GGMLQuantizationType.F32:
+        from gguf import quants
+
+        data = quants.quantize(data, tensor_type)
+    w.add_tensor("token_embd.weight", data, raw_dtype=tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_run_answers_paris(device):
+    res = run_cli("run", "What is the capital of France?", "--max-tokens", "24")
+    assert res.returncode == 0, res.stderr
+    assert "Paris" in res.stdout
+
+
+def test_missing_file():
+    assert_clean_error(run_cli("run", "--model", "/nonexistent/model.gguf", "hi"), "does not exist")
+
+
+def test_unknown_model_name():
+    assert_clean_error(run_cli("run", "--model", "no-such-model-xyz", "hi"), "no-such-model-xyz")
+
+
+def test_not_a_gguf(tmp_path):
+    p = tmp_path / "notes.gguf"
+    p.write_text("hello, I am not a model")
+    assert_clean_error(run_cli("run", "--model", str(p), "hi"), "not a usable GGUF", "magic")
+
+
+def test_truncated_gguf(tmp_path):
+    full = write_minimal_gguf(tmp_path / "full.gguf")
+    raw = full.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(raw[: len(raw) - 100])
+    assert_clean_error(run_cli("run", "--model", str(cut), "hi"), "not a usable GGUF")
+
+
+def test_unsupported_architecture(tmp_path):
+    p = write_minimal_gguf(tmp_path / "m.gguf", arch="mamba")
+    assert_clean_error(run_cli("run", "--model", str(p), "hi"), "mamba", "architecture")
+
+
+def test_unsupported_tensor_type(tmp_path):
+    p = write_minimal_gguf(tmp_path / "m.gguf", tensor_type=GGMLQuantizationType.Q5_0)
+    assert_clean_error(run_cli("run", "--model", str(p), "hi"), "Q5_0")
+
+
+def test_prompt_longer_than_context(device):
+    res = run_cli("run", "--ctx", "16", "word " * 100)
+    assert_clean_error(res, "context")
+
+
+def test_no_adapter_says_how_to_install(monkeypatch, capsys):
+    import wgpu
+
+    monkeypatch.setattr(wgpu.gpu, "enumerate_adapters_sync", lambda: [])
+    assert cli.main(["devices"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "mesa-vulkan-drivers" in " ".join(captured.err.split())
+
+
+def test_devices_lists_adapters(device):
+    res = run_cli("devices")
+    assert res.returncode == 0, res.stderr
+    assert device.adapter.info["backend_type"] in res.stdout
