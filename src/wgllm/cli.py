@@ -164,7 +164,7 @@ def cmd_models(args) -> int:
     for m in hub.list_local():
         table.add_row(m.name, f"{m.size / 2**20:.1f} MiB", m.architecture or "?", m.quantization or "?", str(m.path))
     out.print(table)
-    known = ", ".join(hub.known_models())
+    known = ", ".join(e.name for e in hub.known_models())
     err.print(f"[dim]cache: {hub.cache_dir()} · fetchable by name: {known}[/dim]")
     return 0
 

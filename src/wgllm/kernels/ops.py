@@ -3,15 +3,22 @@
 Each builder returns a list of reusable `Dispatch` objects (pipelines and bind
 groups built once). Shapes are given in elements; buffers hold activations of
 type `act` ("f32" or "f16") unless a parameter says otherwise.
+
+Kernels that take a `step` buffer (see `step_buffer`) are built for a capacity
+of `T_max` rows and read the actual row count T and start position pos of each
+submission from it: rows t >= T are left untouched.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from wgllm.gpu.device import UNIFORM, Device, Dispatch
 
 STEP_BYTES = 16  # struct Step in step.wgsl
+ROPE_MODES = ("normal", "neox")
 
 
 def step_buffer(dev: Device, label: str = "step"):
@@ -24,11 +31,179 @@ def write_step(dev: Device, buf, T: int, pos: int) -> None:
     dev.write(buf, np.array([T, pos, 0, 0], np.uint32))
 
 
-def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, *, in_type="f32", out_type="f32") -> list[Dispatch]:
-    """y[t, :] = rmsnorm(x[t, :]) * w for t < T.  x: [T, D], w: [D] f32, y: [T, D]."""
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_act(act: str) -> None:
+    if act not in ("f32", "f16"):
+        raise ValueError(f"act must be 'f32' or 'f16', not {act!r}")
+
+
+# --- normalisation and element-wise --------------------------------------------
+
+
+def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="f32", out_type="f32",
+            last_row_only: bool = False) -> list[Dispatch]:
+    """y[t, :] = rmsnorm(x[t, :]) * w for t < Step.T.  x: [T, D], w: [D] f32, y: [T, D].
+
+    `T` is the row capacity. With `last_row_only`, only row Step.T - 1 of x is
+    normalised, into y[0, :] (y: [1, D]); `T` is then ignored.
+    """
     params = np.zeros(4, np.uint32)
-    params[0], params[1] = D, T
+    params[0], params[1] = D, int(last_row_only)
     params[2:3] = np.array([eps], np.float32).view(np.uint32)
     u = dev.uniform(params)
     act = "f16" if "f16" in (in_type, out_type) else "f32"
-    return [dev.dispatch("rmsnorm", [x, w, y, u], dev.grid(T), IN=in_type, OUT=out_type, ACT=act)]
+    groups = (1, 1) if last_row_only else dev.grid(T)
+    return [dev.dispatch("rmsnorm", [x, w, y, u, step], groups, IN=in_type, OUT=out_type, ACT=act)]
+
+
+def silu_mul(dev: Device, gu, h, step, *, T_max: int, F: int, act: str) -> list[Dispatch]:
+    """h[t, i] = silu(gu[t, i]) * gu[t, F + i] for t < Step.T.  gu: [T_max, 2F], h: [T_max, F] (act)."""
+    _check_act(act)
+    return [dev.dispatch("silu_mul", [gu, h, step], (_ceil(F, 256), T_max), F=F, ACT=act)]
+
+
+def add(dev: Device, a, b, step, *, T_max: int, n: int, act: str) -> list[Dispatch]:
+    """a[t, :] += b[t, :] for t < Step.T.  a: [T_max, n] f32 (residual), b: [T_max, n] (act)."""
+    _check_act(act)
+    return [dev.dispatch("add", [a, b, step], (_ceil(n, 256), T_max), N=n, B=act, ACT=act)]
+
+
+def softmax(dev: Device, x, y, n: int, rows: int, *, temperature: float = 1.0) -> list[Dispatch]:
+    """y[r, :] = softmax(x[r, :] / temperature) for r < rows.  x, y: [rows, n] f32, distinct buffers.
+
+    Not tied to Step: all `rows` rows are computed. Change the temperature of the
+    built dispatches with `set_softmax_temperature`.
+    """
+    if x is y:  # x is bound read-only, y read_write: one buffer cannot be both
+        raise ValueError("softmax: x and y must be different buffers")
+    u = dev.uniform(_softmax_params(n, rows, temperature), "params")
+    return [dev.dispatch("softmax", [x, y, u], dev.grid(rows))]
+
+
+def _softmax_params(n: int, rows: int, temperature: float) -> np.ndarray:
+    if not temperature > 0:
+        raise ValueError(f"softmax temperature must be > 0 (use argmax for greedy), got {temperature}")
+    p = np.zeros(4, np.uint32)
+    p[0], p[1] = n, rows
+    p[2:3] = np.array([1.0 / temperature], np.float32).view(np.uint32)
+    return p
+
+
+def set_softmax_temperature(dev: Device, dispatches: list[Dispatch], n: int, rows: int, temperature: float) -> None:
+    """Rewrite the temperature of dispatches built by `softmax` (for the next submission)."""
+    dev.write(dispatches[0].keep[2], _softmax_params(n, rows, temperature))
+
+
+def argmax(dev: Device, logits, tokens, step, *, V: int) -> list[Dispatch]:
+    """tokens[Step.pos + Step.T] = argmax(logits[:V]) (lowest index on ties).
+
+    logits: [V] f32 (NaN-free), tokens: u32 array of the whole sequence.
+    """
+    return [dev.dispatch("argmax", [logits, tokens, step], (1, 1), V=V)]
+
+
+# --- rotary embedding and KV cache --------------------------------------------
+
+
+def rope_freq_table(head_dim: int, rope_base: float, rope_dim: int, *, freq_scale: float = 1.0,
+                    freq_factors=None) -> np.ndarray:
+    """[rope_dim/2, 2] u32: frac(inv_freq_i / 2pi) as 64-bit fixed point (hi, lo) per pair i.
+
+    inv_freq_i = freq_scale * rope_base^(-2i/rope_dim) / freq_factors[i], in float64.
+    """
+    half = rope_dim // 2
+    inv = freq_scale * float(rope_base) ** (-2.0 * np.arange(half, dtype=np.float64) / rope_dim)
+    if freq_factors is not None:
+        inv = inv / np.asarray(freq_factors, np.float64)[:half]
+    turns = np.mod(inv / (2 * np.pi), 1.0)
+    fixed = [int(np.ldexp(f, 64)) % (1 << 64) for f in turns]
+    return np.array([[f >> 32, f & 0xFFFFFFFF] for f in fixed], np.uint32).reshape(half, 2)
+
+
+def rope_kv(dev: Device, qkv, k_cache, v_cache, step, *, T_max: int, n_heads: int, n_kv_heads: int,
+            head_dim: int, rope_base: float, rope_dim: int | None = None, mode: str = "normal", act: str,
+            n_ctx: int | None = None, freq_scale: float = 1.0, freq_factors=None) -> list[Dispatch]:
+    """Rotate q and k in place in qkv and append k, v to the caches, for rows t < Step.T.
+
+    qkv: [T_max, (Hq + 2 Hkv) * hd] (act), rows [q heads | k heads | v heads].
+    k_cache, v_cache: [n_ctx, Hkv, hd] (act); row t goes to position Step.pos + t.
+    mode "normal": pairs (2i, 2i+1) (GGUF llama); "neox": pairs (i, i + rope_dim/2) (Qwen2).
+    Only the first `rope_dim` (default hd) dims of each head rotate. Angles are
+    p * inv_freq reduced exactly modulo 2pi (accurate at any position).
+    `n_ctx` (default: from the cache size) bounds the positions written.
+    """
+    _check_act(act)
+    rope_dim = head_dim if rope_dim is None else rope_dim
+    if mode not in ROPE_MODES:
+        raise ValueError(f"rope mode must be one of {ROPE_MODES}, not {mode!r}")
+    if head_dim % 2 or rope_dim % 2 or not 0 < rope_dim <= head_dim or n_heads % n_kv_heads:
+        raise ValueError(f"bad rope shape: hd={head_dim} rope_dim={rope_dim} Hq={n_heads} Hkv={n_kv_heads}")
+    if n_ctx is None:
+        n_ctx = _binding_size(k_cache) // (n_kv_heads * head_dim * (2 if act == "f16" else 4))
+    table = rope_freq_table(head_dim, rope_base, rope_dim, freq_scale=freq_scale, freq_factors=freq_factors)
+    freq = dev.upload(table, "rope")
+    pairs = (n_heads + 2 * n_kv_heads) * head_dim // 2
+    consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, RP=rope_dim // 2,
+                  NEOX="true" if mode == "neox" else "false", N_CTX=n_ctx, ACT=act)
+    return [dev.dispatch("rope_kv", [qkv, k_cache, v_cache, freq, step], (_ceil(pairs, 64), T_max), **consts)]
+
+
+def _binding_size(b) -> int:
+    return b[2] if isinstance(b, tuple) else b.size
+
+
+# --- attention -----------------------------------------------------------------
+
+ATTN_WG = 64  # threads per attention workgroup = keys per block
+ATTN_TARGET_GROUPS = 256  # aim for this many workgroups when splitting the keys
+ATTN_MAX_SPLITS = 64
+
+
+def attention_plan(T_max: int, n_heads: int, n_kv_heads: int, head_dim: int, n_ctx: int,
+                   splits: int | None = None) -> dict:
+    """The tiling of `attention`: heads per tile HB, token rows per tile QT, padded rows QP, splits S."""
+    g = n_heads // n_kv_heads
+    qmax = 1 << max(0, min(4, (2048 // head_dim).bit_length() - 1))  # rows per tile: <= 16, <= 2048/hd
+    hb = max(d for d in range(1, g + 1) if g % d == 0 and d <= qmax)
+    qt = max(1, min(qmax // hb, T_max))
+    qp = 1 << (hb * qt - 1).bit_length()
+    groups = _ceil(T_max, qt) * n_kv_heads * (g // hb)
+    if splits is None:
+        splits = min(_ceil(ATTN_TARGET_GROUPS, groups), ATTN_MAX_SPLITS, _ceil(n_ctx, ATTN_WG))
+    splits = max(1, min(int(splits), ATTN_MAX_SPLITS))
+    return dict(HB=hb, QT=qt, QP=qp, S=splits, tiles=_ceil(T_max, qt), head_blocks=n_kv_heads * (g // hb))
+
+
+def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,
+              head_dim: int, n_ctx: int, act: str, splits: int | None = None) -> list[Dispatch]:
+    """Causal attention of the q heads in qkv over the KV cache, for rows t < Step.T.
+
+    qkv: [T_max, (Hq + 2 Hkv) * hd] (act; q already rotated), k_cache, v_cache:
+    [n_ctx, Hkv, hd] (act, holding positions 0 .. Step.pos + Step.T - 1), out:
+    [T_max, Hq * hd] (act). Row t sits at position Step.pos + t and attends cache
+    positions 0 .. Step.pos + t; scale 1/sqrt(hd); GQA head h uses kv head h // (Hq/Hkv).
+
+    One workgroup per (key split, tile of token rows x query heads of one kv head);
+    with more than one split (decode: up to 64, by default enough for ~256
+    workgroups) a second dispatch merges the splits. `splits` overrides that choice.
+    """
+    _check_act(act)
+    if n_heads % n_kv_heads or head_dim % 2:
+        raise ValueError(f"bad attention shape: Hq={n_heads} Hkv={n_kv_heads} hd={head_dim}")
+    plan = attention_plan(T_max, n_heads, n_kv_heads, head_dim, n_ctx, splits)
+    S = plan["S"]
+    consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, QT=plan["QT"], S=S, ACT=act)
+    qscale = math.log2(math.e) / math.sqrt(head_dim)
+    rows = T_max * n_heads * S if S > 1 else 1  # partial results (unused with one split)
+    part = dev.buffer(rows * head_dim * 4, "attn_scratch")
+    part_ml = dev.buffer(rows * 8, "attn_scratch")
+    first = dev.dispatch(
+        "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
+        HB=plan["HB"], QP=plan["QP"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
+    )
+    if S == 1:
+        return [first]
+    return [first, dev.dispatch("attn_combine", [part, part_ml, out, step], dev.grid(T_max * n_heads), **consts)]

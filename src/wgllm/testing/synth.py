@@ -108,7 +108,6 @@ WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K")
 _GGUF_CAN_QUANTIZE = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0"}
 # llama.cpp's fallback when a row is not a whole number of blocks (llama_tensor_get_type)
 _FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}
-_ROLES = ("token_embd", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output")
 _FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q4_K": 14, "Q4_K_M": 15,
                "Q6_K": 18}
 FAST_THRESHOLD = 200_000_000  # params; above it `fast=None` writes random blocks directly
@@ -168,7 +167,7 @@ def tensor_plan(shape: LlamaShape, types: dict[str, str] | str = "F32", strict: 
 
 # ---------------------------------------------------------------- tensor data
 
-def _std_for(name: str, shape: tuple[int, ...]) -> float:
+def _std_for(shape: tuple[int, ...]) -> float:
     """Init scale like a trained net: rows of unit-ish norm, so activations and logits stay O(1)."""
     return 1.0 / np.sqrt(shape[-1])
 
@@ -235,7 +234,7 @@ def random_weight(t: str, shape: tuple[int, ...], *, std: float, rng: np.random.
 def _tensor_data(name: str, shape: tuple[int, ...], t: str, rng, fast: bool) -> np.ndarray:
     if name.endswith("_norm.weight"):
         return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-    return random_weight(t, shape, std=_std_for(name, shape), rng=rng, fast=fast)
+    return random_weight(t, shape, std=_std_for(shape), rng=rng, fast=fast)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -329,6 +328,7 @@ def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[s
     seed: tensor i is drawn from `default_rng([seed, i])`. tokenizer: "byte" (gpt2-style byte-level
     BPE with ChatML specials and template, padded to n_vocab) or "none". fast: write random quantized
     blocks directly instead of quantizing floats (default: when the model has > 200M weights).
+    general.file_type comes from types["file_type"] (set by `llama_cpp_types`), else the default type.
     Tensors are generated and written one at a time, so memory stays about one tensor.
     """
     shape = SHAPES[shape] if isinstance(shape, str) else shape

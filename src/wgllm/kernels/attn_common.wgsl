@@ -1,0 +1,28 @@
+// Shared by attention.wgsl and attn_combine.wgsl: shapes, the tiling of query
+// rows and the split of the keys (both passes must agree on them).
+//!include step
+
+const HD: u32 = {{HD}}u;            // head dim
+const HQ: u32 = {{HQ}}u;            // query heads
+const HKV: u32 = {{HKV}}u;          // kv heads
+const G: u32 = HQ / HKV;            // query heads per kv head
+const QT: u32 = {{QT}}u;            // token rows per tile
+const S: u32 = {{S}}u;              // key splits (capacity)
+const MINK: u32 = 64u;              // fewest keys worth a split of their own
+const KVROW: u32 = HKV * HD;        // cache elements per position
+const NEG: f32 = -3.0e38;           // "minus infinity" (scores of masked keys)
+
+// 2^(a - m) with a masked (NEG) value giving 0, also when m is NEG too.
+fn ex(a: f32, m: f32) -> f32 {
+    return select(exp2(a - m), 0.0, a <= -1.0e38);
+}
+
+// Keys visible to the tile of token rows starting at t0: those of its last row.
+fn tile_keys(t0: u32) -> u32 {
+    return sp.pos + min(t0 + QT, sp.T);
+}
+
+// Splits used for `keys` keys: at most S, and at least MINK keys each.
+fn n_splits(keys: u32) -> u32 {
+    return clamp((keys + MINK - 1u) / MINK, 1u, S);
+}
