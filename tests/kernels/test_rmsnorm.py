@@ -7,18 +7,23 @@ from wgllm.kernels import ops
 NP = {"f32": np.float32, "f16": np.float16}
 
 
-@pytest.mark.parametrize("T,D", [(1, 576), (7, 100), (3, 1000), (2, 37)])
-def test_rmsnorm_matches_numpy(device, act, rng, T, D):
-    x = rng.standard_normal((T, D)).astype(NP[act])
+@pytest.mark.parametrize("T,T_max,D", [(1, 1, 576), (7, 7, 100), (3, 5, 1000), (2, 4, 37)])
+@pytest.mark.parametrize("in_f32", [False, True])
+def test_rmsnorm_matches_numpy(device, act, rng, T, T_max, D, in_f32):
+    in_type = "f32" if in_f32 else act
+    x = rng.standard_normal((T_max, D)).astype(NP[in_type])
     w = rng.standard_normal(D).astype(np.float32)
     eps = 1e-5
     xb = device.upload(x, "test")
     wb = device.upload(w, "test")
-    yb = device.buffer(T * D * np.dtype(NP[act]).itemsize, "test")
-    device.write(yb, np.full(T * D, np.nan, NP[act]))  # poison: every element must be written
-    device.run(ops.rmsnorm(device, xb, wb, yb, D, T, eps, in_type=act, out_type=act))
-    got = device.read_array(yb, NP[act], T * D).reshape(T, D)
-    x64 = x.astype(np.float64)
+    yb = device.buffer(T_max * D * np.dtype(NP[act]).itemsize, "test")
+    device.write(yb, np.full(T_max * D, np.nan, NP[act]))  # poison: rows < T must be written, others not
+    st = ops.step_buffer(device, "test")
+    ops.write_step(device, st, T, 11)
+    device.run(ops.rmsnorm(device, xb, wb, yb, D, T_max, eps, st, in_type=in_type, out_type=act))
+    got = device.read_array(yb, NP[act], T_max * D).reshape(T_max, D)
+    x64 = x[:T].astype(np.float64)
     ref = x64 / np.sqrt((x64**2).mean(-1, keepdims=True) + eps) * w
-    assert np.isfinite(got).all()
-    assert rel_err(got, ref) < (1e-5 if act == "f32" else 2e-3)
+    assert np.isfinite(got[:T]).all()
+    assert np.isnan(got[T:]).all()
+    assert rel_err(got[:T], ref) < (1e-5 if act == "f32" else 2e-3)

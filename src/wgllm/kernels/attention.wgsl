@@ -3,50 +3,53 @@
 // k_cache, v_cache: [n_ctx, HKV, HD] ACT, out: [T_max, HQ * HD] ACT.
 // Row t < Step.T (position Step.pos + t) attends cache positions 0..Step.pos+t.
 //
-// Workgroup (split s, tile y, head block z): a tile is QT consecutive token rows
-// times HB query heads of one kv head (GQA: they share every K/V row read), so
-// QP = HB*QT padded to a power of two query rows. The tile's keys [0, L) are cut
-// into n_splits(L) contiguous splits at run time; the workgroup walks its split in
-// blocks of WG keys:
-//   scores  thread j: dot(q_r, k_{kb+j}) for every row r (K read once per block)
-//   softmax R = WG/QP threads per row: block max and sum, tree-combined; the
-//           running (m, l) of each row is rescaled (flash attention)
-//   values  thread i owns accumulator elements (row, dim) i, i+WG, ...
-// With SPLIT the unnormalised (acc, m, l) go to part/part_ml and attn_combine
-// merges the splits; otherwise out = acc / l directly.
-// Scores are in log2 units (q pre-scaled by log2(e)/sqrt(HD)) so exp2 is used.
+// Workgroup (split s, tile y, head block z). A tile is QT consecutive token rows
+// times HB query heads of one kv head (GQA: they share every K/V row read): QN
+// rows. The tile's keys [0, L) are cut into n_splits(L) contiguous splits at run
+// time; the workgroup walks its split in blocks of BK keys, with three roles per
+// thread (all loads are VEC-wide vectors):
+//   scores  TPK threads per key, each a strided quarter of the dims: partial dots
+//           of the key with every row, summed in workgroup memory
+//   softmax R lanes per row: block max and sum, tree-combined; the running (m, l)
+//           of each row is updated and the accumulators rescaled (flash attention)
+//   values  thread (column c, key group kg): acc[r] += p[r, j] * V[j, c] over the
+//           block keys j = kg (mod KG); one warp reads whole V rows
+// At the end the KG partial accumulators are summed. With SPLIT the unnormalised
+// (acc, m, l) go to part/part_ml and attn_combine merges the splits; otherwise
+// out = acc / l directly. Scores are in log2 units (q pre-scaled by
+// log2(e)/sqrt(HD)) so exp2 is used.
 //!include attn_common
 
 const HB: u32 = {{HB}}u;            // query heads per tile (divides G)
 const NHB: u32 = G / HB;            // head blocks per kv head
-const QP: u32 = {{QP}}u;            // tile rows, padded to a power of two
-const QN: u32 = HB * QT;            // real tile rows
-const WG: u32 = 64u;                // threads, and keys per block
-const R: u32 = WG / QP;             // threads per row in the softmax step
-const NACC: u32 = (QP * HD + WG - 1u) / WG;  // accumulator elements per thread
-const ROW: u32 = (HQ + 2u * HKV) * HD;
+const QN: u32 = HB * QT;            // rows per tile: row r = head h0 + r / QT, token t0 + r % QT
+const WG: u32 = 128u;               // threads
+const BK: u32 = 32u;                // keys per block
+const TPK: u32 = WG / BK;           // threads per key (scores)
+const R: u32 = {{R}}u;              // lanes per row (softmax), a power of two, QN * R <= WG
+const KG: u32 = WG / HDV;           // key groups (values); threads lid >= KG * HDV idle there
+const ROWV: u32 = (HQ + 2u * HKV) * HDV;
+const KVROWV: u32 = HKV * HDV;      // cache vectors per position
 const SPLIT: bool = {{SPLIT}};
 const QSCALE: f32 = {{QSCALE}};     // log2(e) / sqrt(HD)
 
-@group(0) @binding(0) var<storage, read> qkv: array<{{ACT}}>;
-@group(0) @binding(1) var<storage, read> k_cache: array<{{ACT}}>;
-@group(0) @binding(2) var<storage, read> v_cache: array<{{ACT}}>;
-@group(0) @binding(3) var<storage, read_write> out: array<{{ACT}}>;
-@group(0) @binding(4) var<storage, read_write> part: array<f32>;          // [T_max, HQ, S, HD]
+@group(0) @binding(0) var<storage, read> qkv: array<VA>;
+@group(0) @binding(1) var<storage, read> k_cache: array<VA>;
+@group(0) @binding(2) var<storage, read> v_cache: array<VA>;
+@group(0) @binding(3) var<storage, read_write> out: array<VA>;
+@group(0) @binding(4) var<storage, read_write> part: array<VF>;           // [T_max, HQ, S, HDV]
 @group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>; // [T_max, HQ, S] (m, l)
 @group(0) @binding(6) var<uniform> sp: Step;
 
-var<workgroup> qs: array<f32, QP * HD>;   // the tile's queries, scaled
-var<workgroup> sc: array<f32, QP * WG>;   // block scores, then probabilities
-var<workgroup> red_m: array<f32, WG>;     // softmax tree: max
-var<workgroup> red_l: array<f32, WG>;     // softmax tree: sum
-var<workgroup> m_run: array<f32, QP>;     // running max per row
-var<workgroup> l_run: array<f32, QP>;     // running sum per row
-var<workgroup> alpha: array<f32, QP>;     // rescale of the accumulators this block
-
-// Tile row r -> (query head offset in the block, token row offset).
-fn row_head(r: u32) -> u32 { return r / QT; }
-fn row_t(r: u32) -> u32 { return r % QT; }
+var<workgroup> qs: array<VF, QN * HDV>;        // the tile's queries, scaled
+var<workgroup> sc_part: array<f32, QN * BK * TPK>;  // partial dots [row, key, part]
+var<workgroup> sc: array<f32, QN * BK>;        // block scores, then probabilities
+var<workgroup> red_m: array<f32, WG>;          // softmax tree: max
+var<workgroup> red_l: array<f32, WG>;          // softmax tree: sum
+var<workgroup> m_run: array<f32, QN>;          // running max per row
+var<workgroup> l_run: array<f32, QN>;          // running sum per row
+var<workgroup> alpha: array<f32, QN>;          // rescale of the accumulators this block
+var<workgroup> redv: array<VF, WG>;            // final sum over key groups
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -62,53 +65,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let k0 = min(s * chunk, L);
     let k1 = min(k0 + chunk, L);
 
-    // queries of the tile -> workgroup memory (padding rows zero)
-    for (var e = lid; e < QP * HD; e += WG) {
-        let r = e / HD;
-        let t = t0 + row_t(r);
-        var v = 0.0;
-        if (r < QN && t < sp.T) {
-            v = f32(qkv[t * ROW + (h0 + row_head(r)) * HD + e % HD]) * QSCALE;
-        }
+    // queries of the tile -> workgroup memory (rows past Step.T zero)
+    for (var e = lid; e < QN * HDV; e += WG) {
+        let r = e / HDV;
+        let t = t0 + r % QT;
+        var v = VF();
+        if (t < sp.T) { v = VF(qkv[t * ROWV + (h0 + r / QT) * HDV + e % HDV]) * QSCALE; }
         qs[e] = v;
     }
-    if (lid < QP) {
+    if (lid < QN) {
         m_run[lid] = NEG;
         l_run[lid] = 0.0;
     }
-    var acc: array<f32, NACC>;
-    let row = lid / R;   // softmax step: this thread's row and lane
-    let lane = lid % R;
+    // initializers matter: naga does not re-zero a bare `var` declared in a loop
+    var acc = array<VF, QN>();
+    let kj = lid / TPK;        // scores: key of the block
+    let kp = lid % TPK;        //         part of the dims
+    let row = lid / R;         // softmax: row
+    let lane = lid % R;        //          lane
+    let sm_on = row < QN;
+    let col = lid % HDV;       // values: column
+    let kg = lid / HDV;        //         key group
+    let v_on = kg < KG;
     workgroupBarrier();
 
-    for (var kb = k0; kb < k1; kb += WG) {
-        // scores of key kb + lid against every row
-        let key = kb + lid;
-        var sdot: array<f32, QP>;
+    for (var kb = k0; kb < k1; kb += BK) {
+        // 1. partial dots of key kb + kj with every row
+        let key = kb + kj;
+        var pd = array<f32, QN>();
         if (key < k1) {
-            let kbase = key * KVROW + kvh * HD;
-            for (var d = 0u; d < HD; d++) {
-                let kv = f32(k_cache[kbase + d]);
-                for (var r = 0u; r < QP; r++) { sdot[r] += qs[r * HD + d] * kv; }
+            let kbase = key * KVROWV + kvh * HDV;
+            for (var c = kp; c < HDV; c += TPK) {
+                let kv = VF(k_cache[kbase + c]);
+                for (var r = 0u; r < QN; r++) { pd[r] += dot(qs[r * HDV + c], kv); }
             }
         }
-        for (var r = 0u; r < QP; r++) {
-            let t = t0 + row_t(r);
-            let ok = key < k1 && r < QN && t < sp.T && key <= sp.pos + t;
-            sc[r * WG + lid] = select(NEG, sdot[r], ok);
-        }
+        for (var r = 0u; r < QN; r++) { sc_part[(r * BK + kj) * TPK + kp] = pd[r]; }
         workgroupBarrier();
 
-        // block max and sum of each row: R lanes, then a tree of (m, l) pairs
+        // 2. masked scores, the block's max and sum per row, tree-combined over lanes
         var bm = NEG;
-        for (var j = lane; j < WG; j += R) { bm = max(bm, sc[row * WG + j]); }
         var bl = 0.0;
-        for (var j = lane; j < WG; j += R) { bl += ex(sc[row * WG + j], bm); }
+        if (sm_on) {
+            let t = t0 + row % QT;
+            for (var j = lane; j < BK; j += R) {
+                var d = 0.0;
+                for (var p = 0u; p < TPK; p++) { d += sc_part[(row * BK + j) * TPK + p]; }
+                let kk = kb + j;
+                let v = select(NEG, d, kk < k1 && t < sp.T && kk <= sp.pos + t);
+                sc[row * BK + j] = v;
+                bm = max(bm, v);
+            }
+            for (var j = lane; j < BK; j += R) { bl += ex(sc[row * BK + j], bm); }
+        }
         red_m[lid] = bm;
         red_l[lid] = bl;
         workgroupBarrier();
         for (var w = R / 2u; w > 0u; w >>= 1u) {
-            if (lane < w) {
+            if (sm_on && lane < w) {
                 let ma = red_m[lid];
                 let mb = red_m[lid + w];
                 let m = max(ma, mb);
@@ -117,7 +131,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             workgroupBarrier();
         }
-        if (lane == 0u) {  // fold the block into the running (m, l) of the row
+        if (sm_on && lane == 0u) {  // fold the block into the running (m, l) of the row
             let mo = m_run[row];
             let m = max(mo, red_m[lid]);
             let a = ex(mo, m);
@@ -126,46 +140,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             m_run[row] = m;
         }
         workgroupBarrier();
-        for (var j = lane; j < WG; j += R) {
-            sc[row * WG + j] = ex(sc[row * WG + j], m_run[row]);
+        if (sm_on) {
+            for (var j = lane; j < BK; j += R) { sc[row * BK + j] = ex(sc[row * BK + j], m_run[row]); }
         }
         workgroupBarrier();
 
-        // acc = acc * alpha + P V over the block's keys
-        let nk = min(WG, k1 - kb);
-        for (var i = 0u; i < NACC; i++) {
-            let e = lid + i * WG;
-            if (e < QN * HD) {
-                let r = e / HD;
-                let vbase = kb * KVROW + kvh * HD + e % HD;
-                var a = acc[i] * alpha[r];
-                for (var j = 0u; j < nk; j++) {
-                    a += sc[r * WG + j] * f32(v_cache[vbase + j * KVROW]);
-                }
-                acc[i] = a;
+        // 3. acc = acc * alpha + P V over this thread's keys of the block
+        if (v_on) {
+            for (var r = 0u; r < QN; r++) { acc[r] *= alpha[r]; }
+            let nk = min(BK, k1 - kb);
+            let vbase = kb * KVROWV + kvh * HDV + col;
+            for (var j = kg; j < nk; j += KG) {
+                let v = VF(v_cache[vbase + j * KVROWV]);
+                for (var r = 0u; r < QN; r++) { acc[r] += sc[r * BK + j] * v; }
             }
         }
         workgroupBarrier();
     }
 
-    // results of the tile's rows
-    for (var i = 0u; i < NACC; i++) {
-        let e = lid + i * WG;
-        let r = e / HD;
-        let t = t0 + row_t(r);
-        if (e < QN * HD && t < sp.T) {
-            let h = h0 + row_head(r);
+    // 4. per row: sum the key groups' accumulators, write the result
+    for (var r = 0u; r < QN; r++) {
+        if (v_on) { redv[kg * HDV + col] = acc[r]; }
+        workgroupBarrier();
+        let t = t0 + r % QT;
+        if (lid < HDV && t < sp.T) {
+            var tot = VF();
+            for (var g = 0u; g < KG; g++) { tot += redv[g * HDV + lid]; }
+            let o = (t * HQ + h0 + r / QT);
             if (SPLIT) {
-                part[((t * HQ + h) * S + s) * HD + e % HD] = acc[i];
+                part[(o * S + s) * HDV + lid] = tot;
             } else {
-                out[(t * HQ + h) * HD + e % HD] = {{ACT}}(acc[i] / l_run[r]);
+                out[o * HDV + lid] = VA(tot / l_run[r]);
             }
         }
+        workgroupBarrier();
     }
     if (SPLIT && lid < QN) {
-        let t = t0 + row_t(lid);
+        let t = t0 + lid % QT;
         if (t < sp.T) {
-            part_ml[(t * HQ + h0 + row_head(lid)) * S + s] = vec2<f32>(m_run[lid], l_run[lid]);
+            part_ml[(t * HQ + h0 + lid / QT) * S + s] = vec2<f32>(m_run[lid], l_run[lid]);
         }
     }
 }

@@ -9,8 +9,12 @@ const G: u32 = HQ / HKV;            // query heads per kv head
 const QT: u32 = {{QT}}u;            // token rows per tile
 const S: u32 = {{S}}u;              // key splits (capacity)
 const MINK: u32 = 64u;              // fewest keys worth a split of their own
-const KVROW: u32 = HKV * HD;        // cache elements per position
+const VEC: u32 = {{VEC}}u;          // elements per vector load (4, or 2 when HD % 4 != 0)
+const HDV: u32 = HD / VEC;          // vectors per head
 const NEG: f32 = -3.0e38;           // "minus infinity" (scores of masked keys)
+
+alias VA = vec{{VEC}}<{{ACT}}>;     // a vector of stored activations
+alias VF = vec{{VEC}}<f32>;         // the same in f32
 
 // 2^(a - m) with a masked (NEG) value giving 0, also when m is NEG too.
 fn ex(a: f32, m: f32) -> f32 {

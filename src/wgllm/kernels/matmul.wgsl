@@ -4,12 +4,14 @@
 //
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
 // vec4 of {{XT}}; Y [T_max, N] {{YT}}.
-// Tiling: a workgroup of 256 invocations owns a tile of BN = 64 rows x BT = 64
-// tokens and walks K in steps of BK = 32. Per step each invocation dequantizes 8
-// weights (row lid % 64, elements 8 * (lid / 64) ..) and loads 8 activations
-// into workgroup memory, so every weight block is read and dequantized once per
-// 64 tokens; then each invocation accumulates a 4 rows x 4 tokens micro-tile.
-// Workgroup memory: Ws [BK][BN] + Xs [BK][BT] f32 = 16 KiB.
+// Tiling: a workgroup of 256 invocations owns a tile of BN = 128 rows x BT = 64
+// tokens and walks K in steps of BK = 16. Per step each invocation dequantizes 8
+// weights (row lid % 128, elements 8 * (lid / 128) ..) and loads 4 activations
+// (token lid % 64, elements 4 * (lid / 64) ..) into workgroup memory, so every
+// weight block is read and dequantized once per 64 tokens; the next step's loads
+// are issued before this step's arithmetic (register double buffering). Each
+// invocation accumulates 8 rows (4 tn .. +3 and 64 + 4 tn .. +3) x 4 tokens
+// (4 tt .. +3). Workgroup memory: Ws [BK][BN] + Xs [BK][BT] f32 = 12 KiB.
 // Grid: x = row tiles, y = token tiles (tiles past step.T exit at once).
 //!include step
 //!include quant
@@ -21,12 +23,28 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 @group(0) @binding(3) var<uniform> P: Params;
 @group(0) @binding(4) var<uniform> S: Step;
 
-const BN: u32 = 64u;
+const BN: u32 = 128u;
 const BT: u32 = 64u;
-const BK: u32 = 32u;
+const BK: u32 = 16u;
 
 var<workgroup> Ws: array<vec4<f32>, 512>;   // [k][n / 4], BK * BN / 4
-var<workgroup> Xs: array<vec4<f32>, 512>;   // [k][t / 4], BK * BT / 4
+var<workgroup> Xs: array<vec4<f32>, 256>;   // [k][t / 4], BK * BT / 4
+
+fn put(t: u32, n: u32, v: f32) {
+    if (t < S.T && n < P.rows) {
+        let o = t * P.N + P.row0 + n;
+        var y = v;
+        if (P.add != 0u) { y += f32(Y[o]); }
+        Y[o] = {{YT}}(y);
+    }
+}
+
+fn put4(t: u32, n: u32, v: vec4<f32>) {
+    put(t, n, v.x);
+    put(t, n + 1u, v.y);
+    put(t, n + 2u, v.z);
+    put(t, n + 3u, v.w);
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -35,54 +53,77 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (t0 >= T) { return; }  // uniform per workgroup
     let n0 = wid.x * BN;
 
-    // Loader roles: row / token `ln` of the tile, 8-element slice `lc` of the K step.
-    let ln = lid % 64u;
-    let lc = lid / 64u;
-    let rb = min(n0 + ln, P.rows - 1u) * P.row_bytes;   // rows past the chunk: a valid row, never written
-    let xok = t0 + ln < T;
-    let xi = select(0u, (t0 + ln) * (P.K / 4u) + 2u * lc, xok);
-    // Compute role: rows n0 + 4 tn .. +3, tokens t0 + 4 tt .. +3.
+    // Loader roles.
+    let wn = lid % BN;           // weight row of the tile
+    let wk = 8u * (lid / BN);    // its 8 elements of the K step
+    let rb = min(n0 + wn, P.rows - 1u) * P.row_bytes;   // rows past the chunk: a valid row, never written
+    let xt = lid % BT;           // token of the tile
+    let xk = lid / BT;           // its vec4 of the K step
+    let xok = t0 + xt < T;
+    let xi = select(0u, (t0 + xt) * (P.K / 4u) + xk, xok);
+    // Compute role.
     let tn = lid % 16u;
     let tt = lid / 16u;
 
-    var acc: array<vec4<f32>, 4>;   // acc[i][j]: token 4 tt + i, row 4 tn + j
+    var a0 = vec4<f32>(0.0);     // a_i: token 4 tt + i, rows 4 tn .. +3
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);     // b_i: token 4 tt + i, rows 64 + 4 tn .. +3
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+
+    var v = dq8(rb, wk);
+    var xv = vec4<f32>(0.0);
+    if (xok) { xv = vec4<f32>(X[xi]); }
     for (var k0 = 0u; k0 < P.K; k0 += BK) {
-        let v = dq8(rb, k0 + 8u * lc);
-        var xa = vec4<f32>(0.0);
-        var xb = vec4<f32>(0.0);
-        if (xok) {
-            xa = vec4<f32>(X[xi + k0 / 4u]);
-            xb = vec4<f32>(X[xi + k0 / 4u + 1u]);
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let kk = 8u * lc + j;
-            Ws[kk * 16u + ln / 4u][ln % 4u] = v.a[j];
-            Ws[(kk + 4u) * 16u + ln / 4u][ln % 4u] = v.b[j];
-            Xs[kk * 16u + ln / 4u][ln % 4u] = xa[j];
-            Xs[(kk + 4u) * 16u + ln / 4u][ln % 4u] = xb[j];
-        }
+        let wo = wk * 32u + wn / 4u;
+        let wc = wn % 4u;
+        Ws[wo][wc] = v.a.x;
+        Ws[wo + 32u][wc] = v.a.y;
+        Ws[wo + 64u][wc] = v.a.z;
+        Ws[wo + 96u][wc] = v.a.w;
+        Ws[wo + 128u][wc] = v.b.x;
+        Ws[wo + 160u][wc] = v.b.y;
+        Ws[wo + 192u][wc] = v.b.z;
+        Ws[wo + 224u][wc] = v.b.w;
+        let xo = xk * 64u + xt / 4u;
+        let xc = xt % 4u;
+        Xs[xo][xc] = xv.x;
+        Xs[xo + 16u][xc] = xv.y;
+        Xs[xo + 32u][xc] = xv.z;
+        Xs[xo + 48u][xc] = xv.w;
         workgroupBarrier();
+        if (k0 + BK < P.K) {   // prefetch the next step
+            v = dq8(rb, k0 + BK + wk);
+            if (xok) { xv = vec4<f32>(X[xi + (k0 + BK) / 4u]); }
+        }
         for (var k = 0u; k < BK; k++) {
-            let w = Ws[k * 16u + tn];
+            let w0 = Ws[k * 32u + tn];
+            let w1 = Ws[k * 32u + 16u + tn];
             let x = Xs[k * 16u + tt];
-            acc[0] += w * x.x;
-            acc[1] += w * x.y;
-            acc[2] += w * x.z;
-            acc[3] += w * x.w;
+            a0 += w0 * x.x;
+            a1 += w0 * x.y;
+            a2 += w0 * x.z;
+            a3 += w0 * x.w;
+            b0 += w1 * x.x;
+            b1 += w1 * x.y;
+            b2 += w1 * x.z;
+            b3 += w1 * x.w;
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let t = t0 + 4u * tt + i;
-        if (t >= T) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + 4u * tn + j;
-            if (n >= P.rows) { break; }
-            let o = t * P.N + P.row0 + n;
-            var y = acc[i][j];
-            if (P.add != 0u) { y += f32(Y[o]); }
-            Y[o] = {{YT}}(y);
-        }
-    }
+    let t = t0 + 4u * tt;
+    let na = n0 + 4u * tn;
+    let nb = na + 64u;
+    put4(t, na, a0);
+    put4(t + 1u, na, a1);
+    put4(t + 2u, na, a2);
+    put4(t + 3u, na, a3);
+    put4(t, nb, b0);
+    put4(t + 1u, nb, b1);
+    put4(t + 2u, nb, b2);
+    put4(t + 3u, nb, b3);
 }

@@ -157,24 +157,35 @@ def _binding_size(b) -> int:
 
 # --- attention -----------------------------------------------------------------
 
-ATTN_WG = 64  # threads per attention workgroup = keys per block
-ATTN_TARGET_GROUPS = 256  # aim for this many workgroups when splitting the keys
-ATTN_MAX_SPLITS = 64
+ATTN_WG = 128  # threads per attention workgroup (attention.wgsl)
+ATTN_BK = 32  # keys per block
+ATTN_MINK = 64  # fewest keys per split (attn_common.wgsl MINK)
+ATTN_TARGET_GROUPS = 1024  # aim for this many workgroups when splitting the keys
+ATTN_MAX_SPLITS = 256
 
 
 def attention_plan(T_max: int, n_heads: int, n_kv_heads: int, head_dim: int, n_ctx: int,
                    splits: int | None = None) -> dict:
-    """The tiling of `attention`: heads per tile HB, token rows per tile QT, padded rows QP, splits S."""
+    """The tiling of `attention`.
+
+    HB query heads (of one kv head) x QT token rows make a tile of QN rows; R
+    softmax lanes per row; VEC-wide loads; S key splits (capacity; fewer are
+    used for short contexts).
+    """
+    vec = 4 if head_dim % 4 == 0 else 2
+    if head_dim % 2 or head_dim // vec > ATTN_WG:
+        raise ValueError(f"attention: head_dim {head_dim} must be even and at most {ATTN_WG * vec}")
     g = n_heads // n_kv_heads
-    qmax = 1 << max(0, min(4, (2048 // head_dim).bit_length() - 1))  # rows per tile: <= 16, <= 2048/hd
+    qmax = 16 if head_dim <= 128 else 8 if head_dim <= 256 else 4  # rows per tile (registers, workgroup memory)
     hb = max(d for d in range(1, g + 1) if g % d == 0 and d <= qmax)
     qt = max(1, min(qmax // hb, T_max))
-    qp = 1 << (hb * qt - 1).bit_length()
-    groups = _ceil(T_max, qt) * n_kv_heads * (g // hb)
+    qn = hb * qt
+    r = 1 << (min(ATTN_WG // qn, ATTN_BK).bit_length() - 1)
+    tiles, head_blocks = _ceil(T_max, qt), n_kv_heads * (g // hb)
     if splits is None:
-        splits = min(_ceil(ATTN_TARGET_GROUPS, groups), ATTN_MAX_SPLITS, _ceil(n_ctx, ATTN_WG))
+        splits = min(_ceil(ATTN_TARGET_GROUPS, tiles * head_blocks), _ceil(n_ctx, ATTN_MINK))
     splits = max(1, min(int(splits), ATTN_MAX_SPLITS))
-    return dict(HB=hb, QT=qt, QP=qp, S=splits, tiles=_ceil(T_max, qt), head_blocks=n_kv_heads * (g // hb))
+    return dict(HB=hb, QT=qt, R=r, VEC=vec, S=splits, tiles=tiles, head_blocks=head_blocks)
 
 
 def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,
@@ -186,23 +197,24 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
     [T_max, Hq * hd] (act). Row t sits at position Step.pos + t and attends cache
     positions 0 .. Step.pos + t; scale 1/sqrt(hd); GQA head h uses kv head h // (Hq/Hkv).
 
-    One workgroup per (key split, tile of token rows x query heads of one kv head);
-    with more than one split (decode: up to 64, by default enough for ~256
-    workgroups) a second dispatch merges the splits. `splits` overrides that choice.
+    One workgroup per (key split, tile of token rows x query heads of one kv
+    head); when the tiles alone give few workgroups (decode) the keys are split
+    (up to 256 ways, by default aiming at ~1024 workgroups, at least 64 keys per
+    split) and a second dispatch merges the splits. `splits` overrides that choice.
     """
     _check_act(act)
-    if n_heads % n_kv_heads or head_dim % 2:
-        raise ValueError(f"bad attention shape: Hq={n_heads} Hkv={n_kv_heads} hd={head_dim}")
+    if n_heads % n_kv_heads:
+        raise ValueError(f"attention: {n_heads} query heads are not a multiple of {n_kv_heads} kv heads")
     plan = attention_plan(T_max, n_heads, n_kv_heads, head_dim, n_ctx, splits)
     S = plan["S"]
-    consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, QT=plan["QT"], S=S, ACT=act)
+    consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, QT=plan["QT"], S=S, VEC=plan["VEC"], ACT=act)
     qscale = math.log2(math.e) / math.sqrt(head_dim)
     rows = T_max * n_heads * S if S > 1 else 1  # partial results (unused with one split)
     part = dev.buffer(rows * head_dim * 4, "attn_scratch")
     part_ml = dev.buffer(rows * 8, "attn_scratch")
     first = dev.dispatch(
         "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
-        HB=plan["HB"], QP=plan["QP"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
+        HB=plan["HB"], R=plan["R"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
     )
     if S == 1:
         return [first]

@@ -26,6 +26,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from wgllm.errors import ChatTemplateError, RequestError
+from wgllm.model.gguf import GGUFFile
 
 # ChatML, used when a model ships no template of its own.
 CHATML_TEMPLATE = (
@@ -37,7 +38,7 @@ CHATML_TEMPLATE = (
 
 MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # a rendered prompt longer than this is an attack or a bug
 MAX_OPERAND_LEN = 1024 * 1024  # largest result of `*` on a string/list in a template
-MAX_EXPONENT = 64  # largest `**` exponent in a template
+MAX_POWER_BITS = 1 << 16  # largest `**` result (in bits) in a template
 
 
 # --- the sandbox --------------------------------------------------------------------
@@ -47,7 +48,9 @@ def _raise_exception(message: Any) -> None:
     raise TemplateError(str(message))
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False
+) -> str:
     """`tojson` as transformers has it: plain json.dumps, no HTML escaping."""
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
@@ -100,6 +103,13 @@ class _GenerationTag(jinja2.ext.Extension):
         return caller()
 
 
+def _power_too_big(base: Any, exponent: Any) -> bool:
+    """An int ** int whose result would be huge (floats just overflow, harmlessly)."""
+    if not isinstance(base, int) or not isinstance(exponent, int):
+        return False
+    return exponent > 0 and abs(base) > 1 and abs(base).bit_length() * exponent > MAX_POWER_BITS
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox: unsafe attributes fail loudly; `*` and `**` are bounded."""
 
@@ -110,8 +120,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__!r} object is unsafe")
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"a chat template may not raise to the power {right!r}")
+        if operator == "**" and _power_too_big(left, right):
+            raise SecurityError(f"a chat template may not compute {left!r} ** {right!r}")
         if operator == "*":
             for seq, count in ((left, right), (right, left)):
                 sized = isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int)
@@ -211,11 +221,13 @@ class ChatTemplate:
                    token("eos_token_id") or "", extra)
 
     @classmethod
-    def from_gguf(cls, gguf_file: Any) -> ChatTemplate:
+    def from_gguf(cls, gguf_file: GGUFFile) -> ChatTemplate:
         """The template of a `GGUFFile`."""
         return cls.from_metadata(gguf_file.metadata)
 
-    def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **variables: Any) -> str:
+    def render(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **variables: Any
+    ) -> str:
         """The prompt text for `messages` (a list of {'role', 'content'} dicts).
 
         add_generation_prompt: end with the header of an assistant turn, so the model

@@ -30,6 +30,7 @@ from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as _Backend
 
 from wgllm.errors import InvalidModelFileError, UnsupportedModelError
+from wgllm.model.gguf import GGUFFile
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ PRE_TOKENIZER_SPLITS: dict[str, tuple[str, ...]] = {
     **_names("default", _DEFAULT),
     **_names("llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 dbrx smaug-bpe", (_LLAMA3,)),
     **_names("chatglm-bpe glm4", (_LLAMA3,)),
-    **_names("gpt-2 phi-2 jina-es jina-de gigachat jina-v2-es jina-v2-de mpt olmo jais exaone4", (_GPT2,)),
+    **_names("gpt2 gpt-2 phi-2 jina-es jina-de gigachat jina-v2-es jina-v2-de mpt olmo jais exaone4", (_GPT2,)),
     **_names("starcoder refact command-r smollm codeshell exaone minerva-7b", (r"\p{N}", _GPT2)),
     **_names("qwen2 deepseek-r1-qwen kormo megrez stablelm2 hunyuan grok-2", (_QWEN2,)),
     **_names("falcon", (r"[\p{P}\$\+<=>\^~\|`]+", _GPT2, r"[0-9][0-9][0-9]")),
@@ -208,7 +209,9 @@ def merges_from_scores(tokens: list[str], scores: list[float], types: list[int])
     Every split of a token into two tokens of the vocabulary is a candidate merge;
     merges are ranked by the merged token's score (higher first), then by the
     longer left part. Only normal and user-defined tokens are merge results:
-    SentencePiece never builds control or byte tokens by merging.
+    SentencePiece never builds control or byte tokens by merging. This equals
+    SentencePiece's own BPE for trained vocabularies, where every piece is the
+    join of two pieces.
     """
     vocab = {token: index for index, token in enumerate(tokens)}
     candidates: list[tuple[float, int, int, str, str]] = []
@@ -260,7 +263,11 @@ def _unsupported(model: Any) -> UnsupportedModelError:
 
 
 class Tokenizer:
-    """A model's tokenizer: text <-> token ids, plus its special token ids."""
+    """A model's tokenizer: text <-> token ids, plus its special token ids.
+
+    Attributes: `model` ('gpt2' or 'llama'), `pre` (the pre-tokenizer name),
+    `add_bos` / `add_eos` (whether `encode(..., add_special=True)` adds them).
+    """
 
     def __init__(self, backend: _Backend, meta: Mapping[str, Any], tokens: list[str], types: list[int]):
         """Wrap a built `tokenizers.Tokenizer`; use `from_gguf` / `from_metadata` instead."""
@@ -281,11 +288,9 @@ class Tokenizer:
     # construction
 
     @classmethod
-    def from_gguf(cls, gguf_file: Any) -> Tokenizer:
+    def from_gguf(cls, gguf_file: GGUFFile | str | os.PathLike) -> Tokenizer:
         """Build from a `GGUFFile` (or a path to a .gguf file)."""
         if isinstance(gguf_file, (str, os.PathLike)):
-            from wgllm.model.gguf import GGUFFile
-
             gguf_file = GGUFFile(gguf_file)
         return cls.from_metadata(gguf_file.metadata)
 
@@ -420,7 +425,7 @@ class StreamDecoder:
     def _window_text(self, end: int | None = None) -> str:
         return self._tokenizer.decode(self._ids[self._prefix : end], skip_special=self._skip_special)
 
-    def push(self, token_id: int) -> str:
+    def add(self, token_id: int) -> str:
         """Add one generated id; return the text it completes ('' while a character is incomplete)."""
         self._ids.append(int(token_id))
         done = self._window_text(self._read)
@@ -429,6 +434,8 @@ class StreamDecoder:
             return ""
         self._prefix, self._read = self._read, len(self._ids)
         return text[len(done) :]
+
+    push = add  # alias
 
     def flush(self) -> str:
         """Return whatever is still held back (incomplete bytes come out as U+FFFD)."""

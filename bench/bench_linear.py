@@ -1,0 +1,118 @@
+"""Time `wgllm.kernels.linear.linear` on random raw GGUF weights.
+
+    python bench/bench_linear.py                      # default shapes, T = 1
+    python bench/bench_linear.py --shape Q4_0:4096x14336 --T 512
+
+For each shape KxN (K = row length, N = rows) it uploads enough copies of a
+random weight to exceed the GPU's last-level cache (cycled, so every dispatch
+reads its weight from memory), encodes `iters` linear calls in one submission,
+and prints the time per call, the weight bandwidth (weight bytes / time) and the
+arithmetic rate. A device-to-device buffer copy gives the memory bandwidth seen
+through WebGPU, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from gguf import GGMLQuantizationType
+
+from wgllm.gpu.device import Device
+from wgllm.gpu.discovery import choose_adapter
+from wgllm.kernels import linear as L
+from wgllm.kernels import ops
+
+DEFAULT_SHAPES = ["Q4_0:4096x14336", "Q4_1:576x1536", "Q8_0:4096x4096", "Q4_K:4096x14336", "Q6_K:4096x14336", "F16:4096x4096", "F32:4096x4096"]
+COLD_BYTES = 512 << 20  # weight copies cycled per run: more than any L2
+MAX_COPIES = 256
+
+
+def timed(dev: Device, dispatches, reps: int = 3) -> float:
+    """Best wall time (s) of one submission of `dispatches`, completion included."""
+    cmd = lambda: dev.encode(dispatches).finish()  # noqa: E731
+    dev.queue.submit([cmd()])
+    dev.read(dev._sync, 0, 4)
+    best = float("inf")
+    for _ in range(reps):
+        buf = cmd()
+        t = time.perf_counter()
+        dev.queue.submit([buf])
+        dev.read(dev._sync, 0, 4)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def copy_bandwidth(dev: Device, nbytes: int = 1 << 30, iters: int = 10) -> float:
+    """GB/s of a device-to-device copy (bytes read + bytes written)."""
+    a, b = dev.buffer(nbytes, "bench copy"), dev.buffer(nbytes, "bench copy")
+    enc_fn = lambda: _copies(dev, a, b, nbytes, iters)  # noqa: E731
+    dev.queue.submit([enc_fn()])
+    dev.read(b, 0, 4)
+    t = time.perf_counter()
+    dev.queue.submit([enc_fn()])
+    dev.read(b, 0, 4)
+    dt = time.perf_counter() - t
+    dev.release(a)
+    dev.release(b)
+    return 2 * nbytes * iters / dt / 1e9
+
+
+def _copies(dev, a, b, nbytes, iters):
+    enc = dev.device.create_command_encoder()
+    for _ in range(iters):
+        enc.copy_buffer_to_buffer(a, 0, b, 0, nbytes)
+    return enc.finish()
+
+
+def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int, iters: int, rng) -> None:
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    copies = min(MAX_COPIES, max(1, -(-COLD_BYTES // raw.nbytes)))
+    weights = [L.upload_weight(dev, [raw], qtype, K, "bench w") for _ in range(copies)]
+    x = dev.upload(rng.standard_normal((T, K)).astype(np.float32), "bench x")
+    y = dev.buffer(T * N * 4, "bench y")
+    step = ops.step_buffer(dev, "bench step")
+    ops.write_step(dev, step, T, 0)
+    per_w = [L.linear(dev, w, x, y, T, step) for w in weights]
+    dispatches = [d for i in range(iters) for d in per_w[i % copies]]
+    dt = timed(dev, dispatches) / iters
+    gbs = raw.nbytes / dt / 1e9
+    tflops = 2 * T * K * N / dt / 1e12
+    print(f"{qtype.name:5s} K={K:5d} N={N:6d} T={T:4d}  {raw.nbytes / 1e6:8.2f} MB  "
+          f"{dt * 1e6:9.1f} us/call  {gbs:7.1f} GB/s  {tflops:6.2f} TFLOP/s  ({copies} copies, "
+          f"{len(weights[0].chunks)} chunk(s))")
+    for w in weights:
+        for buf, _, _ in w.chunks:
+            dev.release(buf)
+    for b in (x, y, step):
+        dev.release(b)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", action="append", help="TYPE:KxN, e.g. Q4_0:4096x14336 (repeatable)")
+    ap.add_argument("--T", type=int, default=1, help="tokens per call (1: decode matvec)")
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--adapter", default=None)
+    ap.add_argument("--matvec", action="append", metavar="G,P,U",
+                    help="matvec tuning to try: row groups, row pairs, unroll (repeatable)")
+    args = ap.parse_args()
+    info = choose_adapter(args.adapter)
+    dev = Device(info.adapter)
+    dev._sync = dev.buffer(4, "bench sync")
+    print(f"adapter: {info.summary}")
+    print(f"device copy: {copy_bandwidth(dev):.1f} GB/s (read + write)")
+    rng = np.random.default_rng(0)
+    for tuning in args.matvec or [None]:
+        if tuning:
+            L.MATVEC_GROUPS, L.MATVEC_PAIRS, L.MATVEC_UNROLL = (int(v) for v in tuning.split(","))
+            print(f"matvec groups={L.MATVEC_GROUPS} pairs={L.MATVEC_PAIRS} unroll={L.MATVEC_UNROLL}")
+        for spec in args.shape or DEFAULT_SHAPES:
+            name, dims = spec.split(":")
+            K, N = (int(v) for v in dims.lower().split("x"))
+            bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng)
+
+
+if __name__ == "__main__":
+    main()

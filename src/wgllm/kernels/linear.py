@@ -1,0 +1,248 @@
+"""Weights in raw GGUF block layout on the GPU, and the kernels that read them.
+
+A weight matrix W has N rows of K elements; row n is `row_bytes(qtype, K)` bytes
+of ggml blocks, rows laid end to end exactly as in the GGUF file (no
+requantization, no dequantized copy). Large weights are split by whole rows
+into chunks that each fit one storage binding; every kernel runs one dispatch
+per chunk.
+
+Kernels (see the .wgsl files for layouts and tiling):
+* matvec.wgsl  - `linear` when T_max == 1 (decode): two rows per 32 invocations.
+* matmul.wgsl  - `linear` when T_max > 1 (prefill): 128 rows x 64 tokens tiles.
+* get_rows.wgsl - embedding lookup.
+* dequant.wgsl - whole-weight dequantization (test helper).
+All share quant.wgsl (byte reads, per-type block dequantization).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import wgpu
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from wgllm.gpu.device import Device, Dispatch
+
+Q = GGMLQuantizationType
+
+# qtype -> (kernel name suffix in quant.wgsl / matvec.wgsl, matvec unit in elements)
+_KERNEL_TYPES: dict[GGMLQuantizationType, tuple[str, int]] = {
+    Q.F32: ("f32", 8),
+    Q.F16: ("f16", 16),
+    Q.Q8_0: ("q8_0", 32),
+    Q.Q4_0: ("q4_0", 32),
+    Q.Q4_1: ("q4_1", 32),
+    Q.Q4_K: ("q4_k", 64),
+    Q.Q6_K: ("q6_k", 64),
+}
+SUPPORTED_TYPES = frozenset(_KERNEL_TYPES)
+
+K_ALIGN = 32          # every kernel needs K % 32 == 0 (and the type's block size)
+PAD = 16              # slack after each chunk's rows: kernels may read a word past a block
+STAGE = 16 << 20      # upload staging size (bytes)
+MATVEC_GROUPS = 4     # matvec: row groups (of 32 invocations) per workgroup
+MATVEC_PAIRS = 1      # matvec: row pairs per row group
+MATVEC_UNROLL = 1     # matvec: units per invocation per loop iteration
+MATMUL_ROWS = 128     # rows per matmul workgroup
+MATMUL_TOKENS = 64    # tokens per matmul workgroup
+GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements each)
+_LINEAR_PARAMS = 8    # u32 fields of struct Params in matvec/matmul.wgsl
+
+
+@dataclass
+class GpuWeight:
+    """A weight matrix [N, K] in raw GGUF layout, as chunks of whole rows on the GPU."""
+
+    qtype: GGMLQuantizationType
+    K: int
+    N: int
+    chunks: list[tuple[wgpu.GPUBuffer, int, int]]  # (buffer, first row, row count)
+    nbytes: int  # weight bytes uploaded (sum of row bytes, without padding)
+
+
+def row_bytes(qtype: GGMLQuantizationType, K: int) -> int:
+    """Bytes of one row of K elements of `qtype` in ggml block layout."""
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    if K % block:
+        raise ValueError(f"row length {K} is not a multiple of the {qtype.name} block ({block})")
+    return K // block * type_size
+
+
+def _check_type(qtype: GGMLQuantizationType, K: int) -> None:
+    if qtype not in _KERNEL_TYPES:
+        names = ", ".join(t.name for t in _KERNEL_TYPES)
+        raise NotImplementedError(f"weights of type {qtype.name} are not supported (supported: {names})")
+    if K % K_ALIGN or K <= 0:
+        raise ValueError(f"row length {K} must be a positive multiple of {K_ALIGN}")
+    row_bytes(qtype, K)
+
+
+# --- upload -------------------------------------------------------------------------
+
+
+def _chunk_rows(dev: Device, N: int, rb: int) -> int:
+    """Rows per chunk: balanced chunks, each (with PAD) within one binding and one buffer."""
+    limit = min(dev.max_binding, dev.max_buffer) // 4 * 4 - PAD
+    rows_max = limit // rb
+    if rows_max < 1:
+        raise ValueError(f"one weight row ({rb} bytes) does not fit a storage binding ({dev.max_binding} bytes)")
+    n_chunks = -(-N // rows_max)
+    return -(-N // n_chunks)
+
+
+def _byte_ranges(parts: list[np.ndarray], start: int, stop: int):
+    """Views of bytes [start, stop) of the concatenation of `parts` (no copies)."""
+    pos = 0
+    for p in parts:
+        lo, hi = max(start, pos), min(stop, pos + p.nbytes)
+        if lo < hi:
+            yield p[lo - pos : hi - pos]
+        pos += p.nbytes
+
+
+def _write_range(dev: Device, buf, parts: list[np.ndarray], start: int, stop: int) -> None:
+    """Write bytes [start, stop) of the parts to `buf` from offset 0, via a bounded staging array."""
+    stage = np.empty(min(STAGE, stop - start), np.uint8)
+    fill = off = 0
+    for view in _byte_ranges(parts, start, stop):
+        while view.nbytes:
+            n = min(view.nbytes, stage.nbytes - fill)
+            stage[fill : fill + n] = view[:n]
+            fill, view = fill + n, view[n:]
+            if fill == stage.nbytes:  # STAGE is a multiple of 4: offsets stay aligned
+                dev.write(buf, stage, off)
+                off, fill = off + fill, 0
+    if fill:
+        dev.write(buf, stage[:fill], off)
+
+
+def upload_weight(dev: Device, parts: list[np.ndarray], qtype: GGMLQuantizationType, K: int, label: str) -> GpuWeight:
+    """Upload the rows of `parts` (raw uint8 GGUF bytes, same qtype and K), concatenated
+    row-wise into one [N, K] weight, as chunks of whole rows that each fit a binding.
+    Only one staging piece (<= 16 MiB) is copied in RAM at a time."""
+    _check_type(qtype, K)
+    rb = row_bytes(qtype, K)
+    parts = [np.ascontiguousarray(p).view(np.uint8).reshape(-1) for p in parts]
+    for p in parts:
+        if p.nbytes % rb:
+            raise ValueError(f"{label}: {p.nbytes} bytes is not a whole number of {rb}-byte rows")
+    N = sum(p.nbytes for p in parts) // rb
+    if N == 0:
+        raise ValueError(f"{label}: empty weight")
+    per = _chunk_rows(dev, N, rb)
+    chunks = []
+    for first in range(0, N, per):
+        rows = min(per, N - first)
+        buf = dev.buffer(rows * rb + PAD, label)
+        _write_range(dev, buf, parts, first * rb, (first + rows) * rb)
+        chunks.append((buf, first, rows))
+    return GpuWeight(qtype, K, N, chunks, N * rb)
+
+
+# --- kernels --------------------------------------------------------------------------
+
+
+def matvec_rows() -> int:
+    """Weight rows per matvec workgroup."""
+    return MATVEC_GROUPS * 2 * MATVEC_PAIRS
+
+
+def _act(*types: str) -> str:
+    for t in types:
+        if t not in ("f32", "f16"):
+            raise ValueError(f"activation type must be 'f32' or 'f16', not {t!r}")
+    return "f16" if "f16" in types else "f32"
+
+
+def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "f32",
+           y_type: str = "f32", add: bool = False) -> list[Dispatch]:
+    """y[t, n] = (add ? y[t, n] : 0) + sum_k W[n, k] * x[t, k] for t < Step.T.
+
+    x: [T_max, K] of x_type, y: [T_max, N] of y_type, step: the Step uniform buffer
+    (ops.step_buffer). Rows t >= Step.T of y are left untouched. One dispatch per
+    chunk; T_max == 1 builds the matrix-vector kernel, larger T_max the tiled one.
+    """
+    act = _act(x_type, y_type)
+    qt, unit = _KERNEL_TYPES[w.qtype]
+    rb = row_bytes(w.qtype, w.K)
+    out = []
+    for buf, row0, rows in w.chunks:
+        params = np.array([w.K, w.N, row0, rows, rb, int(add), 0, 0], np.uint32)
+        assert params.size == _LINEAR_PARAMS
+        u = dev.uniform(params, "linear params")
+        binds = [buf, x, y, u, step]
+        consts = dict(QT=qt, XT=x_type, YT=y_type, ACT=act)
+        if T_max == 1:
+            gx, gy = dev.grid(-(-rows // matvec_rows()))
+            d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, PAIRS=MATVEC_PAIRS,
+                             UNROLL=MATVEC_UNROLL, UNIT=unit, **consts)
+        else:
+            groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
+            d = dev.dispatch("matmul", binds, groups, **consts)
+        out.append(d)
+    return out
+
+
+def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str = "f32") -> list[Dispatch]:
+    """Embedding lookup: y[t, :] = dequant(W[ids[Step.pos + t], :]) for t < Step.T.
+
+    ids: array<u32> buffer of row ids (< N; others write nothing), y: [T_max, K] of
+    y_type. One dispatch per chunk; each writes the tokens whose row it holds.
+    """
+    act = _act(y_type)
+    qt, _ = _KERNEL_TYPES[w.qtype]
+    rb = row_bytes(w.qtype, w.K)
+    groups = (-(-w.K // (8 * GET_ROWS_WG)), 1, T_max)
+    out = []
+    for buf, row0, rows in w.chunks:
+        u = dev.uniform(np.array([w.K, row0, rows, rb], np.uint32), "get_rows params")
+        out.append(dev.dispatch("get_rows", [buf, ids, y, u, step], groups, QT=qt, YT=y_type, ACT=act))
+    return out
+
+
+def dequantize_gpu(dev: Device, w: GpuWeight) -> np.ndarray:
+    """Test helper: the whole weight dequantized on the GPU, f32 [N, K]."""
+    qt, _ = _KERNEL_TYPES[w.qtype]
+    rb = row_bytes(w.qtype, w.K)
+    out = np.empty((w.N, w.K), np.float32)
+    batch = max(1, min(dev.max_binding, 64 << 20) // (4 * w.K))  # rows per readback
+    for buf, row0, rows in w.chunks:
+        for first in range(0, rows, batch):
+            count = min(batch, rows - first)
+            y = dev.buffer(count * w.K * 4, "dequant out")
+            u = dev.uniform(np.array([w.K, rb, first, count], np.uint32), "dequant params")
+            groups = dev.grid(-(-count * w.K // (8 * GET_ROWS_WG)))
+            dev.run([dev.dispatch("dequant", [buf, y, u], groups, QT=qt)])
+            out[row0 + first : row0 + first + count] = dev.read_array(y, np.float32, count * w.K).reshape(count, w.K)
+            dev.release(y)
+            dev.release(u)
+    return out
+
+
+# --- test / benchmark data -------------------------------------------------------------
+
+# (byte offset in the block, lo, hi) of each f16 scale field, set to a sane random value.
+_SCALE_FIELDS = {
+    Q.Q8_0: [(0, 1e-3, 1e-2)],
+    Q.Q4_0: [(0, 1e-3, 1e-2)],
+    Q.Q4_1: [(0, 1e-3, 1e-2), (2, -1e-2, 1e-2)],
+    Q.Q4_K: [(0, 1e-4, 1e-3), (2, 1e-4, 1e-3)],
+    Q.Q6_K: [(208, 1e-4, 1e-3)],
+}
+
+
+def random_weight_bytes(rng: np.random.Generator, qtype: GGMLQuantizationType, N: int, K: int) -> np.ndarray:
+    """Random valid raw GGUF bytes for an [N, K] weight: random quants with random
+    f16 scales of either sign in sane ranges (uint8 [N * row_bytes])."""
+    if qtype == Q.F32:
+        return rng.standard_normal(N * K, dtype=np.float32).view(np.uint8)
+    if qtype == Q.F16:
+        return rng.standard_normal(N * K).astype(np.float16).view(np.uint8)
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    n_blocks = N * K // block
+    blocks = rng.integers(0, 256, (n_blocks, type_size), dtype=np.uint8)
+    for off, lo, hi in _SCALE_FIELDS[qtype]:
+        scale = rng.uniform(lo, hi, n_blocks) * rng.choice([-1.0, 1.0], n_blocks)
+        blocks[:, off : off + 2] = scale.astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
+    return blocks.reshape(-1)

@@ -1,0 +1,153 @@
+"""linear (matvec.wgsl / matmul.wgsl) on raw GGUF weights against float64 numpy."""
+
+import numpy as np
+import pytest
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as Q
+from gguf.quants import dequantize
+
+from tests.conftest import rel_err
+from wgllm.kernels import linear as L
+from wgllm.kernels import ops
+
+NP = {"f32": np.float32, "f16": np.float16}
+TOL = {"f32": 1e-5, "f16": 3e-3}
+TYPES = [Q.F32, Q.F16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q6_K]
+CASES = [(1, 1), (5, 16), (37, 64), (3, 3)]  # (T, T_max); T_max == 1 is the matvec kernel
+
+
+def shape_for(qtype, i):
+    """(N, K): odd N, K a multiple of the block but not of the kernels' tiles."""
+    N = [67, 193][i % 2]
+    K = [256, 512][i % 2] if GGML_QUANT_SIZES[qtype][0] == 256 else [160, 96][i % 2]
+    return N, K
+
+
+def dequant_ref(qtype, raw, N, K):
+    return dequantize(raw.reshape(N, -1), qtype).reshape(N, K).astype(np.float64)
+
+
+def run_linear(dev, w, Wd, rng, T, T_max, act, add, pos=0):
+    """Run linear for Step(T, pos) and check y[:T] against numpy and y[T:] untouched."""
+    K, N = w.K, w.N
+    x = rng.standard_normal((T_max, K)).astype(NP[act])
+    y0 = np.full((T_max, N), np.nan, NP[act])  # poison
+    if add:
+        y0[:T] = rng.standard_normal((T, N))
+    xb = dev.upload(x, "test")
+    yb = dev.upload(y0, "test")
+    step = ops.step_buffer(dev, "test")
+    ops.write_step(dev, step, T, pos)
+    dev.run(L.linear(dev, w, xb, yb, T_max, step, x_type=act, y_type=act, add=add))
+    got = dev.read_array(yb, NP[act], T_max * N).reshape(T_max, N)
+    ref = x[:T].astype(np.float64) @ Wd.T + (y0[:T].astype(np.float64) if add else 0.0)
+    for b in (xb, yb, step):
+        dev.release(b)
+    assert np.isfinite(got[:T]).all(), "rows t < T not fully written"
+    assert np.isnan(got[T:]).all(), "rows t >= Step.T were written"
+    err = rel_err(got[:T], ref)
+    assert err < TOL[act], err
+
+
+def release(dev, w):
+    for buf, _, _ in w.chunks:
+        dev.release(buf)
+
+
+@pytest.mark.parametrize("add", [False, True], ids=["set", "add"])
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"T{t}of{m}" for t, m in CASES])
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_linear_matches_numpy(device, act, rng, qtype, case, add):
+    T, T_max = CASES[case]
+    N, K = shape_for(qtype, case)
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(device, [raw], qtype, K, "test")
+    assert (w.N, w.K, w.nbytes) == (N, K, raw.nbytes) and len(w.chunks) == 1
+    try:
+        run_linear(device, w, dequant_ref(qtype, raw, N, K), rng, T, T_max, act, add, pos=7)
+    finally:
+        release(device, w)
+
+
+def test_step_T_is_read_at_run_time(device, rng):
+    """One set of dispatches, run with different Step.T (including T = 0)."""
+    N, K, T_max = 67, 96, 64
+    raw = L.random_weight_bytes(rng, Q.Q8_0, N, K)
+    Wd = dequant_ref(Q.Q8_0, raw, N, K)
+    w = L.upload_weight(device, [raw], Q.Q8_0, K, "test")
+    x = rng.standard_normal((T_max, K)).astype(np.float32)
+    xb, yb = device.upload(x, "test"), device.buffer(T_max * N * 4, "test")
+    step = ops.step_buffer(device, "test")
+    dispatches = L.linear(device, w, xb, yb, T_max, step)
+    for T in (64, 0, 1, 63, 20):
+        device.write(yb, np.full(T_max * N, np.nan, np.float32))
+        ops.write_step(device, step, T, 0)
+        device.run(dispatches)
+        got = device.read_array(yb, np.float32, T_max * N).reshape(T_max, N)
+        assert np.isnan(got[T:]).all()
+        if T:
+            assert rel_err(got[:T], x[:T].astype(np.float64) @ Wd.T) < 1e-5
+    for b in (xb, yb, step):
+        device.release(b)
+    release(device, w)
+
+
+# --- weights split into several chunks ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_device():
+    """A fresh Device whose storage bindings are pretended to be tiny."""
+    from wgllm.gpu.device import Device
+    from wgllm.gpu.discovery import choose_adapter
+
+    dev = Device(choose_adapter().adapter)
+    yield dev
+    dev.destroy()
+
+
+def split_weight(dev, rng, qtype, N, K, rows_per_binding):
+    """A weight uploaded as 3 uneven parts into chunks of ~rows_per_binding rows."""
+    rb = L.row_bytes(qtype, K)
+    dev.max_binding = rows_per_binding * rb + L.PAD + 2  # not a multiple of 4
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    cuts = [0, 31 * rb, 32 * rb, N * rb]  # parts of 31, 1 and N - 32 rows
+    parts = [raw[a:b] for a, b in zip(cuts, cuts[1:])]
+    w = L.upload_weight(dev, parts, qtype, K, "test")
+    return w, raw
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q6_K, Q.F16], ids=lambda t: t.name)
+def test_linear_split_weight(small_device, rng, qtype):
+    N, K = 193, shape_for(qtype, 0)[1]
+    w, raw = split_weight(small_device, rng, qtype, N, K, rows_per_binding=50)
+    rows = [c[2] for c in w.chunks]
+    assert len(w.chunks) >= 3 and sum(rows) == N
+    assert [c[1] for c in w.chunks] == list(np.cumsum([0] + rows[:-1]))
+    assert any(r % L.matvec_rows() and r % L.MATMUL_ROWS for r in rows)
+    for c in w.chunks:
+        assert c[0].size <= small_device.max_binding
+    Wd = dequant_ref(qtype, raw, N, K)
+    assert np.array_equal(L.dequantize_gpu(small_device, w), Wd.astype(np.float32))
+    for T, T_max in [(1, 1), (37, 64)]:
+        for add in (False, True):
+            run_linear(small_device, w, Wd, rng, T, T_max, "f32", add)
+    release(small_device, w)
+
+
+def test_split_get_rows(small_device, rng):
+    qtype, N, K = Q.Q4_1, 193, 160
+    w, raw = split_weight(small_device, rng, qtype, N, K, rows_per_binding=40)
+    assert len(w.chunks) >= 3
+    Wd = dequant_ref(qtype, raw, N, K).astype(np.float32)
+    edges = [r for _, r0, n in w.chunks for r in (r0, r0 + n - 1)]
+    ids = np.array(edges + list(rng.integers(0, N, 5)), np.uint32)
+    T = len(ids)
+    idb = small_device.upload(ids, "test")
+    yb = small_device.upload(np.full((T, K), np.nan, np.float32), "test")
+    step = ops.step_buffer(small_device, "test")
+    ops.write_step(small_device, step, T, 0)
+    small_device.run(L.get_rows(small_device, w, idb, yb, T, step))
+    got = small_device.read_array(yb, np.float32, T * K).reshape(T, K)
+    assert np.array_equal(got, Wd[ids])
+    release(small_device, w)
