@@ -17,6 +17,7 @@ import argparse
 import time
 
 import numpy as np
+import wgpu
 from gguf import GGMLQuantizationType
 
 from wgllm.gpu.device import Device
@@ -29,18 +30,45 @@ COLD_BYTES = 512 << 20  # weight copies cycled per run: more than any L2
 MAX_COPIES = 256
 
 
-def timed(dev: Device, dispatches, reps: int = 3) -> float:
-    """Best wall time (s) of one submission of `dispatches`, completion included."""
-    cmd = lambda: dev.encode(dispatches).finish()  # noqa: E731
-    dev.queue.submit([cmd()])
-    dev.read(dev._sync, 0, 4)
+class _TimestampAdapter:
+    """The adapter, asking for the timestamp-query feature too (when it has it)."""
+
+    def __init__(self, adapter):
+        self._a = adapter
+
+    def __getattr__(self, name):
+        return getattr(self._a, name)
+
+    def request_device_sync(self, *, required_features=(), **kw):
+        return self._a.request_device_sync(required_features=list(required_features) + ["timestamp-query"], **kw)
+
+
+def timed(dev: Device, dispatches, reps: int = 5) -> float:
+    """Best time (s) of one compute pass running `dispatches`: GPU timestamps around
+    the pass where the device has them, else wall time of submit-to-completion."""
+    if dev.timestamps:
+        qs = dev.device.create_query_set(type="timestamp", count=2)
+        res = dev.buffer(16, "bench ts", wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
     best = float("inf")
-    for _ in range(reps):
-        buf = cmd()
+    for i in range(reps + 1):  # the first run warms up
+        enc = dev.device.create_command_encoder()
+        ts = {"query_set": qs, "beginning_of_pass_write_index": 0, "end_of_pass_write_index": 1} if dev.timestamps else None
+        cpass = enc.begin_compute_pass(timestamp_writes=ts)
+        for d in dispatches:
+            d.encode(cpass)
+        cpass.end()
+        if dev.timestamps:
+            enc.resolve_query_set(qs, 0, 2, res, 0)
+        buf = enc.finish()
         t = time.perf_counter()
         dev.queue.submit([buf])
         dev.read(dev._sync, 0, 4)
-        best = min(best, time.perf_counter() - t)
+        dt = time.perf_counter() - t
+        if dev.timestamps:
+            a, b = np.frombuffer(dev.read(res), np.uint64)
+            dt = (int(b) - int(a)) * 1e-9  # ticks taken as ns (timestampPeriod is 1 on NVIDIA and lavapipe)
+        if i:
+            best = min(best, dt)
     return best
 
 
@@ -93,25 +121,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", action="append", help="TYPE:KxN, e.g. Q4_0:4096x14336 (repeatable)")
     ap.add_argument("--T", type=int, default=1, help="tokens per call (1: decode matvec)")
-    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--iters", type=int, default=500)
     ap.add_argument("--adapter", default=None)
-    ap.add_argument("--matvec", action="append", metavar="G,P,U",
-                    help="matvec tuning to try: row groups, row pairs, unroll (repeatable)")
+    ap.add_argument("--matvec", metavar="G,P,U",
+                    help="matvec tuning: row groups, row pairs (0: per type), unroll (one per process: timings in a "
+                         "process that already benchmarked other settings were seen to drift)")
     args = ap.parse_args()
     info = choose_adapter(args.adapter)
-    dev = Device(info.adapter)
+    has_ts = "timestamp-query" in info.adapter.features
+    dev = Device(_TimestampAdapter(info.adapter) if has_ts else info.adapter)
+    dev.timestamps = has_ts
     dev._sync = dev.buffer(4, "bench sync")
-    print(f"adapter: {info.summary}")
+    print(f"adapter: {info.summary}; timing: {'GPU timestamps' if has_ts else 'wall clock'}")
     print(f"device copy: {copy_bandwidth(dev):.1f} GB/s (read + write)")
     rng = np.random.default_rng(0)
-    for tuning in args.matvec or [None]:
-        if tuning:
-            L.MATVEC_GROUPS, L.MATVEC_PAIRS, L.MATVEC_UNROLL = (int(v) for v in tuning.split(","))
-            print(f"matvec groups={L.MATVEC_GROUPS} pairs={L.MATVEC_PAIRS} unroll={L.MATVEC_UNROLL}")
-        for spec in args.shape or DEFAULT_SHAPES:
-            name, dims = spec.split(":")
-            K, N = (int(v) for v in dims.lower().split("x"))
-            bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng)
+    if args.matvec:
+        L.MATVEC_GROUPS, L.MATVEC_PAIRS, L.MATVEC_UNROLL = (int(v) or None for v in args.matvec.split(","))
+    print(f"matvec groups={L.MATVEC_GROUPS} pairs={L.MATVEC_PAIRS} unroll={L.MATVEC_UNROLL}")
+    for spec in args.shape or DEFAULT_SHAPES:
+        name, dims = spec.split(":")
+        K, N = (int(v) for v in dims.lower().split("x"))
+        bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ from wgllm.testing import oracle, synth
 
 # (name, shape kwargs, weight types): GQA and not, tied and untied, dims not multiples of 64.
 CASES = [
-    ("gqa-tied-f32", dict(n_vocab=300, dim=80, n_layers=2, n_heads=5, n_kv_heads=1, ffn_dim=144, tied_embeddings=True), "F32"),
-    ("mha-untied-q8", dict(n_vocab=260, dim=96, n_layers=3, n_heads=3, n_kv_heads=3, ffn_dim=160, tied_embeddings=False), "Q8_0"),
+    ("gqa-tied-f32", dict(n_vocab=300, dim=96, n_layers=2, n_heads=6, n_kv_heads=1, ffn_dim=160, tied_embeddings=True), "F32"),
+    ("mha-untied-f16", dict(n_vocab=260, dim=96, n_layers=3, n_heads=3, n_kv_heads=3, ffn_dim=224, tied_embeddings=False), "F16"),
+    ("gqa-untied-q8_0", dict(n_vocab=300, dim=160, n_layers=2, n_heads=5, n_kv_heads=1, ffn_dim=288, tied_embeddings=False), "Q8_0"),
     ("gqa-untied-q4_0", dict(n_vocab=300, dim=128, n_layers=2, n_heads=8, n_kv_heads=2, ffn_dim=224, tied_embeddings=False), "Q4_0"),
     ("gqa-tied-q4_1", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96, tied_embeddings=True), "Q4_1"),
     ("kquants", dict(n_vocab=280, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=512, tied_embeddings=False),

@@ -28,6 +28,8 @@ const BK: u32 = 32u;                // keys per block
 const TPK: u32 = WG / BK;           // threads per key (scores)
 const R: u32 = {{R}}u;              // lanes per row (softmax), a power of two, QN * R <= WG
 const KG: u32 = WG / HDV;           // key groups (values); threads lid >= KG * HDV idle there
+const CPT: u32 = (HDV + TPK - 1u) / TPK;  // key vectors per thread (scores)
+const JPT: u32 = (BK + KG - 1u) / KG;     // keys per thread (values)
 const ROWV: u32 = (HQ + 2u * HKV) * HDV;
 const KVROWV: u32 = HKV * HDV;      // cache vectors per position
 const SPLIT: bool = {{SPLIT}};
@@ -90,12 +92,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
 
     for (var kb = k0; kb < k1; kb += BK) {
-        // 1. partial dots of key kb + kj with every row
-        let key = kb + kj;
+        // 1. partial dots of key kb + kj with every row. Loops have constant trip
+        //    counts (unrolled: all loads in flight at once); keys past k1 read
+        //    key k1 - 1 (written, finite) and are masked in step 2.
+        let kbase = min(kb + kj, k1 - 1u) * KVROWV + kvh * HDV;
         var pd = array<f32, QN>();
-        if (key < k1) {
-            let kbase = key * KVROWV + kvh * HDV;
-            for (var c = kp; c < HDV; c += TPK) {
+        for (var i = 0u; i < CPT; i++) {
+            let c = kp + i * TPK;
+            if (HDV % TPK == 0u || c < HDV) {
                 let kv = VF(k_cache[kbase + c]);
                 for (var r = 0u; r < QN; r++) { pd[r] += dot(qs[r * HDV + c], kv); }
             }
@@ -108,7 +112,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var bl = 0.0;
         if (sm_on) {
             let t = t0 + row % QT;
-            for (var j = lane; j < BK; j += R) {
+            for (var i = 0u; i < BK / R; i++) {
+                let j = lane + i * R;
                 var d = 0.0;
                 for (var p = 0u; p < TPK; p++) { d += sc_part[(row * BK + j) * TPK + p]; }
                 let kk = kb + j;
@@ -116,7 +121,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 sc[row * BK + j] = v;
                 bm = max(bm, v);
             }
-            for (var j = lane; j < BK; j += R) { bl += ex(sc[row * BK + j], bm); }
+            for (var i = 0u; i < BK / R; i++) { bl += ex(sc[row * BK + lane + i * R], bm); }
         }
         red_m[lid] = bm;
         red_l[lid] = bl;
@@ -141,18 +146,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
         if (sm_on) {
-            for (var j = lane; j < BK; j += R) { sc[row * BK + j] = ex(sc[row * BK + j], m_run[row]); }
+            for (var i = 0u; i < BK / R; i++) {
+                let e = row * BK + lane + i * R;
+                sc[e] = ex(sc[e], m_run[row]);
+            }
         }
         workgroupBarrier();
 
-        // 3. acc = acc * alpha + P V over this thread's keys of the block
+        // 3. acc = acc * alpha + P V over this thread's keys j = kg + i KG of the
+        //    block (constant trip count; keys past k1 read key k1 - 1 with weight 0)
         if (v_on) {
             for (var r = 0u; r < QN; r++) { acc[r] *= alpha[r]; }
             let nk = min(BK, k1 - kb);
-            let vbase = kb * KVROWV + kvh * HDV + col;
-            for (var j = kg; j < nk; j += KG) {
-                let v = VF(v_cache[vbase + j * KVROWV]);
-                for (var r = 0u; r < QN; r++) { acc[r] += sc[r * BK + j] * v; }
+            for (var i = 0u; i < JPT; i++) {
+                let j = kg + i * KG;
+                let v = VF(v_cache[(kb + min(j, nk - 1u)) * KVROWV + kvh * HDV + col]);
+                let jc = min(j, BK - 1u);
+                let on = j < nk;
+                for (var r = 0u; r < QN; r++) { acc[r] += select(0.0, sc[r * BK + jc], on) * v; }
             }
         }
         workgroupBarrier();

@@ -54,7 +54,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let sg = lid / HDV;
     var a = VF();
     if (sg < SG) {
-        for (var s = sg; s < ns; s += SG) { a += wt[s] * part[(base + s) * HDV + col]; }
+        // unrolled by 4 so that loads overlap; indices past ns repeat split ns - 1 with weight 0
+        for (var s = sg; s < ns; s += 4u * SG) {
+            for (var u = 0u; u < 4u; u++) {
+                let su = s + u * SG;
+                let sc = min(su, ns - 1u);
+                a += select(0.0, wt[sc], su < ns) * part[(base + sc) * HDV + col];
+            }
+        }
     }
     redv[lid] = a;
     workgroupBarrier();

@@ -17,6 +17,7 @@ All share quant.wgsl (byte reads, per-type block dequantization).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import wgpu
@@ -26,15 +27,25 @@ from wgllm.gpu.device import Device, Dispatch
 
 Q = GGMLQuantizationType
 
-# qtype -> (kernel name suffix in quant.wgsl / matvec.wgsl, matvec unit in elements)
-_KERNEL_TYPES: dict[GGMLQuantizationType, tuple[str, int]] = {
-    Q.F32: ("f32", 8),
-    Q.F16: ("f16", 16),
-    Q.Q8_0: ("q8_0", 32),
-    Q.Q4_0: ("q4_0", 32),
-    Q.Q4_1: ("q4_1", 32),
-    Q.Q4_K: ("q4_k", 64),
-    Q.Q6_K: ("q6_k", 64),
+class _Kernel(NamedTuple):
+    """Per weight type: name suffix of the quant.wgsl / matvec.wgsl functions, and
+    the matvec's unit (elements), invocations per unit, row pairs per 32 invocations
+    (as measured on an H100)."""
+
+    name: str
+    unit: int
+    lanes: int
+    pairs: int
+
+
+_KERNEL_TYPES: dict[GGMLQuantizationType, _Kernel] = {
+    Q.F32: _Kernel("f32", 8, 1, 1),
+    Q.F16: _Kernel("f16", 16, 1, 1),
+    Q.Q8_0: _Kernel("q8_0", 32, 4, 2),
+    Q.Q4_0: _Kernel("q4_0", 32, 4, 2),
+    Q.Q4_1: _Kernel("q4_1", 32, 4, 2),
+    Q.Q4_K: _Kernel("q4_k", 64, 4, 2),
+    Q.Q6_K: _Kernel("q6_k", 64, 4, 2),
 }
 SUPPORTED_TYPES = frozenset(_KERNEL_TYPES)
 
@@ -42,7 +53,7 @@ K_ALIGN = 32          # every kernel needs K % 32 == 0 (and the type's block siz
 PAD = 16              # slack after each chunk's rows: kernels may read a word past a block
 STAGE = 16 << 20      # upload staging size (bytes)
 MATVEC_GROUPS = 4     # matvec: row groups (of 32 invocations) per workgroup
-MATVEC_PAIRS = 1      # matvec: row pairs per row group
+MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see _KERNEL_TYPES)
 MATVEC_UNROLL = 1     # matvec: units per invocation per loop iteration
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
@@ -143,9 +154,13 @@ def upload_weight(dev: Device, parts: list[np.ndarray], qtype: GGMLQuantizationT
 # --- kernels --------------------------------------------------------------------------
 
 
-def matvec_rows() -> int:
+def _matvec_pairs(qtype: GGMLQuantizationType) -> int:
+    return MATVEC_PAIRS or _KERNEL_TYPES[qtype].pairs
+
+
+def matvec_rows(qtype: GGMLQuantizationType) -> int:
     """Weight rows per matvec workgroup."""
-    return MATVEC_GROUPS * 2 * MATVEC_PAIRS
+    return MATVEC_GROUPS * 2 * _matvec_pairs(qtype)
 
 
 def _act(*types: str) -> str:
@@ -164,7 +179,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     chunk; T_max == 1 builds the matrix-vector kernel, larger T_max the tiled one.
     """
     act = _act(x_type, y_type)
-    qt, unit = _KERNEL_TYPES[w.qtype]
+    kern = _KERNEL_TYPES[w.qtype]
     rb = row_bytes(w.qtype, w.K)
     out = []
     for buf, row0, rows in w.chunks:
@@ -172,11 +187,11 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         assert params.size == _LINEAR_PARAMS
         u = dev.uniform(params, "linear params")
         binds = [buf, x, y, u, step]
-        consts = dict(QT=qt, XT=x_type, YT=y_type, ACT=act)
+        consts = dict(QT=kern.name, XT=x_type, YT=y_type, ACT=act)
         if T_max == 1:
-            gx, gy = dev.grid(-(-rows // matvec_rows()))
-            d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, PAIRS=MATVEC_PAIRS,
-                             UNROLL=MATVEC_UNROLL, UNIT=unit, **consts)
+            gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
+            d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, PAIRS=_matvec_pairs(w.qtype),
+                             UNROLL=MATVEC_UNROLL, UNIT=kern.unit, LPU=kern.lanes, **consts)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
             d = dev.dispatch("matmul", binds, groups, **consts)
@@ -191,7 +206,7 @@ def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str
     y_type. One dispatch per chunk; each writes the tokens whose row it holds.
     """
     act = _act(y_type)
-    qt, _ = _KERNEL_TYPES[w.qtype]
+    qt = _KERNEL_TYPES[w.qtype].name
     rb = row_bytes(w.qtype, w.K)
     groups = (-(-w.K // (8 * GET_ROWS_WG)), 1, T_max)
     out = []
@@ -203,7 +218,7 @@ def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str
 
 def dequantize_gpu(dev: Device, w: GpuWeight) -> np.ndarray:
     """Test helper: the whole weight dequantized on the GPU, f32 [N, K]."""
-    qt, _ = _KERNEL_TYPES[w.qtype]
+    qt = _KERNEL_TYPES[w.qtype].name
     rb = row_bytes(w.qtype, w.K)
     out = np.empty((w.N, w.K), np.float32)
     batch = max(1, min(dev.max_binding, 64 << 20) // (4 * w.K))  # rows per readback

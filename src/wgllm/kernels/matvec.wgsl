@@ -5,12 +5,13 @@
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
 // vec4 of {{XT}}; Y [T_max, N] {{YT}}.
 // Work split: a workgroup is RG row groups of TPR = 32 invocations; each group
-// owns NR = 2 * PAIRS rows. Its 32 invocations walk the rows' "units" (UNIT
-// consecutive elements: a block or a slice of one, see the udot_* functions) with
-// stride 32, so neighbouring invocations read neighbouring bytes of a row
-// (coalesced); each udot_* call handles a pair of rows, so each x value loaded
-// serves both, and UNROLL units are in flight per iteration. One barrier, then
-// lane i of the group sums the 32 partial dots of row i.
+// owns NR = 2 * PAIRS rows. Its invocations walk the rows' "units" (UNIT
+// consecutive elements: a block or a slice of one, see the udot_* functions),
+// LPU invocations per unit, each taking a slice; consecutive invocations read
+// consecutive bytes of a row and of x (coalesced). Each udot_* call handles a
+// pair of rows, so each x value loaded serves both, and UNROLL units are in
+// flight per iteration. One barrier, then lane i of the group sums the 32 partial
+// dots of row i.
 // Grid: x, y flatten the row groups, z = token.
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
@@ -32,6 +33,8 @@ const NR: u32 = 2u * PAIRS;    // rows per row group
 const RG: u32 = {{RG}};        // row groups per workgroup
 const UNROLL: u32 = {{UNROLL}};  // units per invocation per loop iteration (1 or 2)
 const UNIT: u32 = {{UNIT}};    // elements per unit of this weight type
+const LPU: u32 = {{LPU}};      // invocations sharing a unit (each takes a slice)
+const STRIDE: u32 = TPR / LPU; // units per row group per step
 const WG: u32 = TPR * RG;
 
 const MAGIC: u32 = 0x4b000000u;
@@ -45,182 +48,209 @@ fn xv(i: u32) -> vec4<f32> {
     return vec4<f32>(X[i]);
 }
 
+// All loads of a unit are written out straight (no loops) so that they are all
+// in flight before the arithmetic starts.
+
 // 2^23 + the 4 nibbles (sh = SH_LO: low nibbles, SH_HI: high) / bytes (SH_LO, mask 0xff) of w.
 fn mq(w: u32, sh: vec4<u32>, mask: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(((vec4<u32>(w) >> sh) & vec4<u32>(mask)) | vec4<u32>(MAGIC));
 }
 
-fn w4f(i: u32) -> vec4<f32> {
-    return bitcast<vec4<f32>>(vec4<u32>(W[i], W[i + 1u], W[i + 2u], W[i + 3u]));
+// The 4 words at word index i.
+fn w4(i: u32) -> vec4<u32> {
+    return vec4<u32>(W[i], W[i + 1u], W[i + 2u], W[i + 3u]);
+}
+
+// The 4 (little-endian) u32 at even byte offset q: funnel shifts of 5 words.
+// ((hi << 1) << (31 - sh)) is hi << (32 - sh) without an out-of-range shift when sh == 0.
+fn fun4(q: u32) -> vec4<u32> {
+    let i = q >> 2u;
+    let sh = vec4<u32>((q & 2u) * 8u);
+    let w = w4(i);
+    let nx = vec4<u32>(w.yzw, W[i + 4u]);
+    return (w >> sh) | ((nx << vec4<u32>(1u)) << (vec4<u32>(31u) - sh));
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return dot(v, vec4<f32>(1.0));
 }
 
 // Each udot_* returns, for rows at bytes ra and rb, sum_e W[row, e] * x[e] over
-// unit u; xi = vec4 index of x[t, UNIT * u].
+// slice p (0 .. LPU-1) of unit u; xi = vec4 index of x[t, UNIT * u].
 
 // F32, UNIT 8: 32 bytes per row.
-fn udot_f32(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+fn udot_f32(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
     let x0 = xv(xi);
     let x1 = xv(xi + 1u);
     let a = (ra >> 2u) + u * 8u;
     let b = (rb >> 2u) + u * 8u;
-    return vec2<f32>(dot(w4f(a), x0) + dot(w4f(a + 4u), x1), dot(w4f(b), x0) + dot(w4f(b + 4u), x1));
+    return vec2<f32>(dot(bitcast<vec4<f32>>(w4(a)), x0) + dot(bitcast<vec4<f32>>(w4(a + 4u)), x1),
+                     dot(bitcast<vec4<f32>>(w4(b)), x0) + dot(bitcast<vec4<f32>>(w4(b + 4u)), x1));
 }
 
 // F16, UNIT 16: 32 bytes per row. (unpack2x16float: subnormal halves may flush
 // to zero on some GPUs, a relative change below 1e-4 of one weight.)
-fn udot_f16(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+fn h8dot(p: vec4<u32>, q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
+    return dot(vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)), x0)
+         + dot(vec4<f32>(unpack2x16float(p.z), unpack2x16float(p.w)), x1)
+         + dot(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), x2)
+         + dot(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)), x3);
+}
+
+fn udot_f16(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
     let a = (ra >> 2u) + u * 8u;
     let b = (rb >> 2u) + u * 8u;
-    var s = vec2<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        let x = xv(xi + j);
-        let wa = vec4<f32>(unpack2x16float(W[a + 2u * j]), unpack2x16float(W[a + 2u * j + 1u]));
-        let wb = vec4<f32>(unpack2x16float(W[b + 2u * j]), unpack2x16float(W[b + 2u * j + 1u]));
-        s += vec2<f32>(dot(wa, x), dot(wb, x));
-    }
-    return s;
+    let pa = w4(a);
+    let qa = w4(a + 4u);
+    let pb = w4(b);
+    let qb = w4(b + 4u);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    return vec2<f32>(h8dot(pa, qa, x0, x1, x2, x3), h8dot(pb, qb, x0, x1, x2, x3));
 }
 
-// Q8_0, UNIT 32 (one block): d f16 | qs[32] int8 = 8 words (funnel shifts).
-// Signed bytes: (b ^ 0x80) is b + 128.
-fn udot_q8_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    let ba = ra + u * 34u;
-    let bb = rb + u * 34u;
-    let ia = (ba + 2u) >> 2u;
-    let ib = (bb + 2u) >> 2u;
-    let sa = ((ba + 2u) & 2u) * 8u;
-    let sb = ((bb + 2u) & 2u) * 8u;
-    var pa = W[ia];
-    var pb = W[ib];
-    var s = vec2<f32>(0.0);
-    for (var j = 0u; j < 8u; j++) {
-        let x = xv(xi + j);
-        let na = W[ia + j + 1u];
-        let nb = W[ib + j + 1u];
-        let wa = ((pa >> sa) | ((na << 1u) << (31u - sa))) ^ 0x80808080u;
-        let wb = ((pb >> sb) | ((nb << 1u) << (31u - sb))) ^ 0x80808080u;
-        s += vec2<f32>(dot(mq(wa, SH_LO, 0xffu) - (TWO23 + 128.0), x), dot(mq(wb, SH_LO, 0xffu) - (TWO23 + 128.0), x));
-        pa = na;
-        pb = nb;
-    }
-    return s * vec2<f32>(whf(ba), whf(bb));
+// Block types: a unit is shared by LPU = 4 neighbouring invocations, each taking
+// the slice `p` of it, so that they read neighbouring x vectors (few cache lines
+// per load instruction; with one unit per invocation the x loads, 128 bytes apart
+// across a warp, were the bottleneck on an H100).
+
+// Q8_0, UNIT 32 (one block): d f16 | qs[32] int8. Slice p: words p and p + 4 of
+// qs (elements 4p.. and 16 + 4p..). Signed bytes: (b ^ 0x80) is b + 128.
+fn q8w(w: u32, x: vec4<f32>) -> f32 {
+    return dot(mq(w ^ 0x80808080u, SH_LO, 0xffu) - (TWO23 + 128.0), x);
 }
 
-// Q4_0 / Q4_1 quants at even byte offsets qa, qb: word j of qs holds elements
-// 4j..4j+3 (low nibbles) and 16+4j.. (high). Returns (sum (q - off) x) per row
-// and sum x.
-fn q4_dot(qa: u32, qb: u32, xi: u32, off: f32) -> vec3<f32> {
-    let ia = qa >> 2u;
-    let ib = qb >> 2u;
-    let sa = (qa & 2u) * 8u;
-    let sb = (qb & 2u) * 8u;
-    var pa = W[ia];
-    var pb = W[ib];
-    var s = vec3<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        let xa = xv(xi + j);
-        let xb = xv(xi + 4u + j);
-        let na = W[ia + j + 1u];
-        let nb = W[ib + j + 1u];
-        let wa = (pa >> sa) | ((na << 1u) << (31u - sa));
-        let wb = (pb >> sb) | ((nb << 1u) << (31u - sb));
-        s += vec3<f32>(dot(mq(wa, SH_LO, 0xfu) - off, xa) + dot(mq(wa, SH_HI, 0xfu) - off, xb),
-                       dot(mq(wb, SH_LO, 0xfu) - off, xa) + dot(mq(wb, SH_HI, 0xfu) - off, xb),
-                       dot(xa + xb, vec4<f32>(1.0)));
-        pa = na;
-        pb = nb;
-    }
-    return s;
+fn udot_q8_0(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
+    let ba = ra + u * 34u + 4u * p;
+    let bb = rb + u * 34u + 4u * p;
+    let wa0 = wword(ba + 2u);
+    let wa1 = wword(ba + 18u);
+    let wb0 = wword(bb + 2u);
+    let wb1 = wword(bb + 18u);
+    let x0 = xv(xi + p);
+    let x1 = xv(xi + 4u + p);
+    return vec2<f32>(whf(ba - 4u * p) * (q8w(wa0, x0) + q8w(wa1, x1)),
+                     whf(bb - 4u * p) * (q8w(wb0, x0) + q8w(wb1, x1)));
 }
 
-// Q4_0, UNIT 32: d * sum (q - 8) x
-fn udot_q4_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+// Q4_0 / Q4_1 quants: word p of qs holds elements 4p..4p+3 (low nibbles) and
+// 16+4p.. (high). Returns sum (q - off) x.
+fn q4w(w: u32, xa: vec4<f32>, xb: vec4<f32>, off: f32) -> f32 {
+    return dot(mq(w & 0x0f0f0f0fu, SH_LO, 0xffu) - off, xa) + dot(mq((w >> 4u) & 0x0f0f0f0fu, SH_LO, 0xffu) - off, xb);
+}
+
+// Q4_0, UNIT 32, 18-byte blocks: d * sum (q - 8) x. Slice p: word p of qs.
+fn udot_q4_0(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
     let ba = ra + u * 18u;
     let bb = rb + u * 18u;
-    let s = q4_dot(ba + 2u, bb + 2u, xi, TWO23 + 8.0);
-    return vec2<f32>(whf(ba) * s.x, whf(bb) * s.y);
+    let wa = wword(ba + 2u + 4u * p);
+    let wb = wword(bb + 2u + 4u * p);
+    let x0 = xv(xi + p);
+    let x1 = xv(xi + 4u + p);
+    let off = TWO23 + 8.0;
+    return vec2<f32>(whf(ba) * q4w(wa, x0, x1, off), whf(bb) * q4w(wb, x0, x1, off));
 }
 
-// Q4_1, UNIT 32: sum (d q + m) x = d sum q x + m sum x
-fn udot_q4_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    let ba = ra + u * 20u;
-    let bb = rb + u * 20u;
-    let s = q4_dot(ba + 4u, bb + 4u, xi, TWO23);
-    return vec2<f32>(whf(ba) * s.x + whf(ba + 2u) * s.z, whf(bb) * s.y + whf(bb + 2u) * s.z);
+// Q4_1, UNIT 32, 20-byte blocks (rows and quants word aligned):
+// sum (d q + m) x = d sum q x + m sum x. Slice p: word p of qs.
+fn udot_q4_1(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
+    let ia = (ra + u * 20u) >> 2u;
+    let ib = (rb + u * 20u) >> 2u;
+    let dma = W[ia];
+    let dmb = W[ib];
+    let wa = W[ia + 1u + p];
+    let wb = W[ib + 1u + p];
+    let x0 = xv(xi + p);
+    let x1 = xv(xi + 4u + p);
+    let sx = hsum(x0 + x1);
+    return vec2<f32>(half_f32(dma & 0xffffu) * q4w(wa, x0, x1, TWO23) + half_f32(dma >> 16u) * sx,
+                     half_f32(dmb & 0xffffu) * q4w(wb, x0, x1, TWO23) + half_f32(dmb >> 16u) * sx);
 }
 
 // Q4_K, UNIT 64: sub-blocks 2g (low nibbles) and 2g+1 (high nibbles) of
 // qs[32g .. 32g+32); 144-byte super-blocks keep rows word aligned.
-fn q4k_finish(base: u32, g: u32, s: vec2<f32>, sx: vec2<f32>) -> f32 {
-    let m0 = q4k_scale_min(base, 2u * g);
-    let m1 = q4k_scale_min(base, 2u * g + 1u);
-    return whf(base) * (m0.x * s.x + m1.x * s.y) - whf(base + 2u) * (m0.y * sx.x + m1.y * sx.y);
+// Slice p: words 2p, 2p+1 (elements 8p..8p+7 of each sub-block).
+fn q4k_lo(w: u32) -> vec4<f32> {
+    return mq(w & 0x0f0f0f0fu, SH_LO, 0xffu) - TWO23;
 }
 
-fn udot_q4_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+fn q4k_hi(w: u32) -> vec4<f32> {
+    return mq((w >> 4u) & 0x0f0f0f0fu, SH_LO, 0xffu) - TWO23;
+}
+
+// Scales and mins of sub-blocks 2g, 2g+1 from the 12 scale bytes (words s.x, s.y,
+// s.z = bytes 0-3, 4-7, 8-11), branch free (see q4k_scale_min in quant.wgsl):
+// sub-block j < 4: sc = b[j] & 63, mn = b[j+4] & 63; j >= 4, i = j - 4:
+// sc = (b[8+i] & 15) | (b[i] >> 6) << 4, mn = (b[8+i] >> 4) | (b[4+i] >> 6) << 4.
+// s, sx: sum q x and sum x over this invocation's slice of each sub-block.
+fn q4k_finish(base: u32, g: u32, s: vec2<f32>, sx: vec2<f32>) -> f32 {
+    let sw = w4((base + 4u) >> 2u).xyz;
+    let sh = vec2<u32>(16u * (g & 1u), 16u * (g & 1u) + 8u);   // byte (2g or 2g+1) % 4, in bits
+    let b0 = (vec2<u32>(sw.x) >> sh) & vec2<u32>(0xffu);
+    let b1 = (vec2<u32>(sw.y) >> sh) & vec2<u32>(0xffu);
+    let b2 = (vec2<u32>(sw.z) >> sh) & vec2<u32>(0xffu);
+    let low = g < 2u;
+    let sc = select((b2 & vec2<u32>(15u)) | ((b0 >> vec2<u32>(6u)) << vec2<u32>(4u)), b0 & vec2<u32>(63u), low);
+    let mn = select((b2 >> vec2<u32>(4u)) | ((b1 >> vec2<u32>(6u)) << vec2<u32>(4u)), b1 & vec2<u32>(63u), low);
+    let dm = W[base >> 2u];
+    return half_f32(dm & 0xffffu) * dot(vec2<f32>(sc), s) - half_f32(dm >> 16u) * dot(vec2<f32>(mn), sx);
+}
+
+fn q4k_row(base: u32, g: u32, p: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, sx: vec2<f32>) -> f32 {
+    let i = ((base + 16u + 32u * g) >> 2u) + 2u * p;
+    let w0 = W[i];
+    let w1 = W[i + 1u];
+    let s = vec2<f32>(dot(q4k_lo(w0), x0) + dot(q4k_lo(w1), x1), dot(q4k_hi(w0), x2) + dot(q4k_hi(w1), x3));
+    return q4k_finish(base, g, s, sx);
+}
+
+fn udot_q4_k(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
     let g = u & 3u;
-    let ba = ra + (u >> 2u) * 144u;
-    let bb = rb + (u >> 2u) * 144u;
-    let wa0 = (ba + 16u + 32u * g) >> 2u;
-    let wb0 = (bb + 16u + 32u * g) >> 2u;
-    var s = vec4<f32>(0.0);    // row a lo, row a hi, row b lo, row b hi
-    var sx = vec2<f32>(0.0);
-    for (var j = 0u; j < 8u; j++) {
-        let xa = xv(xi + j);
-        let xb = xv(xi + 8u + j);
-        let wa = W[wa0 + j];
-        let wb = W[wb0 + j];
-        s += vec4<f32>(dot(mq(wa, SH_LO, 0xfu) - TWO23, xa), dot(mq(wa, SH_HI, 0xfu) - TWO23, xb),
-                       dot(mq(wb, SH_LO, 0xfu) - TWO23, xa), dot(mq(wb, SH_HI, 0xfu) - TWO23, xb));
-        sx += vec2<f32>(dot(xa, vec4<f32>(1.0)), dot(xb, vec4<f32>(1.0)));
-    }
-    return vec2<f32>(q4k_finish(ba, g, s.xy, sx), q4k_finish(bb, g, s.zw, sx));
+    let x0 = xv(xi + 2u * p);
+    let x1 = xv(xi + 2u * p + 1u);
+    let x2 = xv(xi + 8u + 2u * p);
+    let x3 = xv(xi + 9u + 2u * p);
+    let sx = vec2<f32>(hsum(x0 + x1), hsum(x2 + x3));
+    return vec2<f32>(q4k_row(ra + (u >> 2u) * 144u, g, p, x0, x1, x2, x3, sx),
+                     q4k_row(rb + (u >> 2u) * 144u, g, p, x0, x1, x2, x3, sx));
 }
 
 // Q6_K, UNIT 64: with c4 = u % 4 = 2h + c, the unit is the 64 elements
 // 128h + 32k + 16c + i (k = 0..3, i = 0..15): ql bytes A = 64h + 16c + i (k = 0 low
 // nibble, k = 2 high), A + 32 (k = 1, 3), qh byte 32h + 16c + i (bits 2k), scale
-// 8h + 2k + c. Whole words are unpacked at once (4 elements per byte lane).
-fn q6_quants(ql: u32, qh: u32, j: u32) -> array<u32, 4> {
-    let wa = wword(ql + 4u * j);
-    let wb = wword(ql + 32u + 4u * j);
-    let wc = wword(qh + 4u * j);
-    return array<u32, 4>((wa & 0x0f0f0f0fu) | ((wc & 0x03030303u) << 4u),
-                         (wb & 0x0f0f0f0fu) | (((wc >> 2u) & 0x03030303u) << 4u),
-                         ((wa >> 4u) & 0x0f0f0f0fu) | (((wc >> 4u) & 0x03030303u) << 4u),
-                         ((wb >> 4u) & 0x0f0f0f0fu) | (((wc >> 6u) & 0x03030303u) << 4u));
+// 8h + 2k + c. Slice p: i = 4p..4p+3, one word of each byte stream, unpacked
+// whole (4 elements per byte lane).
+fn q6w(wa: u32, wb: u32, wc: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> vec4<f32> {
+    let z = TWO23 + 32.0;
+    let q0 = (wa & 0x0f0f0f0fu) | ((wc & 0x03030303u) << 4u);
+    let q1 = (wb & 0x0f0f0f0fu) | (((wc >> 2u) & 0x03030303u) << 4u);
+    let q2 = ((wa >> 4u) & 0x0f0f0f0fu) | (((wc >> 4u) & 0x03030303u) << 4u);
+    let q3 = ((wb >> 4u) & 0x0f0f0f0fu) | (((wc >> 6u) & 0x03030303u) << 4u);
+    return vec4<f32>(dot(mq(q0, SH_LO, 0xffu) - z, x0), dot(mq(q1, SH_LO, 0xffu) - z, x1),
+                     dot(mq(q2, SH_LO, 0xffu) - z, x2), dot(mq(q3, SH_LO, 0xffu) - z, x3));
 }
 
-fn q6_scales(base: u32, h: u32, c: u32) -> vec4<f32> {
+fn q6_row(base: u32, h: u32, c: u32, p: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
+    let a = base + 64u * h + 16u * c + 4u * p;
     let sb = base + 192u + 8u * h + c;
-    return i8x4(wbyte(sb) | (wbyte(sb + 2u) << 8u) | (wbyte(sb + 4u) << 16u) | (wbyte(sb + 6u) << 24u)) * whf(base + 208u);
+    let sc = i8x4(wbyte(sb) | (wbyte(sb + 2u) << 8u) | (wbyte(sb + 4u) << 16u) | (wbyte(sb + 6u) << 24u));
+    let s = q6w(wword(a), wword(a + 32u), wword(base + 128u + 32u * h + 16u * c + 4u * p), x0, x1, x2, x3);
+    return whf(base + 208u) * dot(sc, s);
 }
 
-fn udot_q6_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+fn udot_q6_k(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
     let c4 = u & 3u;
     let h = c4 >> 1u;
     let c = c4 & 1u;
-    let ba = ra + (u >> 2u) * 210u;
-    let bb = rb + (u >> 2u) * 210u;
-    let off = 64u * h + 16u * c;
-    let hoff = 128u + 32u * h + 16u * c;
-    let xs = xi - 16u * c4 + 32u * h + 4u * c;   // x vec4 index of element 128h + 16c
-    var sa = vec4<f32>(0.0);                     // per k
-    var sb = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        let x0 = xv(xs + j);
-        let x1 = xv(xs + 8u + j);
-        let x2 = xv(xs + 16u + j);
-        let x3 = xv(xs + 24u + j);
-        let qa = q6_quants(ba + off, ba + hoff, j);
-        let qb = q6_quants(bb + off, bb + hoff, j);
-        let z = TWO23 + 32.0;
-        sa += vec4<f32>(dot(mq(qa[0], SH_LO, 0xffu) - z, x0), dot(mq(qa[1], SH_LO, 0xffu) - z, x1),
-                        dot(mq(qa[2], SH_LO, 0xffu) - z, x2), dot(mq(qa[3], SH_LO, 0xffu) - z, x3));
-        sb += vec4<f32>(dot(mq(qb[0], SH_LO, 0xffu) - z, x0), dot(mq(qb[1], SH_LO, 0xffu) - z, x1),
-                        dot(mq(qb[2], SH_LO, 0xffu) - z, x2), dot(mq(qb[3], SH_LO, 0xffu) - z, x3));
-    }
-    return vec2<f32>(dot(q6_scales(ba, h, c), sa), dot(q6_scales(bb, h, c), sb));
+    let xs = xi - 16u * c4 + 32u * h + 4u * c + p;   // x vec4 index of element 128h + 16c + 4p
+    let x0 = xv(xs);
+    let x1 = xv(xs + 8u);
+    let x2 = xv(xs + 16u);
+    let x3 = xv(xs + 24u);
+    return vec2<f32>(q6_row(ra + (u >> 2u) * 210u, h, c, p, x0, x1, x2, x3),
+                     q6_row(rb + (u >> 2u) * 210u, h, c, p, x0, x1, x2, x3));
 }
 
 @compute @workgroup_size(WG)
@@ -240,15 +270,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let r3 = min(n0 + 3u, last) * P.row_bytes;
         let xi = t * (P.K / 4u);
         let units = P.K / UNIT;
-        for (var u = l; u < units; u += TPR * UNROLL) {
+        let p = l % LPU;
+        for (var u = l / LPU; u < units; u += STRIDE * UNROLL) {
             let xu = xi + u * (UNIT / 4u);
-            acc += vec4<f32>(udot_{{QT}}(r0, r1, u, xu), 0.0, 0.0);
-            if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu)); }
-            let u2 = u + TPR;
+            acc += vec4<f32>(udot_{{QT}}(r0, r1, u, xu, p), 0.0, 0.0);
+            if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu, p)); }
+            let u2 = u + STRIDE;
             if (UNROLL == 2u && u2 < units) {
                 let xu2 = xi + u2 * (UNIT / 4u);
-                acc += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2), 0.0, 0.0);
-                if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2)); }
+                acc += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2, p), 0.0, 0.0);
+                if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2, p)); }
             }
         }
     }

@@ -90,11 +90,11 @@ class LlamaConfig:
 @dataclass
 class LayerWeights:
     attn_norm: object  # f32 buffer [dim]
-    wqkv: lin.GpuWeight  # [qkv_dim, dim]
-    wo: lin.GpuWeight  # [dim, n_heads*head_dim]
+    wqkv: list[lin.GpuWeight]  # [qkv_dim, dim]
+    wo: list[lin.GpuWeight]  # [dim, n_heads*head_dim]
     ffn_norm: object  # f32 buffer [dim]
-    wgu: lin.GpuWeight  # [2*ffn, dim]: gate rows then up rows
-    wdown: lin.GpuWeight  # [dim, ffn]
+    wgu: list[lin.GpuWeight]  # [2*ffn, dim]: gate rows then up rows
+    wdown: list[lin.GpuWeight]  # [dim, ffn]
     bqkv: object = None  # f32 [qkv_dim] (qwen2)
 
 
@@ -111,6 +111,11 @@ class Activations:
         self.h = dev.buffer(T * cfg.ffn_dim * a, "act")  # h: [T, ffn]
         self.xlast = dev.buffer(cfg.dim * a, "act")  # xlast: [1, dim] normed last row
         self.logits = dev.buffer(cfg.n_vocab * 4, "logits")  # logits: [vocab] f32
+
+
+def _linear(dev: Device, ws: list[lin.GpuWeight], x, y, T: int, step, **kw) -> list[Dispatch]:
+    """`lin.linear` over a weight made of one or more GpuWeights (see LlamaModel._weight)."""
+    return [d for w in ws for d in lin.linear(dev, w, x, y, T, step, **kw)]
 
 
 class LlamaModel:
@@ -133,9 +138,26 @@ class LlamaModel:
         self._all_logits: tuple | None = None
 
     # --- weights ----------------------------------------------------------
-    def _weight(self, g: GGUFFile, names: list[str], label: str) -> lin.GpuWeight:
+    def _weight(self, g: GGUFFile, names: list[str], label: str) -> list[lin.GpuWeight]:
+        """Tensors `names` (same row length) as one row-concatenated weight [sum N, K].
+
+        Consecutive tensors of one type share buffers; where types differ (e.g. a
+        Q6_K attn_v after Q4_K q/k) each group is its own GpuWeight whose chunks
+        carry global row offsets, so together they fill one [T, sum N] output."""
         ts = [g.tensors[n] for n in names]
-        return lin.upload_weight(self.dev, [t.data for t in ts], ts[0].ggml_type, ts[0].row_len, label)
+        n_total = sum(t.n_rows for t in ts)
+        out, row = [], 0
+        i = 0
+        while i < len(ts):
+            j = i
+            while j < len(ts) and ts[j].ggml_type == ts[i].ggml_type:
+                j += 1
+            w = lin.upload_weight(self.dev, [t.data for t in ts[i:j]], ts[i].ggml_type, ts[i].row_len, label)
+            chunks = [(buf, r0 + row, n) for buf, r0, n in w.chunks]
+            out.append(lin.GpuWeight(w.qtype, w.K, n_total, chunks, w.nbytes))
+            row += w.N
+            i = j
+        return out
 
     def _vector(self, g: GGUFFile, name: str):
         t = g.tensors[name]
@@ -145,9 +167,9 @@ class LlamaModel:
 
     def _upload(self, g: GGUFFile) -> None:
         cfg = self.cfg
-        self.token_embd = self._weight(g, ["token_embd.weight"], "weights")
+        (self.token_embd,) = self._weight(g, ["token_embd.weight"], "weights")
         self.output_norm = self._vector(g, "output_norm.weight")
-        self.output = self.token_embd if cfg.tied_embeddings else self._weight(g, ["output.weight"], "weights")
+        self.output = [self.token_embd] if cfg.tied_embeddings else self._weight(g, ["output.weight"], "weights")
         self.layers = []
         for i in range(cfg.n_layers):
             b = f"blk.{i}."
@@ -176,7 +198,7 @@ class LlamaModel:
         # xlast: [1, dim] = rmsnorm(x[T-1]); logits: [vocab] = output @ xlast
         d = ops.rmsnorm(dev, a.x, self.output_norm, a.xlast, cfg.dim, 1, cfg.rms_eps, self.step,
                         in_type="f32", out_type=act, last_row_only=True)
-        d += lin.linear(dev, self.output, a.xlast, a.logits, 1, self.step_one, x_type=act, y_type="f32")
+        d += _linear(dev, self.output, a.xlast, a.logits, 1, self.step_one, x_type=act, y_type="f32")
         d += ops.argmax(dev, a.logits, self.tokens, self.step, V=cfg.n_vocab)
         return d
 
@@ -184,17 +206,17 @@ class LlamaModel:
         dev, cfg, a, act, st = self.dev, self.cfg, self.acts, self.act, self.step
         hd, Hq, Hkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         d = ops.rmsnorm(dev, a.x, L.attn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
-        d += lin.linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act)  # qkv: [T, (Hq+2Hkv)*hd]
+        d += _linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act)  # qkv: [T, (Hq+2Hkv)*hd]
         d += ops.rope_kv(dev, a.qkv, self.k_cache[i], self.v_cache[i], st, T_max=T, n_heads=Hq,
                          n_kv_heads=Hkv, head_dim=hd, rope_base=cfg.rope_base, rope_dim=cfg.rope_dim,
                          mode=cfg.rope_mode, act=act)
         d += ops.attention(dev, a.qkv, self.k_cache[i], self.v_cache[i], a.attn, st, T_max=T, n_heads=Hq,
                            n_kv_heads=Hkv, head_dim=hd, n_ctx=self.n_ctx, act=act)  # attn: [T, Hq*hd]
-        d += lin.linear(dev, L.wo, a.attn, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += attn @ wo
+        d += _linear(dev, L.wo, a.attn, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += attn @ wo
         d += ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
-        d += lin.linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act)  # gu: [T, 2*ffn]
+        d += _linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act)  # gu: [T, 2*ffn]
         d += ops.silu_mul(dev, a.gu, a.h, st, T_max=T, F=cfg.ffn_dim, act=act)  # h: [T, ffn]
-        d += lin.linear(dev, L.wdown, a.h, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += h @ wdown
+        d += _linear(dev, L.wdown, a.h, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += h @ wdown
         return d
 
     def all_logits(self) -> tuple[list[Dispatch], object]:
@@ -204,7 +226,7 @@ class LlamaModel:
             out = dev.buffer(T * cfg.n_vocab * 4, "logits")
             d = ops.rmsnorm(dev, a.x, self.output_norm, a.xn, cfg.dim, T, cfg.rms_eps, self.step,
                             in_type="f32", out_type=self.act)
-            d += lin.linear(dev, self.output, a.xn, out, T, self.step, x_type=self.act, y_type="f32")
+            d += _linear(dev, self.output, a.xn, out, T, self.step, x_type=self.act, y_type="f32")
             self._all_logits = (d, out)
         return self._all_logits
 
