@@ -8,8 +8,8 @@
 // rows. The tile's keys [0, L) are cut into n_splits(L) contiguous splits at run
 // time; the workgroup walks its split in blocks of BK keys, with three roles per
 // thread (all loads are VEC-wide vectors):
-//   scores  TPK threads per key, each a strided quarter of the dims: partial dots
-//           of the key with every row, summed in workgroup memory
+//   scores  KPT keys per thread, or TPK threads per key (each a strided part of
+//           the dims, partial dots summed in workgroup memory), all rows at once
 //   softmax R lanes per row: block max and sum, tree-combined; the running (m, l)
 //           of each row is updated and the accumulators rescaled (flash attention)
 //   values  thread (column c, key group kg): acc[r] += p[r, j] * V[j, c] over the
@@ -24,11 +24,14 @@ const HB: u32 = {{HB}}u;            // query heads per tile (divides G)
 const NHB: u32 = G / HB;            // head blocks per kv head
 const QN: u32 = HB * QT;            // rows per tile: row r = head h0 + r / QT, token t0 + r % QT
 const WG: u32 = 128u;               // threads
-const BK: u32 = 32u;                // keys per block
-const TPK: u32 = WG / BK;           // threads per key (scores)
+const BK: u32 = {{BK}}u;            // keys per block (a power of two, 32..256)
+const TPK: u32 = max(WG / BK, 1u);  // threads per key (scores)
+const KPT: u32 = max(BK / WG, 1u);  // keys per thread (scores)
+const KSTEP: u32 = WG / TPK;        // keys covered by the workgroup in one pass of the scores
 const R: u32 = {{R}}u;              // lanes per row (softmax), a power of two, QN * R <= WG
 const KG: u32 = WG / HDV;           // key groups (values); threads lid >= KG * HDV idle there
-const CPT: u32 = (HDV + TPK - 1u) / TPK;  // key vectors per thread (scores)
+const CPT: u32 = (HDV + TPK - 1u) / TPK;  // vectors per key per thread (scores)
+const SCP: u32 = select(1u, QN * BK * TPK, TPK > 1u);  // partial dots (only when TPK > 1)
 const JPT: u32 = (BK + KG - 1u) / KG;     // keys per thread (values)
 const ROWV: u32 = (HQ + 2u * HKV) * HDV;
 const KVROWV: u32 = HKV * HDV;      // cache vectors per position
@@ -44,7 +47,7 @@ const QSCALE: f32 = {{QSCALE}};     // log2(e) / sqrt(HD)
 @group(0) @binding(6) var<uniform> sp: Step;
 
 var<workgroup> qs: array<VF, QN * HDV>;        // the tile's queries, scaled
-var<workgroup> sc_part: array<f32, QN * BK * TPK>;  // partial dots [row, key, part]
+var<workgroup> sc_part: array<f32, SCP>;       // partial dots [row, key, part] when TPK > 1
 var<workgroup> sc: array<f32, QN * BK>;        // block scores, then probabilities
 var<workgroup> red_m: array<f32, WG>;          // softmax tree: max
 var<workgroup> red_l: array<f32, WG>;          // softmax tree: sum
@@ -81,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     // initializers matter: naga does not re-zero a bare `var` declared in a loop
     var acc = array<VF, QN>();
-    let kj = lid / TPK;        // scores: key of the block
+    let kj = lid / TPK;        // scores: first key of the block
     let kp = lid % TPK;        //         part of the dims
     let row = lid / R;         // softmax: row
     let lane = lid % R;        //          lane
@@ -92,19 +95,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
 
     for (var kb = k0; kb < k1; kb += BK) {
-        // 1. partial dots of key kb + kj with every row. Loops have constant trip
-        //    counts (unrolled: all loads in flight at once); keys past k1 read
-        //    key k1 - 1 (written, finite) and are masked in step 2.
-        let kbase = min(kb + kj, k1 - 1u) * KVROWV + kvh * HDV;
-        var pd = array<f32, QN>();
-        for (var i = 0u; i < CPT; i++) {
-            let c = kp + i * TPK;
-            if (HDV % TPK == 0u || c < HDV) {
-                let kv = VF(k_cache[kbase + c]);
-                for (var r = 0u; r < QN; r++) { pd[r] += dot(qs[r * HDV + c], kv); }
+        // 1. dots of keys kb + kj + k KSTEP with every row; with TPK > 1 each of TPK
+        //    threads does a strided part of the dims and the parts are summed in
+        //    step 2. Loops have constant trip counts (unrolled: loads in flight
+        //    together); keys past k1 read key k1 - 1 (written, finite) and are
+        //    masked in step 2.
+        for (var k = 0u; k < KPT; k++) {
+            let j = kj + k * KSTEP;
+            let kbase = min(kb + j, k1 - 1u) * KVROWV + kvh * HDV;
+            var pd = array<f32, QN>();
+            for (var i = 0u; i < CPT; i++) {
+                let c = kp + i * TPK;
+                if (HDV % TPK == 0u || c < HDV) {
+                    let kv = VF(k_cache[kbase + c]);
+                    for (var r = 0u; r < QN; r++) { pd[r] += dot(qs[r * HDV + c], kv); }
+                }
+            }
+            for (var r = 0u; r < QN; r++) {
+                if (TPK > 1u) {
+                    sc_part[(r * BK + j) * TPK + kp] = pd[r];
+                } else {
+                    sc[r * BK + j] = pd[r];
+                }
             }
         }
-        for (var r = 0u; r < QN; r++) { sc_part[(r * BK + kj) * TPK + kp] = pd[r]; }
         workgroupBarrier();
 
         // 2. masked scores, the block's max and sum per row, tree-combined over lanes
@@ -114,8 +128,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let t = t0 + row % QT;
             for (var i = 0u; i < BK / R; i++) {
                 let j = lane + i * R;
-                var d = 0.0;
-                for (var p = 0u; p < TPK; p++) { d += sc_part[(row * BK + j) * TPK + p]; }
+                var d = sc[row * BK + j];
+                if (TPK > 1u) {
+                    d = 0.0;
+                    for (var p = 0u; p < TPK; p++) { d += sc_part[(row * BK + j) * TPK + p]; }
+                }
                 let kk = kb + j;
                 let v = select(NEG, d, kk < k1 && t < sp.T && kk <= sp.pos + t);
                 sc[row * BK + j] = v;

@@ -8,7 +8,7 @@ const HKV: u32 = {{HKV}}u;          // kv heads
 const G: u32 = HQ / HKV;            // query heads per kv head
 const QT: u32 = {{QT}}u;            // token rows per tile
 const S: u32 = {{S}}u;              // key splits (capacity)
-const MINK: u32 = 64u;              // fewest keys worth a split of their own
+const MINK: u32 = {{MINK}}u;         // fewest keys per split (the decode block size)
 const VEC: u32 = {{VEC}}u;          // elements per vector load (4, or 2 when HD % 4 != 0)
 const HDV: u32 = HD / VEC;          // vectors per head
 const NEG: f32 = -3.0e38;           // "minus infinity" (scores of masked keys)

@@ -7,7 +7,7 @@ into chunks that each fit one storage binding; every kernel runs one dispatch
 per chunk.
 
 Kernels (see the .wgsl files for layouts and tiling):
-* matvec.wgsl  - `linear` when T_max == 1 (decode): two rows per 32 invocations.
+* matvec.wgsl  - `linear` when T_max == 1 (decode): 2 or 4 rows per 32 invocations.
 * matmul.wgsl  - `linear` when T_max > 1 (prefill): 128 rows x 64 tokens tiles.
 * get_rows.wgsl - embedding lookup.
 * dequant.wgsl - whole-weight dequantization (test helper).
@@ -27,25 +27,25 @@ from wgllm.gpu.device import Device, Dispatch
 
 Q = GGMLQuantizationType
 
+
 class _Kernel(NamedTuple):
-    """Per weight type: name suffix of the quant.wgsl / matvec.wgsl functions, and
-    the matvec's unit (elements), invocations per unit, row pairs per 32 invocations
-    (as measured on an H100)."""
+    """Per weight type: name suffix of the quant.wgsl / matvec.wgsl functions, the
+    matvec's unit (elements per invocation step) and row pairs per 32 invocations
+    (2 for the block types, 1 for F32/F16: the faster on an H100)."""
 
     name: str
     unit: int
-    lanes: int
     pairs: int
 
 
 _KERNEL_TYPES: dict[GGMLQuantizationType, _Kernel] = {
-    Q.F32: _Kernel("f32", 8, 1, 1),
-    Q.F16: _Kernel("f16", 16, 1, 1),
-    Q.Q8_0: _Kernel("q8_0", 32, 4, 2),
-    Q.Q4_0: _Kernel("q4_0", 32, 4, 2),
-    Q.Q4_1: _Kernel("q4_1", 32, 4, 2),
-    Q.Q4_K: _Kernel("q4_k", 64, 4, 2),
-    Q.Q6_K: _Kernel("q6_k", 64, 4, 2),
+    Q.F32: _Kernel("f32", 8, 1),
+    Q.F16: _Kernel("f16", 16, 1),
+    Q.Q8_0: _Kernel("q8_0", 32, 2),
+    Q.Q4_0: _Kernel("q4_0", 32, 2),
+    Q.Q4_1: _Kernel("q4_1", 32, 2),
+    Q.Q4_K: _Kernel("q4_k", 64, 2),
+    Q.Q6_K: _Kernel("q6_k", 64, 2),
 }
 SUPPORTED_TYPES = frozenset(_KERNEL_TYPES)
 
@@ -190,8 +190,8 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         consts = dict(QT=kern.name, XT=x_type, YT=y_type, ACT=act)
         if T_max == 1:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
-            d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, PAIRS=_matvec_pairs(w.qtype),
-                             UNROLL=MATVEC_UNROLL, UNIT=kern.unit, LPU=kern.lanes, **consts)
+            d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, UNIT=kern.unit,
+                             PAIRS=_matvec_pairs(w.qtype), UNROLL=MATVEC_UNROLL, **consts)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
             d = dev.dispatch("matmul", binds, groups, **consts)

@@ -5,13 +5,12 @@
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
 // vec4 of {{XT}}; Y [T_max, N] {{YT}}.
 // Work split: a workgroup is RG row groups of TPR = 32 invocations; each group
-// owns NR = 2 * PAIRS rows. Its invocations walk the rows' "units" (UNIT
-// consecutive elements: a block or a slice of one, see the udot_* functions),
-// LPU invocations per unit, each taking a slice; consecutive invocations read
-// consecutive bytes of a row and of x (coalesced). Each udot_* call handles a
-// pair of rows, so each x value loaded serves both, and UNROLL units are in
-// flight per iteration. One barrier, then lane i of the group sums the 32 partial
-// dots of row i.
+// owns NR = 2 * PAIRS rows. Its 32 invocations walk the rows' "units" (UNIT
+// consecutive elements: a block or a slice of one, see the udot_* functions) with
+// stride 32, so neighbouring invocations read neighbouring bytes of a row
+// (coalesced); each udot_* call handles a pair of rows, so each x value loaded
+// serves both, and UNROLL units are in flight per iteration. One barrier, then
+// lane i of the group sums the 32 partial dots of row i.
 // Grid: x, y flatten the row groups, z = token.
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
@@ -33,8 +32,6 @@ const NR: u32 = 2u * PAIRS;    // rows per row group
 const RG: u32 = {{RG}};        // row groups per workgroup
 const UNROLL: u32 = {{UNROLL}};  // units per invocation per loop iteration (1 or 2)
 const UNIT: u32 = {{UNIT}};    // elements per unit of this weight type
-const LPU: u32 = {{LPU}};      // invocations sharing a unit (each takes a slice)
-const STRIDE: u32 = TPR / LPU; // units per row group per step
 const WG: u32 = TPR * RG;
 
 const MAGIC: u32 = 0x4b000000u;
@@ -76,10 +73,10 @@ fn hsum(v: vec4<f32>) -> f32 {
 }
 
 // Each udot_* returns, for rows at bytes ra and rb, sum_e W[row, e] * x[e] over
-// slice p (0 .. LPU-1) of unit u; xi = vec4 index of x[t, UNIT * u].
+// unit u; xi = vec4 index of x[t, UNIT * u].
 
 // F32, UNIT 8: 32 bytes per row.
-fn udot_f32(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
+fn udot_f32(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let x0 = xv(xi);
     let x1 = xv(xi + 1u);
     let a = (ra >> 2u) + u * 8u;
@@ -97,7 +94,7 @@ fn h8dot(p: vec4<u32>, q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>
          + dot(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)), x3);
 }
 
-fn udot_f16(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
+fn udot_f16(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let a = (ra >> 2u) + u * 8u;
     let b = (rb >> 2u) + u * 8u;
     let pa = w4(a);
@@ -111,67 +108,94 @@ fn udot_f16(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
     return vec2<f32>(h8dot(pa, qa, x0, x1, x2, x3), h8dot(pb, qb, x0, x1, x2, x3));
 }
 
-// Block types: a unit is shared by LPU = 4 neighbouring invocations, each taking
-// the slice `p` of it, so that they read neighbouring x vectors (few cache lines
-// per load instruction; with one unit per invocation the x loads, 128 bytes apart
-// across a warp, were the bottleneck on an H100).
-
-// Q8_0, UNIT 32 (one block): d f16 | qs[32] int8. Slice p: words p and p + 4 of
-// qs (elements 4p.. and 16 + 4p..). Signed bytes: (b ^ 0x80) is b + 128.
+// Q8_0, UNIT 32 (one block): d f16 | qs[32] int8. Signed bytes: (b ^ 0x80) is b + 128.
 fn q8w(w: u32, x: vec4<f32>) -> f32 {
     return dot(mq(w ^ 0x80808080u, SH_LO, 0xffu) - (TWO23 + 128.0), x);
 }
 
-fn udot_q8_0(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
-    let ba = ra + u * 34u + 4u * p;
-    let bb = rb + u * 34u + 4u * p;
-    let wa0 = wword(ba + 2u);
-    let wa1 = wword(ba + 18u);
-    let wb0 = wword(bb + 2u);
-    let wb1 = wword(bb + 18u);
-    let x0 = xv(xi + p);
-    let x1 = xv(xi + 4u + p);
-    return vec2<f32>(whf(ba - 4u * p) * (q8w(wa0, x0) + q8w(wa1, x1)),
-                     whf(bb - 4u * p) * (q8w(wb0, x0) + q8w(wb1, x1)));
+fn q8dot(p: vec4<u32>, q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+         x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
+    return q8w(p.x, x0) + q8w(p.y, x1) + q8w(p.z, x2) + q8w(p.w, x3)
+         + q8w(q.x, x4) + q8w(q.y, x5) + q8w(q.z, x6) + q8w(q.w, x7);
 }
 
-// Q4_0 / Q4_1 quants: word p of qs holds elements 4p..4p+3 (low nibbles) and
-// 16+4p.. (high). Returns sum (q - off) x.
+fn udot_q8_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let ba = ra + u * 34u;
+    let bb = rb + u * 34u;
+    let pa = fun4(ba + 2u);
+    let qa = fun4(ba + 18u);
+    let pb = fun4(bb + 2u);
+    let qb = fun4(bb + 18u);
+    let da = whf(ba);
+    let db = whf(bb);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    return vec2<f32>(da * q8dot(pa, qa, x0, x1, x2, x3, x4, x5, x6, x7),
+                     db * q8dot(pb, qb, x0, x1, x2, x3, x4, x5, x6, x7));
+}
+
+// Q4_0 / Q4_1 quants, 4 words: word j holds elements 4j..4j+3 (low nibbles) and
+// 16+4j.. (high). Returns sum (q - off) x.
 fn q4w(w: u32, xa: vec4<f32>, xb: vec4<f32>, off: f32) -> f32 {
     return dot(mq(w & 0x0f0f0f0fu, SH_LO, 0xffu) - off, xa) + dot(mq((w >> 4u) & 0x0f0f0f0fu, SH_LO, 0xffu) - off, xb);
 }
 
-// Q4_0, UNIT 32, 18-byte blocks: d * sum (q - 8) x. Slice p: word p of qs.
-fn udot_q4_0(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
-    let ba = ra + u * 18u;
-    let bb = rb + u * 18u;
-    let wa = wword(ba + 2u + 4u * p);
-    let wb = wword(bb + 2u + 4u * p);
-    let x0 = xv(xi + p);
-    let x1 = xv(xi + 4u + p);
-    let off = TWO23 + 8.0;
-    return vec2<f32>(whf(ba) * q4w(wa, x0, x1, off), whf(bb) * q4w(wb, x0, x1, off));
+fn q4dot(q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+         x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>, off: f32) -> f32 {
+    return q4w(q.x, x0, x4, off) + q4w(q.y, x1, x5, off) + q4w(q.z, x2, x6, off) + q4w(q.w, x3, x7, off);
 }
 
-// Q4_1, UNIT 32, 20-byte blocks (rows and quants word aligned):
-// sum (d q + m) x = d sum q x + m sum x. Slice p: word p of qs.
-fn udot_q4_1(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
-    let ia = (ra + u * 20u) >> 2u;
-    let ib = (rb + u * 20u) >> 2u;
-    let dma = W[ia];
-    let dmb = W[ib];
-    let wa = W[ia + 1u + p];
-    let wb = W[ib + 1u + p];
-    let x0 = xv(xi + p);
-    let x1 = xv(xi + 4u + p);
-    let sx = hsum(x0 + x1);
-    return vec2<f32>(half_f32(dma & 0xffffu) * q4w(wa, x0, x1, TWO23) + half_f32(dma >> 16u) * sx,
-                     half_f32(dmb & 0xffffu) * q4w(wb, x0, x1, TWO23) + half_f32(dmb >> 16u) * sx);
+// Q4_0, UNIT 32, 18-byte blocks: d * sum (q - 8) x
+fn udot_q4_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let ba = ra + u * 18u;
+    let bb = rb + u * 18u;
+    let qa = fun4(ba + 2u);
+    let qb = fun4(bb + 2u);
+    let da = whf(ba);
+    let db = whf(bb);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    let off = TWO23 + 8.0;
+    return vec2<f32>(da * q4dot(qa, x0, x1, x2, x3, x4, x5, x6, x7, off),
+                     db * q4dot(qb, x0, x1, x2, x3, x4, x5, x6, x7, off));
+}
+
+// Q4_1, UNIT 32, 20-byte blocks (rows and quants word aligned): sum (d q + m) x = d sum q x + m sum x
+fn udot_q4_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let ba = ra + u * 20u;
+    let bb = rb + u * 20u;
+    let qa = w4((ba + 4u) >> 2u);
+    let qb = w4((bb + 4u) >> 2u);
+    let dma = W[ba >> 2u];
+    let dmb = W[bb >> 2u];
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    let sx = hsum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
+    return vec2<f32>(half_f32(dma & 0xffffu) * q4dot(qa, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dma >> 16u) * sx,
+                     half_f32(dmb & 0xffffu) * q4dot(qb, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dmb >> 16u) * sx);
 }
 
 // Q4_K, UNIT 64: sub-blocks 2g (low nibbles) and 2g+1 (high nibbles) of
 // qs[32g .. 32g+32); 144-byte super-blocks keep rows word aligned.
-// Slice p: words 2p, 2p+1 (elements 8p..8p+7 of each sub-block).
+// Returns (sum q x over sub-block 2g, over 2g+1).
 fn q4k_lo(w: u32) -> vec4<f32> {
     return mq(w & 0x0f0f0f0fu, SH_LO, 0xffu) - TWO23;
 }
@@ -180,11 +204,22 @@ fn q4k_hi(w: u32) -> vec4<f32> {
     return mq((w >> 4u) & 0x0f0f0f0fu, SH_LO, 0xffu) - TWO23;
 }
 
+fn q4k_dots(p: vec4<u32>, q: vec4<u32>, xi: u32) -> vec2<f32> {
+    let lo = dot(q4k_lo(p.x), xv(xi)) + dot(q4k_lo(p.y), xv(xi + 1u))
+           + dot(q4k_lo(p.z), xv(xi + 2u)) + dot(q4k_lo(p.w), xv(xi + 3u))
+           + dot(q4k_lo(q.x), xv(xi + 4u)) + dot(q4k_lo(q.y), xv(xi + 5u))
+           + dot(q4k_lo(q.z), xv(xi + 6u)) + dot(q4k_lo(q.w), xv(xi + 7u));
+    let hi = dot(q4k_hi(p.x), xv(xi + 8u)) + dot(q4k_hi(p.y), xv(xi + 9u))
+           + dot(q4k_hi(p.z), xv(xi + 10u)) + dot(q4k_hi(p.w), xv(xi + 11u))
+           + dot(q4k_hi(q.x), xv(xi + 12u)) + dot(q4k_hi(q.y), xv(xi + 13u))
+           + dot(q4k_hi(q.z), xv(xi + 14u)) + dot(q4k_hi(q.w), xv(xi + 15u));
+    return vec2<f32>(lo, hi);
+}
+
 // Scales and mins of sub-blocks 2g, 2g+1 from the 12 scale bytes (words s.x, s.y,
 // s.z = bytes 0-3, 4-7, 8-11), branch free (see q4k_scale_min in quant.wgsl):
 // sub-block j < 4: sc = b[j] & 63, mn = b[j+4] & 63; j >= 4, i = j - 4:
 // sc = (b[8+i] & 15) | (b[i] >> 6) << 4, mn = (b[8+i] >> 4) | (b[4+i] >> 6) << 4.
-// s, sx: sum q x and sum x over this invocation's slice of each sub-block.
 fn q4k_finish(base: u32, g: u32, s: vec2<f32>, sx: vec2<f32>) -> f32 {
     let sw = w4((base + 4u) >> 2u).xyz;
     let sh = vec2<u32>(16u * (g & 1u), 16u * (g & 1u) + 8u);   // byte (2g or 2g+1) % 4, in bits
@@ -198,30 +233,26 @@ fn q4k_finish(base: u32, g: u32, s: vec2<f32>, sx: vec2<f32>) -> f32 {
     return half_f32(dm & 0xffffu) * dot(vec2<f32>(sc), s) - half_f32(dm >> 16u) * dot(vec2<f32>(mn), sx);
 }
 
-fn q4k_row(base: u32, g: u32, p: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, sx: vec2<f32>) -> f32 {
-    let i = ((base + 16u + 32u * g) >> 2u) + 2u * p;
-    let w0 = W[i];
-    let w1 = W[i + 1u];
-    let s = vec2<f32>(dot(q4k_lo(w0), x0) + dot(q4k_lo(w1), x1), dot(q4k_hi(w0), x2) + dot(q4k_hi(w1), x3));
-    return q4k_finish(base, g, s, sx);
-}
-
-fn udot_q4_k(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
+fn udot_q4_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let g = u & 3u;
-    let x0 = xv(xi + 2u * p);
-    let x1 = xv(xi + 2u * p + 1u);
-    let x2 = xv(xi + 8u + 2u * p);
-    let x3 = xv(xi + 9u + 2u * p);
-    let sx = vec2<f32>(hsum(x0 + x1), hsum(x2 + x3));
-    return vec2<f32>(q4k_row(ra + (u >> 2u) * 144u, g, p, x0, x1, x2, x3, sx),
-                     q4k_row(rb + (u >> 2u) * 144u, g, p, x0, x1, x2, x3, sx));
+    let ba = ra + (u >> 2u) * 144u;
+    let bb = rb + (u >> 2u) * 144u;
+    let ia = (ba + 16u + 32u * g) >> 2u;
+    let ib = (bb + 16u + 32u * g) >> 2u;
+    let pa = w4(ia);
+    let qa = w4(ia + 4u);
+    let pb = w4(ib);
+    let qb = w4(ib + 4u);
+    let sx = vec2<f32>(hsum(xv(xi) + xv(xi + 1u) + xv(xi + 2u) + xv(xi + 3u) + xv(xi + 4u) + xv(xi + 5u) + xv(xi + 6u) + xv(xi + 7u)),
+                       hsum(xv(xi + 8u) + xv(xi + 9u) + xv(xi + 10u) + xv(xi + 11u) + xv(xi + 12u) + xv(xi + 13u) + xv(xi + 14u) + xv(xi + 15u)));
+    return vec2<f32>(q4k_finish(ba, g, q4k_dots(pa, qa, xi), sx), q4k_finish(bb, g, q4k_dots(pb, qb, xi), sx));
 }
 
 // Q6_K, UNIT 64: with c4 = u % 4 = 2h + c, the unit is the 64 elements
 // 128h + 32k + 16c + i (k = 0..3, i = 0..15): ql bytes A = 64h + 16c + i (k = 0 low
 // nibble, k = 2 high), A + 32 (k = 1, 3), qh byte 32h + 16c + i (bits 2k), scale
-// 8h + 2k + c. Slice p: i = 4p..4p+3, one word of each byte stream, unpacked
-// whole (4 elements per byte lane).
+// 8h + 2k + c. Whole words are unpacked at once (4 elements per byte lane).
+// Returns (sum (q - 32) x) for k = 0..3.
 fn q6w(wa: u32, wb: u32, wc: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> vec4<f32> {
     let z = TWO23 + 32.0;
     let q0 = (wa & 0x0f0f0f0fu) | ((wc & 0x03030303u) << 4u);
@@ -232,25 +263,25 @@ fn q6w(wa: u32, wb: u32, wc: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x
                      dot(mq(q2, SH_LO, 0xffu) - z, x2), dot(mq(q3, SH_LO, 0xffu) - z, x3));
 }
 
-fn q6_row(base: u32, h: u32, c: u32, p: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
-    let a = base + 64u * h + 16u * c + 4u * p;
+fn q6_row(base: u32, h: u32, c: u32, xs: u32) -> f32 {
+    let a = fun4(base + 64u * h + 16u * c);
+    let b = fun4(base + 64u * h + 16u * c + 32u);
+    let hb = fun4(base + 128u + 32u * h + 16u * c);
     let sb = base + 192u + 8u * h + c;
     let sc = i8x4(wbyte(sb) | (wbyte(sb + 2u) << 8u) | (wbyte(sb + 4u) << 16u) | (wbyte(sb + 6u) << 24u));
-    let s = q6w(wword(a), wword(a + 32u), wword(base + 128u + 32u * h + 16u * c + 4u * p), x0, x1, x2, x3);
+    let s = q6w(a.x, b.x, hb.x, xv(xs), xv(xs + 8u), xv(xs + 16u), xv(xs + 24u))
+          + q6w(a.y, b.y, hb.y, xv(xs + 1u), xv(xs + 9u), xv(xs + 17u), xv(xs + 25u))
+          + q6w(a.z, b.z, hb.z, xv(xs + 2u), xv(xs + 10u), xv(xs + 18u), xv(xs + 26u))
+          + q6w(a.w, b.w, hb.w, xv(xs + 3u), xv(xs + 11u), xv(xs + 19u), xv(xs + 27u));
     return whf(base + 208u) * dot(sc, s);
 }
 
-fn udot_q6_k(ra: u32, rb: u32, u: u32, xi: u32, p: u32) -> vec2<f32> {
+fn udot_q6_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let c4 = u & 3u;
     let h = c4 >> 1u;
     let c = c4 & 1u;
-    let xs = xi - 16u * c4 + 32u * h + 4u * c + p;   // x vec4 index of element 128h + 16c + 4p
-    let x0 = xv(xs);
-    let x1 = xv(xs + 8u);
-    let x2 = xv(xs + 16u);
-    let x3 = xv(xs + 24u);
-    return vec2<f32>(q6_row(ra + (u >> 2u) * 210u, h, c, p, x0, x1, x2, x3),
-                     q6_row(rb + (u >> 2u) * 210u, h, c, p, x0, x1, x2, x3));
+    let xs = xi - 16u * c4 + 32u * h + 4u * c;   // x vec4 index of element 128h + 16c
+    return vec2<f32>(q6_row(ra + (u >> 2u) * 210u, h, c, xs), q6_row(rb + (u >> 2u) * 210u, h, c, xs));
 }
 
 @compute @workgroup_size(WG)
@@ -270,16 +301,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let r3 = min(n0 + 3u, last) * P.row_bytes;
         let xi = t * (P.K / 4u);
         let units = P.K / UNIT;
-        let p = l % LPU;
-        for (var u = l / LPU; u < units; u += STRIDE * UNROLL) {
+        for (var u = l; u < units; u += TPR * UNROLL) {
             let xu = xi + u * (UNIT / 4u);
-            acc += vec4<f32>(udot_{{QT}}(r0, r1, u, xu, p), 0.0, 0.0);
-            if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu, p)); }
-            let u2 = u + STRIDE;
+            acc += vec4<f32>(udot_{{QT}}(r0, r1, u, xu), 0.0, 0.0);
+            if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu)); }
+            let u2 = u + TPR;
             if (UNROLL == 2u && u2 < units) {
                 let xu2 = xi + u2 * (UNIT / 4u);
-                acc += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2, p), 0.0, 0.0);
-                if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2, p)); }
+                acc += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2), 0.0, 0.0);
+                if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2)); }
             }
         }
     }

@@ -158,19 +158,22 @@ def _binding_size(b) -> int:
 # --- attention -----------------------------------------------------------------
 
 ATTN_WG = 128  # threads per attention workgroup (attention.wgsl)
-ATTN_BK = 32  # keys per block
-ATTN_MINK = 64  # fewest keys per split (attn_common.wgsl MINK)
+ATTN_MINK = 64  # fewest keys per split, and the key block of split (decode) plans
 ATTN_TARGET_GROUPS = 1024  # aim for this many workgroups when splitting the keys
 ATTN_MAX_SPLITS = 256
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(int(n), 1).bit_length() - 1)
 
 
 def attention_plan(T_max: int, n_heads: int, n_kv_heads: int, head_dim: int, n_ctx: int,
                    splits: int | None = None) -> dict:
     """The tiling of `attention`.
 
-    HB query heads (of one kv head) x QT token rows make a tile of QN rows; R
-    softmax lanes per row; VEC-wide loads; S key splits (capacity; fewer are
-    used for short contexts).
+    HB query heads (of one kv head) x QT token rows make a tile of QN rows; keys
+    go in blocks of BK; R softmax lanes per row; VEC-wide loads; S key splits
+    (capacity; fewer, of at least MINK keys each, are used for short contexts).
     """
     vec = 4 if head_dim % 4 == 0 else 2
     if head_dim % 2 or head_dim // vec > ATTN_WG:
@@ -180,12 +183,14 @@ def attention_plan(T_max: int, n_heads: int, n_kv_heads: int, head_dim: int, n_c
     hb = max(d for d in range(1, g + 1) if g % d == 0 and d <= qmax)
     qt = max(1, min(qmax // hb, T_max))
     qn = hb * qt
-    r = 1 << (min(ATTN_WG // qn, ATTN_BK).bit_length() - 1)
     tiles, head_blocks = _ceil(T_max, qt), n_kv_heads * (g // hb)
     if splits is None:
         splits = min(_ceil(ATTN_TARGET_GROUPS, tiles * head_blocks), _ceil(n_ctx, ATTN_MINK))
     splits = max(1, min(int(splits), ATTN_MAX_SPLITS))
-    return dict(HB=hb, QT=qt, R=r, VEC=vec, S=splits, tiles=tiles, head_blocks=head_blocks)
+    # one long walk per tile: big blocks amortise the per-block softmax; splits: blocks of MINK
+    bk = ATTN_MINK if splits > 1 else min(256, max(32, _pow2_floor(2048 // qn)))
+    r = _pow2_floor(min(ATTN_WG // qn, bk))
+    return dict(HB=hb, QT=qt, BK=bk, R=r, VEC=vec, S=splits, tiles=tiles, head_blocks=head_blocks)
 
 
 def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,
@@ -207,14 +212,15 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
         raise ValueError(f"attention: {n_heads} query heads are not a multiple of {n_kv_heads} kv heads")
     plan = attention_plan(T_max, n_heads, n_kv_heads, head_dim, n_ctx, splits)
     S = plan["S"]
-    consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, QT=plan["QT"], S=S, VEC=plan["VEC"], ACT=act)
+    consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, QT=plan["QT"], S=S, VEC=plan["VEC"], MINK=ATTN_MINK,
+                  ACT=act)
     qscale = math.log2(math.e) / math.sqrt(head_dim)
     rows = T_max * n_heads * S if S > 1 else 1  # partial results (unused with one split)
     part = dev.buffer(rows * head_dim * 4, "attn_scratch")
     part_ml = dev.buffer(rows * 8, "attn_scratch")
     first = dev.dispatch(
         "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
-        HB=plan["HB"], R=plan["R"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
+        HB=plan["HB"], BK=plan["BK"], R=plan["R"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
     )
     if S == 1:
         return [first]
