@@ -63,9 +63,10 @@ def run(args) -> dict:
 
     path = args.model
     if path is None:
-        path = Path(tempfile.mkdtemp()) / f"{args.shape}-{args.types}.gguf"
+        path = Path(tempfile.mkdtemp()) / f"{args.shape}.gguf"
         t = time.perf_counter()
-        synth.write_llama_gguf(path, synth.SHAPES[args.shape], types=args.types, seed=0, fast=True)
+        types = json.loads(args.types) if args.types.startswith("{") else args.types
+        synth.write_llama_gguf(path, synth.SHAPES[args.shape], types=types, seed=0, fast=True)
         print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
     eng = Engine(str(path), device=args.device, ctx=args.prompt + args.gen + 8, precision=args.precision,
@@ -100,7 +101,7 @@ def _commit() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", default="smollm2-135m")
-    p.add_argument("--types", default="Q4_1")
+    p.add_argument("--types", default="Q4_1", help='one type, a mix name, or JSON like {"default": "Q4_1", "token_embd": "Q8_0"}')
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--prompt", type=int, default=256)
     p.add_argument("--gen", type=int, default=128)

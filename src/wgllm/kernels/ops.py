@@ -161,6 +161,7 @@ ATTN_WG = 128  # threads per attention workgroup (attention.wgsl)
 ATTN_MINK = 64  # fewest keys per split, and the key block of split (decode) plans
 ATTN_TARGET_GROUPS = 1024  # aim for this many workgroups when splitting the keys
 ATTN_MAX_SPLITS = 256
+ATTN_MAX_ROWS = 16  # query rows per tile (heads x tokens) for hd <= 128; halved per doubling of hd
 
 
 def _pow2_floor(n: int) -> int:
@@ -179,7 +180,7 @@ def attention_plan(T_max: int, n_heads: int, n_kv_heads: int, head_dim: int, n_c
     if head_dim % 2 or head_dim // vec > ATTN_WG:
         raise ValueError(f"attention: head_dim {head_dim} must be even and at most {ATTN_WG * vec}")
     g = n_heads // n_kv_heads
-    qmax = 16 if head_dim <= 128 else 8 if head_dim <= 256 else 4  # rows per tile (registers, workgroup memory)
+    qmax = max(1, ATTN_MAX_ROWS * 128 // max(head_dim, 128))  # rows per tile (registers, workgroup memory)
     hb = max(d for d in range(1, g + 1) if g % d == 0 and d <= qmax)
     qt = max(1, min(qmax // hb, T_max))
     qn = hb * qt
@@ -190,7 +191,9 @@ def attention_plan(T_max: int, n_heads: int, n_kv_heads: int, head_dim: int, n_c
     # one long walk per tile: big blocks amortise the per-block softmax; splits: blocks of MINK
     bk = ATTN_MINK if splits > 1 else min(256, max(32, _pow2_floor(2048 // qn)))
     r = _pow2_floor(min(ATTN_WG // qn, bk))
-    return dict(HB=hb, QT=qt, BK=bk, R=r, VEC=vec, S=splits, tiles=tiles, head_blocks=head_blocks)
+    # threads per key in the scores: as many as the partial-dot buffer (<= 16 KiB) allows, up to 8
+    tpk = max(ATTN_WG // bk, min(8, _pow2_floor(4096 // (qn * bk)), _pow2_floor(head_dim // vec)))
+    return dict(HB=hb, QT=qt, BK=bk, R=r, TPK=tpk, VEC=vec, S=splits, tiles=tiles, head_blocks=head_blocks)
 
 
 def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,
@@ -220,7 +223,7 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
     part_ml = dev.buffer(rows * 8, "attn_scratch")
     first = dev.dispatch(
         "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
-        HB=plan["HB"], BK=plan["BK"], R=plan["R"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
+        HB=plan["HB"], BK=plan["BK"], R=plan["R"], TPK=plan["TPK"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
     )
     if S == 1:
         return [first]
