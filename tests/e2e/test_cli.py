@@ -101,3 +101,29 @@ def test_devices_lists_adapters(device):
     res = run_cli("devices")
     assert res.returncode == 0, res.stderr
     assert device.adapter.info["backend_type"] in res.stdout
+
+
+def test_hostile_chat_template_fails_safely(tmp_path, device):
+    from wgllm.testing import synth
+
+    marker = tmp_path / "pwned"
+    template = ("{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}"
+                "{% for m in messages %}{{ m.content }}{% endfor %}")
+    shape = synth.SHAPES["tiny-mha-tied"]
+    path = synth.write_llama_gguf(tmp_path / "hostile.gguf", shape, types="F32", chat_template=template)
+    assert_clean_error(run_cli("run", "--model", str(path), "hi"), "template")
+    assert not marker.exists()
+
+
+def test_chat_streams_keeps_conversation_and_resets(device):
+    script = "What is the capital of France?\nAnd of Italy?\n/reset\nAnd of Italy?\n/exit\n"
+    env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
+    res = subprocess.run([sys.executable, "-m", "wgllm", "chat", "--max-tokens", "24"], input=script,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr
+    answers = [a for a in res.stdout.split(">>> ") if a.strip()]
+    assert len(answers) == 3, res.stdout
+    assert "Paris" in answers[0]
+    assert "Rome" in answers[1]  # "And of Italy?" understood through the kept conversation
+    assert "conversation cleared" in res.stderr
+    assert "Rome" not in answers[2]  # after /reset the same question has no context

@@ -8,9 +8,9 @@
 // rows. The tile's keys [0, L) are cut into n_splits(L) contiguous splits at run
 // time; the workgroup walks its split in blocks of BK keys, with three roles per
 // thread (all loads are VEC-wide vectors):
-//   scores  TPK threads per key (consecutive lanes read consecutive vectors of a
-//           key row: coalesced), each KPT keys; partial dots of all rows summed
-//           in workgroup memory
+//   scores  KPT keys per thread, or TPK threads per key each doing a strided part
+//           of the dims (partial dots summed in workgroup memory); all rows at
+//           once, so each K vector is read once per block
 //   softmax R lanes per row: block max and sum, tree-combined; the running (m, l)
 //           of each row is updated and the accumulators rescaled (flash attention)
 //   values  thread (column c, key group kg): acc[r] += p[r, j] * V[j, c] over the
@@ -26,7 +26,7 @@ const NHB: u32 = G / HB;            // head blocks per kv head
 const QN: u32 = HB * QT;            // rows per tile: row r = head h0 + r / QT, token t0 + r % QT
 const WG: u32 = 128u;               // threads
 const BK: u32 = {{BK}}u;            // keys per block (a power of two, 32..256)
-const TPK: u32 = {{TPK}}u;          // threads per key (scores): consecutive lanes read one key row
+const TPK: u32 = {{TPK}}u;          // threads per key (scores), consecutive lanes
 const KSTEP: u32 = WG / TPK;        // keys covered by the workgroup in one pass of the scores
 const KPT: u32 = BK / KSTEP;        // keys per thread (scores); BK * TPK >= WG
 const R: u32 = {{R}}u;              // lanes per row (softmax), a power of two, QN * R <= WG

@@ -12,6 +12,7 @@ submission from it: rows t >= T are left untouched.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -161,7 +162,8 @@ ATTN_WG = 128  # threads per attention workgroup (attention.wgsl)
 ATTN_MINK = 64  # fewest keys per split, and the key block of split (decode) plans
 ATTN_TARGET_GROUPS = 1024  # aim for this many workgroups when splitting the keys
 ATTN_MAX_SPLITS = 256
-ATTN_MAX_ROWS = 16  # query rows per tile (heads x tokens) for hd <= 128; halved per doubling of hd
+ATTN_MAX_ROWS = 4  # query rows per tile (heads x tokens) for hd <= 128; halved per doubling of hd
+# (4 measured fastest for prefill on an H100: 8 and 16 rows are 1.2-2x slower, register pressure)
 
 
 def _pow2_floor(n: int) -> int:
@@ -191,9 +193,29 @@ def attention_plan(T_max: int, n_heads: int, n_kv_heads: int, head_dim: int, n_c
     # one long walk per tile: big blocks amortise the per-block softmax; splits: blocks of MINK
     bk = ATTN_MINK if splits > 1 else min(256, max(32, _pow2_floor(2048 // qn)))
     r = _pow2_floor(min(ATTN_WG // qn, bk))
-    # threads per key in the scores: as many as the partial-dot buffer (<= 16 KiB) allows, up to 8
-    tpk = max(ATTN_WG // bk, min(8, _pow2_floor(4096 // (qn * bk)), _pow2_floor(head_dim // vec)))
+    # threads per key in the scores: just enough to occupy the workgroup (more, with partial
+    # dots summed in workgroup memory, measured slower on an H100)
+    tpk = max(1, ATTN_WG // bk)
     return dict(HB=hb, QT=qt, BK=bk, R=r, TPK=tpk, VEC=vec, S=splits, tiles=tiles, head_blocks=head_blocks)
+
+
+_SCRATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Device -> (part, part_ml)
+
+
+def _attn_scratch(dev: Device, part_bytes: int, ml_bytes: int):
+    """The split-attention partial-result buffers, one pair per device, grown as needed.
+
+    Every attention dispatch of a device shares them (layers, decode and prefill
+    graphs): dispatches run one after another, and each one's partials are
+    consumed by the combine dispatch right after it.
+    """
+    cur = _SCRATCH.get(dev)
+    if cur is None or cur[0].size < part_bytes or cur[1].size < ml_bytes:
+        old = cur or (None, None)
+        cur = (dev.buffer(max(part_bytes, old[0].size if old[0] else 0), "attn_scratch"),
+               dev.buffer(max(ml_bytes, old[1].size if old[1] else 0), "attn_scratch"))
+        _SCRATCH[dev] = cur
+    return cur
 
 
 def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,
@@ -209,6 +231,8 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
     head); when the tiles alone give few workgroups (decode) the keys are split
     (up to 256 ways, by default aiming at ~1024 workgroups, at least 64 keys per
     split) and a second dispatch merges the splits. `splits` overrides that choice.
+    The partial results live in scratch buffers shared by all attention dispatches
+    of `dev` (label "attn_scratch"; by default about 4096 * (hd + 2) * 4 bytes, a few MB).
     """
     _check_act(act)
     if n_heads % n_kv_heads:
@@ -219,11 +243,11 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
                   ACT=act)
     qscale = math.log2(math.e) / math.sqrt(head_dim)
     rows = T_max * n_heads * S if S > 1 else 1  # partial results (unused with one split)
-    part = dev.buffer(rows * head_dim * 4, "attn_scratch")
-    part_ml = dev.buffer(rows * 8, "attn_scratch")
+    part, part_ml = _attn_scratch(dev, rows * head_dim * 4, rows * 8)
     first = dev.dispatch(
         "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
-        HB=plan["HB"], BK=plan["BK"], R=plan["R"], TPK=plan["TPK"], SPLIT="true" if S > 1 else "false", QSCALE=f"{qscale!r}", **consts,
+        HB=plan["HB"], BK=plan["BK"], R=plan["R"], TPK=plan["TPK"], SPLIT="true" if S > 1 else "false",
+        QSCALE=f"{qscale!r}", **consts,
     )
     if S == 1:
         return [first]

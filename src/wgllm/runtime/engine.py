@@ -66,8 +66,10 @@ def check_tensor_types(g: GGUFFile) -> None:
         )
 
 
-def pick_precision(requested: str, dev: Device) -> str:
-    """'f16' or 'f32' activations: f16 when the adapter has shader-f16, unless told otherwise."""
+def pick_precision(requested: str, dev: Device, kind: str = "unknown") -> str:
+    """'f16' or 'f32' activations. auto: f16 on a GPU with shader-f16 (half the KV
+    memory and activation traffic); f32 on a CPU adapter, where f16 arithmetic is
+    emulated and measured slower (bench/RESULTS.md), or without shader-f16."""
     if requested not in ("auto", "f16", "f32"):
         raise RequestError(f"precision must be auto, f16 or f32, not '{requested}'.")
     if requested == "f16" and not dev.has_f16:
@@ -76,7 +78,7 @@ def pick_precision(requested: str, dev: Device) -> str:
             f"feature. Use --precision f32 (or auto)."
         )
     if requested == "auto":
-        return "f16" if dev.has_f16 else "f32"
+        return "f16" if dev.has_f16 and kind != "cpu" else "f32"
     return requested
 
 
@@ -103,7 +105,7 @@ class Engine:
         self.template = ChatTemplate.from_gguf(self.gguf)
         self.adapter: AdapterInfo = choose_adapter(device)
         self.dev = Device(self.adapter.adapter)
-        self.precision = pick_precision(precision, self.dev)
+        self.precision = pick_precision(precision, self.dev, self.adapter.kind)
         self.n_ctx = int(ctx) if ctx else min(self.cfg.n_ctx_train, DEFAULT_CTX)
         if self.n_ctx < 8:
             raise RequestError(f"ctx must be at least 8 tokens, not {self.n_ctx}.")

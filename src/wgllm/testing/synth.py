@@ -270,7 +270,7 @@ def byte_bpe_vocab(n_vocab: int) -> tuple[list[str], list[int], list[str]]:
     return tokens + [f"[PAD{i}]" for i in range(pad)], types + [int(gguf.TokenType.UNUSED)] * pad, merges
 
 
-def _add_tokenizer(w: gguf.GGUFWriter, shape: LlamaShape, tokenizer: str) -> None:
+def _add_tokenizer(w: gguf.GGUFWriter, shape: LlamaShape, tokenizer: str, template: str) -> None:
     if tokenizer == "none":
         return
     if tokenizer != "byte":
@@ -285,7 +285,7 @@ def _add_tokenizer(w: gguf.GGUFWriter, shape: LlamaShape, tokenizer: str) -> Non
     w.add_eos_token_id(2)
     w.add_pad_token_id(2)
     w.add_add_bos_token(False)
-    w.add_chat_template(CHATML_TEMPLATE)
+    w.add_chat_template(template)
 
 
 # ---------------------------------------------------------------- writer
@@ -320,7 +320,7 @@ def _file_type(types: dict[str, str] | str, plan) -> int:
 
 def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[str, str] | str = "F32",
                      seed: int = 0, tokenizer: str = "byte", fast: bool | None = None,
-                     strict: bool = False) -> Path:
+                     strict: bool = False, chat_template: str = CHATML_TEMPLATE) -> Path:
     """Write a llama-architecture GGUF with random weights; returns the path.
 
     shape: a `LlamaShape` or a key of `SHAPES`. types: see `tensor_plan` (e.g. "Q4_0",
@@ -330,13 +330,14 @@ def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[s
     blocks directly instead of quantizing floats (default: when the model has > 200M weights).
     general.file_type comes from types["file_type"] (set by `llama_cpp_types`), else the default type.
     Tensors are generated and written one at a time, so memory stays about one tensor.
+    chat_template: the tokenizer.chat_template text (tests use hostile ones).
     """
     shape = SHAPES[shape] if isinstance(shape, str) else shape
     plan = tensor_plan(shape, types, strict)
     fast = shape.n_params > FAST_THRESHOLD if fast is None else fast
     w = gguf.GGUFWriter(str(path), "llama")
     _add_metadata(w, shape, _file_type(types, plan))
-    _add_tokenizer(w, shape, tokenizer)
+    _add_tokenizer(w, shape, tokenizer, chat_template)
     for name, (dims, t) in plan.items():
         _add_tensor_info(w, name, dims, t)
     w.write_header_to_file()
