@@ -102,3 +102,24 @@ class FeatureMissingError(GpuError):
 
 class KernelCompileError(GpuError):
     """A WGSL kernel failed to compile: a bug in wgllm or the driver."""
+
+
+class GpuOutOfMemoryError(GpuError):
+    """An allocation would exceed the adapter's memory budget (or the driver refused it)."""
+
+    recoverable = True
+
+
+# --- planning -------------------------------------------------------------
+
+
+class ModelTooLargeError(WgllmError):
+    """No adapter has memory for the model at the requested context and precision.
+
+    `needs` lists, per adapter, (adapter summary, bytes needed, bytes available);
+    `alternatives` lists plain-sentence configurations that would fit."""
+
+    def __init__(self, message: str, needs: list | None = None, alternatives: list | None = None):
+        super().__init__(message)
+        self.needs = needs or []
+        self.alternatives = alternatives or []
