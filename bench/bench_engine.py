@@ -27,23 +27,51 @@ from pathlib import Path
 import numpy as np
 
 
-def copy_roof(dev, nbytes: int = 1 << 30, reps: int = 10) -> float:
-    """GB/s of a device-to-device copy (read + write), median of `reps`."""
+def copy_roof(dev, nbytes: int = 1 << 30, copies: int = 20, reps: int = 5) -> float:
+    """GB/s (read + write) of device-to-device copies through WebGPU: `copies` copies of
+    `nbytes` in one submission (alternating direction), median over `reps` submissions."""
     nbytes = min(nbytes, dev.max_buffer // 2) // 4 * 4
     a = dev.buffer(nbytes, "bench")
     b = dev.buffer(nbytes, "bench")
     times = []
-    for i in range(reps + 2):
+    for i in range(reps + 1):
         enc = dev.device.create_command_encoder()
-        enc.copy_buffer_to_buffer(a, 0, b, 0, nbytes)
+        for c in range(copies):
+            src, dst = (a, b) if c % 2 == 0 else (b, a)
+            enc.copy_buffer_to_buffer(src, 0, dst, 0, nbytes)
+        dev.read(b, 0, 4)  # idle before timing
         t = time.perf_counter()
         dev.queue.submit([enc.finish()])
         dev.read(b, 0, 4)
-        if i >= 2:
+        if i:
             times.append(time.perf_counter() - t)
     dev.release(a)
     dev.release(b)
-    return 2 * nbytes / statistics.median(times) / 1e9
+    return 2 * nbytes * copies / statistics.median(times) / 1e9
+
+
+def torch_copy_roof(nbytes: int = 1 << 30, reps: int = 20) -> float | None:
+    """GB/s (read + write) of a torch CUDA device-to-device copy, or None without CUDA."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+    except ImportError:
+        return None
+    a = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    b.copy_(a)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        b.copy_(a)
+    end.record()
+    torch.cuda.synchronize()
+    ms = start.elapsed_time(end) / reps
+    del a, b
+    torch.cuda.empty_cache()
+    return 2 * nbytes / (ms / 1e3) / 1e9
 
 
 def weight_bytes(engine) -> int:
@@ -73,6 +101,7 @@ def run(args) -> dict:
                  chunk=args.chunk)
     load_s = time.perf_counter() - t
     roof = copy_roof(eng.dev)
+    troof = torch_copy_roof()
     prompt = np.random.default_rng(0).integers(0, eng.cfg.n_vocab, args.prompt).tolist()
     runs = []
     for _ in range(args.reps):
@@ -85,7 +114,7 @@ def run(args) -> dict:
     return dict(
         shape=args.shape, types=args.types, model=str(path), adapter=eng.adapter.summary,
         precision=eng.precision, prompt=args.prompt, gen=args.gen, reps=args.reps, load_s=load_s,
-        weight_mib_per_token=wb / 2**20, copy_roof_gbs=roof, **med,
+        weight_mib_per_token=wb / 2**20, copy_roof_gbs=roof, torch_copy_roof_gbs=troof, **med,
         decode_gbs=wb * med["decode_tok_s"] / 1e9, runs=runs,
         commit=_commit(), date=time.strftime("%Y-%m-%d"), host=platform.node(),
     )
@@ -116,7 +145,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in r.items() if k != "runs"}, indent=1))
     print(f"| {r['shape']} {r['types']} | {r['adapter']} | {r['precision']} | prefill {r['prefill_tok_s']:.0f} tok/s "
           f"| decode {r['decode_tok_s']:.1f} tok/s | TTFT {r['ttft_ms']:.0f} ms | {r['decode_gbs']:.0f} GB/s "
-          f"of roof {r['copy_roof_gbs']:.0f} GB/s |")
+          f"of roof {r['copy_roof_gbs']:.0f} GB/s (torch copy: {r['torch_copy_roof_gbs'] or 0:.0f}) |")
     if args.json:
         args.json.write_text(json.dumps(r, indent=1))
 
