@@ -225,3 +225,19 @@ def test_argmax_negative_and_inf(device, rng):
     z = np.full(V, -0.0, np.float32)
     z[77] = 0.0  # -0.0 == 0.0: a tie, the first wins
     assert _argmax_gpu(device, z, 1, 0) == 0
+
+
+@pytest.mark.parametrize("T,T_max,n", [(1, 1, 576), (5, 9, 300), (3, 3, 1)])
+def test_bias_add_matches_numpy(device, act, rng, T, T_max, n):
+    dt = np.float16 if act == "f16" else np.float32
+    y0 = rng.standard_normal((T_max, n)).astype(dt)
+    b = rng.standard_normal(n).astype(np.float32)
+    yb = device.upload(y0, "test")
+    bb = device.upload(b, "test")
+    st = ops.step_buffer(device)
+    ops.write_step(device, st, T, 0)
+    device.run(ops.bias_add(device, yb, bb, st, T_max=T_max, n=n, act=act))
+    got = device.read_array(yb, dt, T_max * n).reshape(T_max, n)
+    ref = y0.astype(np.float64)[:T] + b
+    assert np.abs(got[:T] - ref).max() <= (1e-6 if act == "f32" else 2e-3) * max(1.0, np.abs(ref).max())
+    assert np.array_equal(got[T:], y0[T:])  # rows past Step.T untouched

@@ -1,4 +1,4 @@
-"""Whole tiny llama models on WebGPU vs transformers loading the same GGUF."""
+"""Whole tiny llama-family models (llama, qwen2) on WebGPU vs transformers loading the same GGUF."""
 
 import numpy as np
 import pytest
@@ -12,6 +12,8 @@ CASES = [
     ("gqa-untied-q8_0", dict(n_vocab=300, dim=160, n_layers=2, n_heads=5, n_kv_heads=1, ffn_dim=288, tied_embeddings=False), "Q8_0"),
     ("gqa-untied-q4_0", dict(n_vocab=300, dim=128, n_layers=2, n_heads=8, n_kv_heads=2, ffn_dim=224, tied_embeddings=False), "Q4_0"),
     ("gqa-tied-q4_1", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96, tied_embeddings=True), "Q4_1"),
+    ("qwen2-gqa-tied-q8_0", dict(n_vocab=300, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=224, tied_embeddings=True, arch="qwen2"), "Q8_0"),
+    ("qwen2-untied-f32", dict(n_vocab=280, dim=96, n_layers=2, n_heads=6, n_kv_heads=2, ffn_dim=160, tied_embeddings=False, arch="qwen2"), "F32"),
     ("kquants", dict(n_vocab=280, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=512, tied_embeddings=False),
      {"default": "Q4_K", "attn_v": "Q6_K", "ffn_down": "Q6_K", "token_embd": "Q6_K", "output": "F16"}),
 ]

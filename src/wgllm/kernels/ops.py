@@ -72,6 +72,12 @@ def add(dev: Device, a, b, step, *, T_max: int, n: int, act: str) -> list[Dispat
     return [dev.dispatch("add", [a, b, step], (_ceil(n, 256), T_max), N=n, B=act, ACT=act)]
 
 
+def bias_add(dev: Device, y, b, step, *, T_max: int, n: int, act: str) -> list[Dispatch]:
+    """y[t, :] += b for t < Step.T.  y: [T_max, n] (act), b: [n] f32."""
+    _check_act(act)
+    return [dev.dispatch("bias_add", [y, b, step], (_ceil(n, 256), T_max), N=n, ACT=act)]
+
+
 def softmax(dev: Device, x, y, n: int, rows: int, *, temperature: float = 1.0) -> list[Dispatch]:
     """y[r, :] = softmax(x[r, :] / temperature) for r < rows.  x, y: [rows, n] f32, distinct buffers.
 

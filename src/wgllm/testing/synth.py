@@ -53,6 +53,7 @@ class LlamaShape:
     rms_eps: float = 1e-5
     tied_embeddings: bool = False
     head_dim: int = 0  # 0: dim // n_heads
+    arch: str = "llama"  # "llama" or "qwen2" (q/k/v biases, neox rope: no q/k permutation)
 
     def __post_init__(self):
         if not self.head_dim:
@@ -68,13 +69,19 @@ class LlamaShape:
             b = f"blk.{i}."
             out.update({
                 b + "attn_norm.weight": (d,), b + "attn_q.weight": (q, d), b + "attn_k.weight": (kv, d),
-                b + "attn_v.weight": (kv, d), b + "attn_output.weight": (d, q), b + "ffn_norm.weight": (d,),
+                b + "attn_v.weight": (kv, d), **self._biases(b, q, kv),
+                b + "attn_output.weight": (d, q), b + "ffn_norm.weight": (d,),
                 b + "ffn_gate.weight": (f, d), b + "ffn_up.weight": (f, d), b + "ffn_down.weight": (d, f),
             })
         out["output_norm.weight"] = (d,)
         if not self.tied_embeddings:
             out["output.weight"] = (self.n_vocab, d)
         return out
+
+    def _biases(self, b: str, q: int, kv: int) -> dict[str, tuple[int, ...]]:
+        if self.arch != "qwen2":
+            return {}
+        return {b + "attn_q.bias": (q,), b + "attn_k.bias": (kv,), b + "attn_v.bias": (kv,)}
 
     @property
     def n_params(self) -> int:
@@ -135,7 +142,7 @@ def llama_cpp_types(ftype: str, shape: LlamaShape) -> dict[str, str]:
 
 
 def _type_for(name: str, cols: int, types: dict[str, str], strict: bool) -> str:
-    if name.endswith("_norm.weight"):
+    if name.endswith("_norm.weight") or name.endswith(".bias"):
         return "F32"
     base = name.removesuffix(".weight")
     role = base.split(".")[-1]
@@ -234,6 +241,8 @@ def random_weight(t: str, shape: tuple[int, ...], *, std: float, rng: np.random.
 def _tensor_data(name: str, shape: tuple[int, ...], t: str, rng, fast: bool) -> np.ndarray:
     if name.endswith("_norm.weight"):
         return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+    if name.endswith(".bias"):
+        return (0.5 * rng.standard_normal(shape)).astype(np.float32)
     return random_weight(t, shape, std=_std_for(shape), rng=rng, fast=fast)
 
 
@@ -321,7 +330,7 @@ def _file_type(types: dict[str, str] | str, plan) -> int:
 def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[str, str] | str = "F32",
                      seed: int = 0, tokenizer: str = "byte", fast: bool | None = None,
                      strict: bool = False, chat_template: str = CHATML_TEMPLATE) -> Path:
-    """Write a llama-architecture GGUF with random weights; returns the path.
+    """Write a llama-family GGUF (arch of `shape`: llama or qwen2) with random weights; returns the path.
 
     shape: a `LlamaShape` or a key of `SHAPES`. types: see `tensor_plan` (e.g. "Q4_0",
     {"default": "Q4_0", "token_embd": "Q8_0", "attn_v": "Q6_K"}, or "Q4_K_M"); norms are F32.
@@ -335,7 +344,7 @@ def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[s
     shape = SHAPES[shape] if isinstance(shape, str) else shape
     plan = tensor_plan(shape, types, strict)
     fast = shape.n_params > FAST_THRESHOLD if fast is None else fast
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), shape.arch)
     _add_metadata(w, shape, _file_type(types, plan))
     _add_tokenizer(w, shape, tokenizer, chat_template)
     for name, (dims, t) in plan.items():

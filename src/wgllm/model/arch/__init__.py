@@ -5,7 +5,7 @@ from __future__ import annotations
 from wgllm.errors import UnsupportedModelError
 from wgllm.model.gguf import GGUFFile
 
-SUPPORTED = ("llama",)
+SUPPORTED = ("llama", "qwen2")
 
 
 def config_for(g: GGUFFile):

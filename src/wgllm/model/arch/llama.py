@@ -23,7 +23,7 @@ from wgllm.kernels import linear as lin
 from wgllm.kernels import ops
 from wgllm.model.gguf import GGUFFile
 
-ARCHES = ("llama",)  # qwen2 needs the q/k/v bias add: not yet
+ARCHES = ("llama", "qwen2")  # qwen2: q/k/v biases, neox rope
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,14 @@ class LlamaModel:
             i = j
         return out
 
-    def _vector(self, g: GGUFFile, name: str):
-        t = g.tensors[name]
-        if t.type_name != "F32":
-            raise UnsupportedModelError(f"tensor {name} is {t.type_name}; wgllm expects F32 norm weights.")
-        return self.dev.upload(t.data, "weights")
+    def _vector(self, g: GGUFFile, *names: str):
+        """F32 vectors `names` concatenated into one buffer (norm weights, q|k|v biases)."""
+        for n in names:
+            if g.tensors[n].type_name != "F32":
+                raise UnsupportedModelError(
+                    f"tensor {n} is {g.tensors[n].type_name}; wgllm expects F32 norm weights and biases.")
+        data = np.concatenate([g.tensors[n].data for n in names]) if len(names) > 1 else g.tensors[names[0]].data
+        return self.dev.upload(data, "weights")
 
     def _upload(self, g: GGUFFile) -> None:
         cfg = self.cfg
@@ -181,6 +184,8 @@ class LlamaModel:
                     ffn_norm=self._vector(g, b + "ffn_norm.weight"),
                     wgu=self._weight(g, [b + "ffn_gate.weight", b + "ffn_up.weight"], "weights"),
                     wdown=self._weight(g, [b + "ffn_down.weight"], "weights"),
+                    bqkv=self._vector(g, b + "attn_q.bias", b + "attn_k.bias", b + "attn_v.bias")
+                    if cfg.qkv_bias else None,
                 )
             )
 
@@ -207,6 +212,8 @@ class LlamaModel:
         hd, Hq, Hkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         d = ops.rmsnorm(dev, a.x, L.attn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
         d += _linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act)  # qkv: [T, (Hq+2Hkv)*hd]
+        if L.bqkv is not None:
+            d += ops.bias_add(dev, a.qkv, L.bqkv, st, T_max=T, n=cfg.qkv_dim, act=act)
         d += ops.rope_kv(dev, a.qkv, self.k_cache[i], self.v_cache[i], st, T_max=T, n_heads=Hq,
                          n_kv_heads=Hkv, head_dim=hd, rope_base=cfg.rope_base, rope_dim=cfg.rope_dim,
                          mode=cfg.rope_mode, act=act)
