@@ -151,3 +151,30 @@ def test_split_get_rows(small_device, rng):
     got = small_device.read_array(yb, np.float32, T * K).reshape(T, K)
     assert np.array_equal(got, Wd[ids])
     release(small_device, w)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"T{t}of{m}" for t, m in CASES])
+@pytest.mark.parametrize("qtype", [Q.Q4_1, Q.Q6_K, Q.F16], ids=lambda t: t.name)
+def test_linear_glu_input(device, act, rng, qtype, case):
+    """glu=True: x rows are [gate | up] and the kernel multiplies W by silu(gate) * up."""
+    T, T_max = CASES[case]
+    N, K = shape_for(qtype, case)
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    Wd = dequant_ref(qtype, raw, N, K)
+    w = L.upload_weight(device, [raw], qtype, K, "test")
+    gu = (2 * rng.standard_normal((T_max, 2 * K))).astype(NP[act])
+    y0 = rng.standard_normal((T_max, N)).astype(NP[act])
+    gb, yb = device.upload(gu, "test"), device.upload(y0, "test")
+    step = ops.step_buffer(device, "test")
+    ops.write_step(device, step, T, 0)
+    try:
+        device.run(L.linear(device, w, gb, yb, T_max, step, x_type=act, y_type=act, add=True, glu=True))
+        got = device.read_array(yb, NP[act], T_max * N).reshape(T_max, N)
+        g, u = gu[:T, :K].astype(np.float64), gu[:T, K:].astype(np.float64)
+        ref = y0[:T].astype(np.float64) + (g / (1 + np.exp(-g)) * u) @ Wd.T
+        assert rel_err(got[:T], ref) < TOL[act]
+        assert np.array_equal(got[T:], y0[T:])  # rows past Step.T untouched
+    finally:
+        for b in (gb, yb, step):
+            device.release(b)
+        release(device, w)

@@ -139,32 +139,6 @@ def test_rmsnorm_last_row_only(device, act, rng):
     assert_nan(got[1])
 
 
-# --- silu_mul, add --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("T,T_max,F", [(1, 1, 1536), (5, 8, 1000), (3, 3, 37)])
-def test_silu_mul(device, act, rng, T, T_max, F):
-    dt = NP[act]
-    gu = (rng.standard_normal((T_max, 2 * F)) * 4).astype(dt)
-    h = put(device, nan_like((T_max, F), dt))
-    device.run(ops.silu_mul(device, put(device, gu), h, step(device, T, 7), T_max=T_max, F=F, act=act))
-    got = get(device, h, dt, (T_max, F))
-    g, u = gu[:T, :F].astype(np.float64), gu[:T, F:].astype(np.float64)
-    assert rel_err(got[:T], g / (1 + np.exp(-g)) * u) < TOL[act]
-    assert_nan(got[T:])
-
-
-@pytest.mark.parametrize("T,T_max,n", [(1, 1, 576), (5, 8, 1000)])
-def test_add(device, act, rng, T, T_max, n):
-    a = rng.standard_normal((T_max, n)).astype(np.float32)
-    b = rng.standard_normal((T_max, n)).astype(NP[act])
-    ab = put(device, a)
-    device.run(ops.add(device, ab, put(device, b), step(device, T, 0), T_max=T_max, n=n, act=act))
-    got = get(device, ab, np.float32, (T_max, n))
-    assert rel_err(got[:T], a[:T].astype(np.float64) + b[:T]) < 1e-6
-    assert np.array_equal(got[T:], a[T:])
-
-
 # --- softmax --------------------------------------------------------------------
 
 

@@ -171,8 +171,11 @@ def _act(*types: str) -> str:
 
 
 def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "f32",
-           y_type: str = "f32", add: bool = False) -> list[Dispatch]:
+           y_type: str = "f32", add: bool = False, glu: bool = False) -> list[Dispatch]:
     """y[t, n] = (add ? y[t, n] : 0) + sum_k W[n, k] * x[t, k] for t < Step.T.
+
+    glu: x is [T_max, 2K] = [gate | up] and x[t, k] = silu(gate[t, k]) * up[t, k]
+    (the SwiGLU activation fused into the FFN down projection).
 
     x: [T_max, K] of x_type, y: [T_max, N] of y_type, step: the Step uniform buffer
     (ops.step_buffer). Rows t >= Step.T of y are left untouched. One dispatch per
@@ -187,7 +190,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         assert params.size == _LINEAR_PARAMS
         u = dev.uniform(params, "linear params")
         binds = [buf, x, y, u, step]
-        consts = dict(QT=kern.name, XT=x_type, YT=y_type, ACT=act)
+        consts = dict(QT=kern.name, XT=x_type, YT=y_type, ACT=act, GLU=int(glu))
         if T_max == 1:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
             d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, UNIT=kern.unit,

@@ -3,7 +3,8 @@
 // (T > 1) tiled matrix-matrix product.
 //
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
-// vec4 of {{XT}}; Y [T_max, N] {{YT}}.
+// vec4 of {{XT}} (GLU = 1: [T_max, 2K], x = silu(first half) * second half);
+// Y [T_max, N] {{YT}}.
 // Tiling: a workgroup of 256 invocations owns a tile of BN = 128 rows x BT = 64
 // tokens and walks K in steps of BK = 16. Per step each invocation dequantizes 8
 // weights (row lid % 128, elements 8 * (lid / 128) ..) and loads 4 activations
@@ -29,6 +30,16 @@ const BK: u32 = 16u;
 
 var<workgroup> Ws: array<vec4<f32>, 512>;   // [k][n / 4], BK * BN / 4
 var<workgroup> Xs: array<vec4<f32>, 256>;   // [k][t / 4], BK * BT / 4
+
+const GLU: u32 = {{GLU}};      // 1: X rows are [gate (K) | up (K)] and x = silu(gate) * up
+
+fn xload(i: u32) -> vec4<f32> {
+    if (GLU == 1u) {
+        let g = vec4<f32>(X[i]);
+        return g / (1.0 + exp(-g)) * vec4<f32>(X[i + P.K / 4u]);
+    }
+    return vec4<f32>(X[i]);
+}
 
 fn put(t: u32, n: u32, v: f32) {
     if (t < S.T && n < P.rows) {
@@ -60,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let xt = lid % BT;           // token of the tile
     let xk = lid / BT;           // its vec4 of the K step
     let xok = t0 + xt < T;
-    let xi = select(0u, (t0 + xt) * (P.K / 4u) + xk, xok);
+    let xi = select(0u, (t0 + xt) * (P.K / 4u) * (1u + GLU) + xk, xok);
     // Compute role.
     let tn = lid % 16u;
     let tt = lid / 16u;
@@ -76,7 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     var v = dq8(rb, wk);
     var xv = vec4<f32>(0.0);
-    if (xok) { xv = vec4<f32>(X[xi]); }
+    if (xok) { xv = xload(xi); }
     for (var k0 = 0u; k0 < P.K; k0 += BK) {
         let wo = wk * 32u + wn / 4u;
         let wc = wn % 4u;
@@ -97,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
         if (k0 + BK < P.K) {   // prefetch the next step
             v = dq8(rb, k0 + BK + wk);
-            if (xok) { xv = vec4<f32>(X[xi + (k0 + BK) / 4u]); }
+            if (xok) { xv = xload(xi + (k0 + BK) / 4u); }
         }
         for (var k = 0u; k < BK; k++) {
             let w0 = Ws[k * 32u + tn];

@@ -3,7 +3,8 @@
 // matrix-vector product, memory bound.
 //
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
-// vec4 of {{XT}}; Y [T_max, N] {{YT}}.
+// vec4 of {{XT}} (GLU = 1: [T_max, 2K], x = silu(first half) * second half);
+// Y [T_max, N] {{YT}}.
 // Work split: a workgroup is RG row groups of TPR = 32 invocations; each group
 // owns NR = 2 * PAIRS rows. Its 32 invocations walk the rows' "units" (UNIT
 // consecutive elements: a block or a slice of one, see the udot_* functions) with
@@ -41,7 +42,13 @@ const SH_HI = vec4<u32>(4u, 12u, 20u, 28u);
 
 var<workgroup> red: array<f32, NR * WG>;   // partial sums [invocation][row of its group]
 
+const GLU: u32 = {{GLU}};      // 1: X rows are [gate (K) | up (K)] and x = silu(gate) * up
+
 fn xv(i: u32) -> vec4<f32> {
+    if (GLU == 1u) {
+        let g = vec4<f32>(X[i]);
+        return g / (1.0 + exp(-g)) * vec4<f32>(X[i + P.K / 4u]);
+    }
     return vec4<f32>(X[i]);
 }
 
@@ -299,7 +306,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let r1 = min(n0 + 1u, last) * P.row_bytes;
         let r2 = min(n0 + 2u, last) * P.row_bytes;
         let r3 = min(n0 + 3u, last) * P.row_bytes;
-        let xi = t * (P.K / 4u);
+        let xi = t * (P.K / 4u) * (1u + GLU);
         let units = P.K / UNIT;
         for (var u = l; u < units; u += TPR * UNROLL) {
             let xu = xi + u * (UNIT / 4u);

@@ -60,18 +60,6 @@ def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="
     return [dev.dispatch("rmsnorm", [x, w, y, u, step], groups, IN=in_type, OUT=out_type, ACT=act)]
 
 
-def silu_mul(dev: Device, gu, h, step, *, T_max: int, F: int, act: str) -> list[Dispatch]:
-    """h[t, i] = silu(gu[t, i]) * gu[t, F + i] for t < Step.T.  gu: [T_max, 2F], h: [T_max, F] (act)."""
-    _check_act(act)
-    return [dev.dispatch("silu_mul", [gu, h, step], (_ceil(F, 256), T_max), F=F, ACT=act)]
-
-
-def add(dev: Device, a, b, step, *, T_max: int, n: int, act: str) -> list[Dispatch]:
-    """a[t, :] += b[t, :] for t < Step.T.  a: [T_max, n] f32 (residual), b: [T_max, n] (act)."""
-    _check_act(act)
-    return [dev.dispatch("add", [a, b, step], (_ceil(n, 256), T_max), N=n, B=act, ACT=act)]
-
-
 def bias_add(dev: Device, y, b, step, *, T_max: int, n: int, act: str) -> list[Dispatch]:
     """y[t, :] += b for t < Step.T.  y: [T_max, n] (act), b: [n] f32."""
     _check_act(act)

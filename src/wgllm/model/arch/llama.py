@@ -108,7 +108,6 @@ class Activations:
         self.qkv = dev.buffer(T * cfg.qkv_dim * a, "act")  # qkv: [T, (Hq+2Hkv)*hd]
         self.attn = dev.buffer(T * cfg.n_heads * cfg.head_dim * a, "act")  # attn: [T, Hq*hd]
         self.gu = dev.buffer(T * 2 * cfg.ffn_dim * a, "act")  # gu: [T, 2*ffn]
-        self.h = dev.buffer(T * cfg.ffn_dim * a, "act")  # h: [T, ffn]
         self.xlast = dev.buffer(cfg.dim * a, "act")  # xlast: [1, dim] normed last row
         self.logits = dev.buffer(cfg.n_vocab * 4, "logits")  # logits: [vocab] f32
 
@@ -222,8 +221,8 @@ class LlamaModel:
         d += _linear(dev, L.wo, a.attn, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += attn @ wo
         d += ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
         d += _linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act)  # gu: [T, 2*ffn]
-        d += ops.silu_mul(dev, a.gu, a.h, st, T_max=T, F=cfg.ffn_dim, act=act)  # h: [T, ffn]
-        d += _linear(dev, L.wdown, a.h, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += h @ wdown
+        # x += (silu(gate) * up) @ wdown, the SwiGLU product formed as the kernel loads its input
+        d += _linear(dev, L.wdown, a.gu, a.x, T, st, x_type=act, y_type="f32", add=True, glu=True)
         return d
 
     def all_logits(self) -> tuple[list[Dispatch], object]:
