@@ -1,4 +1,4 @@
-"""The `wgllm` command line: run, chat, pull, models, devices.
+"""The `wgllm` command line: run, chat, pull, models, devices, plan, doctor.
 
 A user's mistake (a missing model, a bad option, no adapter) prints a one
 paragraph message and exits with status 1, never a traceback; set
@@ -35,6 +35,13 @@ def _gen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--stats", action="store_true", help="print speed figures to stderr afterwards")
+    _memory_option(p)
+
+
+def _memory_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpu-memory", default=None, metavar="SIZE",
+                   help="memory budget per adapter, e.g. 4GiB, or 0=4GiB,1=8GiB (default: measured; "
+                        "env WGLLM_GPU_MEMORY)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +55,27 @@ def build_parser() -> argparse.ArgumentParser:
     _gen_options(p)
     p = sub.add_parser("pull", help="fetch a model into the cache")
     p.add_argument("name", nargs="?", default=None, help="model name (default: the default model)")
-    sub.add_parser("models", help="list models in the cache")
+    p = sub.add_parser("models", help="list models in the cache (--catalog: known models and what they need)")
+    p.add_argument("--catalog", action="store_true", help="the catalog: memory need per context, fits here?")
+    p.add_argument("--device", "-d", default=None, help="adapter or policy for 'fits here' (default: auto)")
+    p.add_argument("--json", action="store_true")
+    _memory_option(p)
     p = sub.add_parser("devices", help="list WebGPU adapters")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("plan", help="where and how a model would run, and why (loads no weights)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="a .gguf path, a model name, or a catalog name[:quant] (e.g. llama-3-8b:q4_0)")
+    p.add_argument("--ctx", type=int, default=None, help="context length (default: min(model's, 4096), "
+                                                         "reduced if it does not fit)")
+    p.add_argument("--device", "-d", default=None,
+                   help="adapter index or name substring, or auto / high-performance / low-power")
+    p.add_argument("--precision", choices=["auto", "f16", "f32"], default="auto")
+    p.add_argument("--chunk", type=int, default=128, help="prefill tokens per pass")
+    p.add_argument("--json", action="store_true")
+    _memory_option(p)
+    p = sub.add_parser("doctor", help="this machine at a glance: adapters, drivers, what fits, hazards")
+    p.add_argument("--json", action="store_true")
+    _memory_option(p)
     return parser
 
 
@@ -65,7 +90,8 @@ def _engine(args):
     from wgllm.runtime.engine import Engine
 
     with err.status("Loading model…"):
-        return Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision)
+        return Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision,
+                      gpu_memory=args.gpu_memory)
 
 
 def _messages(args, history: list[dict]) -> list[dict]:
@@ -160,6 +186,9 @@ def cmd_pull(args) -> int:
 def cmd_models(args) -> int:
     from wgllm import hub
 
+    if args.catalog:
+        return _models_catalog(args)
+
     table = Table("name", "size", "architecture", "quantization", "path")
     for m in hub.list_local():
         table.add_row(m.name, f"{m.size / 2**20:.1f} MiB", m.architecture or "?", m.quantization or "?", str(m.path))
@@ -193,7 +222,156 @@ def cmd_devices(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "chat": cmd_chat, "pull": cmd_pull, "models": cmd_models, "devices": cmd_devices}
+# --- planning ----------------------------------------------------------------------------
+
+
+def _budgets(args, required: bool = True) -> list:
+    """AdapterBudgets of this machine with the --gpu-memory caps (NoAdapterError if none and required)."""
+    from wgllm.errors import NoAdapterError
+    from wgllm.gpu.discovery import list_adapters
+    from wgllm.gpu.inventory import inventory
+
+    try:
+        infos = list_adapters()
+    except NoAdapterError:
+        if required:
+            raise
+        infos = []
+    return inventory(infos, caps=args.gpu_memory)
+
+
+def _layout_for(spec: str | None):
+    """(ModelLayout, where it came from) of a .gguf path, a catalog name[:quant] or a model name."""
+    from pathlib import Path
+
+    from wgllm import hub
+    from wgllm.model.gguf import GGUFFile
+    from wgllm.plan import catalog
+
+    if spec:
+        if Path(spec).expanduser().is_file():
+            path = Path(spec).expanduser()
+            return catalog.layout_from_gguf(GGUFFile(path)), str(path)
+        found = catalog.split_spec(spec)
+        if found is not None:
+            entry, quant = found
+            return catalog.catalog_layout(entry.name, quant), f"catalog entry {entry.title} {quant}"
+    path = hub.resolve_model(spec)
+    return catalog.layout_from_gguf(GGUFFile(path)), str(path)
+
+
+def cmd_plan(args) -> int:
+    import json
+
+    from wgllm.errors import ModelTooLargeError
+    from wgllm.plan.planner import make_plan
+
+    layout, source = _layout_for(args.model)
+    try:
+        plan = make_plan(layout, _budgets(args), ctx=args.ctx, policy=args.device, precision=args.precision,
+                         chunk=args.chunk)
+    except ModelTooLargeError as exc:
+        if not args.json:
+            raise
+        needs = [{"adapter": a, "needed": n, "available": v} for a, n, v in exc.needs]
+        out.out(json.dumps({"error": "ModelTooLargeError", "message": exc.message, "needs": needs,
+                            "alternatives": exc.alternatives}, indent=2))
+        return 1
+    if args.json:
+        out.out(json.dumps(dict(plan.as_dict(), source=source), indent=2))
+        return 0
+    table = Table("", "plan, and why", title=f"Plan for {source}", show_lines=True, title_justify="left")
+    for line in plan.explain():
+        key, _, text = line.partition(": ")
+        table.add_row(f"[bold]{key}[/bold]", text)
+    out.print(table)
+    if not plan.runnable:
+        err.print("[yellow]This plan is for information: this version of wgllm cannot run this model.[/yellow]")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    import json
+
+    from wgllm.doctor import diagnose
+
+    report = diagnose(caps=args.gpu_memory)
+    if args.json:
+        out.out(json.dumps(report, indent=2))
+    else:
+        _print_doctor(report)
+    return 0 if report["ok"] else 1
+
+
+def _print_doctor(report: dict) -> None:
+    from wgllm.plan.planner import fmt_bytes
+
+    t = Table("#", "adapter", "type", "backend", "f16", "budget (source)", "usable", "max binding",
+              title="Adapters", title_justify="left")
+    for a in report["adapters"]:
+        total = f" of {fmt_bytes(a['total'])}" if a["total"] else ""
+        budget = fmt_bytes(a["budget"]) + total if a["budget"] is not None else "unknown"
+        t.add_row(str(a["index"]), a["name"], a["kind"], a["backend"], "yes" if a["shader_f16"] else "no",
+                  f"{budget} ({a['source']})", fmt_bytes(a["usable"]), fmt_bytes(a["max_storage_binding"]))
+    out.print(t)
+    v = report["vulkan"]
+    if v["needed"]:
+        drivers = ", ".join(v["drivers"]) or "[red]none found[/red]"
+        out.print(f"Vulkan loader: {v['loader'] or '[red]missing[/red]'} · drivers: {drivers}")
+        if v["hint"]:
+            out.print(f"[yellow]To fix: {v['hint']}.[/yellow]")
+    else:
+        out.print(f"Vulkan: optional on {v['platform']} (loader: {v['loader'] or 'none'})")
+    _print_catalog_fits(report)
+    out.print("[bold]Hazards[/bold]" if report["hazards"] else "No known hazards.")
+    for h in report["hazards"]:
+        out.print(f"  • {h}", highlight=False)
+
+
+def _print_catalog_fits(report: dict) -> None:
+    from wgllm.plan.planner import fmt_bytes
+
+    if not report["adapters"]:
+        return
+    t = Table("model", "quant", "ctx", "runnable", *(f"#{a['index']}" for a in report["adapters"]),
+              title="Catalog models at their default context", title_justify="left")
+    for row in report["catalog"]:
+        cells = [f"[green]fits[/green] {f['precision']} {fmt_bytes(f['need'])}" if f["fits"]
+                 else f"[red]no[/red]: needs {fmt_bytes(f['need'])}" for f in row["adapters"]]
+        t.add_row(row["model"], row["quantization"], str(row["n_ctx"]), "yes" if row["runnable"] else "no", *cells)
+    out.print(t)
+
+
+def _models_catalog(args) -> int:
+    import json
+
+    from wgllm.doctor import CATALOG_CONTEXTS, catalog_rows
+    from wgllm.plan.planner import fmt_bytes
+
+    budgets = _budgets(args, required=False)
+    rows = catalog_rows(budgets, args.device)
+    if args.json:
+        out.out(json.dumps(rows, indent=2))
+        return 0
+    act = rows[0]["precision"] if rows else "f16"
+    t = Table("model", "weights", *(f"@{c}" for c in CATALOG_CONTEXTS), "fits here", "runs",
+              title=f"Catalog: memory need per context (in {act}, the precision of this machine's preferred "
+                    f"adapter)", title_justify="left")
+    t.columns[0].no_wrap = True
+    for r in rows:
+        needs = [fmt_bytes(r["need"][c]) if c in r["need"] else "-" for c in CATALOG_CONTEXTS]
+        f = r["fits"]
+        here = f"#{f['index']} {f['precision']} {f['n_ctx']}" if f else "[red]no[/red]"
+        t.add_row(f"{r['model']} {r['quantization']}", fmt_bytes(r["weights"]), *needs, here,
+                  "yes" if r["runnable"] else "no")
+    out.print(t)
+    err.print("[dim]'fits here': adapter, precision and context of the plan at the model's default context "
+              "(`wgllm plan NAME:QUANT` says why); 'runs': runnable by this version.[/dim]")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "chat": cmd_chat, "pull": cmd_pull, "models": cmd_models, "devices": cmd_devices,
+            "plan": cmd_plan, "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

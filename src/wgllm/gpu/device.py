@@ -1,7 +1,11 @@
 """A WebGPU device for wgllm: accounted buffers, cached pipelines, dispatch and readback.
 
 Everything that allocates GPU memory goes through `Device.buffer` so the
-engine always knows how many bytes it holds (`Device.allocated`). Pipelines
+engine always knows how many bytes it holds (`Device.allocated`). With a
+`budget` (bytes; see wgllm.gpu.inventory), an allocation that would take the
+total past it raises `GpuOutOfMemoryError` before the driver is asked, and
+the driver's own out-of-memory / buffer-size refusals raise the same error
+(the device stays usable: nothing was allocated). Pipelines
 are compiled once per (kernel, specialisation) and reused; bind groups are
 built once when a `Dispatch` is made and reused for every submission.
 """
@@ -14,7 +18,8 @@ from typing import Sequence, Union
 import numpy as np
 import wgpu
 
-from wgllm.errors import KernelCompileError
+from wgllm.errors import GpuOutOfMemoryError, KernelCompileError
+from wgllm.kernels.constants import buffer_size, uniform_size
 from wgllm.kernels.registry import specialise
 
 BU = wgpu.BufferUsage
@@ -56,10 +61,35 @@ def align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
+_OOM_WORDS = ("not enough memory", "out of memory", "buffer size")  # wgpu-native create_buffer refusals
+
+
+def _is_oom(exc: Exception) -> bool:
+    """Whether a create_buffer error means 'no memory' or 'buffer too large' (vs. a wgllm bug)."""
+    if isinstance(exc, wgpu.GPUOutOfMemoryError):
+        return True
+    msg = str(exc).lower()
+    return any(w in msg for w in _OOM_WORDS)
+
+
+def _first_line(exc: Exception) -> str:
+    """The most telling line of a wgpu error message (its last non-empty one)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _fmt(n: int) -> str:
+    """Bytes for people: '1.5 GiB', '12 MiB', '512 B'."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}" if n < 100 * scale else f"{n / scale:.0f} {unit}"
+    return f"{n} B"
+
+
 class Device:
     """wgllm's handle on one WebGPU device (see module doc)."""
 
-    def __init__(self, adapter: wgpu.GPUAdapter, *, label: str = "wgllm"):
+    def __init__(self, adapter: wgpu.GPUAdapter, *, label: str = "wgllm", budget: int | None = None):
         self.adapter = adapter
         self.has_f16 = "shader-f16" in adapter.features
         features = ["shader-f16"] if self.has_f16 else []
@@ -75,16 +105,47 @@ class Device:
         self.allocated: dict[str, int] = {}
         self._sizes: dict[int, tuple[str, int]] = {}
         self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
+        self.budget = budget
 
     # --- memory ---------------------------------------------------------
     @property
     def allocated_bytes(self) -> int:
         return sum(self.allocated.values())
 
+    @property
+    def budget(self) -> int | None:
+        """Most bytes this device may hold in buffers (None: no limit but the driver's)."""
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: int | None) -> None:
+        if value is not None and (int(value) != value or value < 0):
+            raise ValueError(f"budget must be a non-negative number of bytes or None, not {value!r}")
+        self._budget = None if value is None else int(value)
+
+    @property
+    def headroom(self) -> int | None:
+        """Bytes left under the budget (None without a budget)."""
+        return None if self._budget is None else self._budget - self.allocated_bytes
+
     def buffer(self, size: int, label: str, usage: int = STORAGE) -> wgpu.GPUBuffer:
-        """A new zero-initialised buffer of at least `size` bytes (rounded up to 4), accounted under `label`."""
-        size = max(4, align(int(size), 4))
-        buf = self.device.create_buffer(size=size, usage=usage, label=label)
+        """A new zero-initialised buffer of at least `size` bytes (rounded up to 4), accounted under `label`.
+
+        Raises GpuOutOfMemoryError, before calling the driver, when the buffer would
+        take the total past `budget` or is larger than max-buffer-size; and when the
+        driver refuses it for lack of memory."""
+        size = buffer_size(size)
+        if self._budget is not None and self.allocated_bytes + size > self._budget:
+            raise self._oom(label, size, f"that would exceed the memory budget of {_fmt(self._budget)}")
+        if size > self.max_buffer:
+            raise self._oom(label, size, f"one buffer may be at most {_fmt(self.max_buffer)} "
+                                         f"(max-buffer-size) on this adapter")
+        try:
+            buf = self.device.create_buffer(size=size, usage=usage, label=label)
+        except (wgpu.GPUOutOfMemoryError, wgpu.GPUValidationError) as exc:
+            if not _is_oom(exc):
+                raise
+            raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
         self.allocated[label] = self.allocated.get(label, 0) + size
         self._sizes[id(buf)] = (label, size)
         return buf
@@ -106,9 +167,23 @@ class Device:
     def uniform(self, data, label: str = "params") -> wgpu.GPUBuffer:
         """A small uniform buffer holding `data` (e.g. a kernel's parameter struct)."""
         raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-        buf = self.buffer(align(raw.nbytes, 16), label, UNIFORM)
+        buf = self.buffer(uniform_size(raw.nbytes), label, UNIFORM)
         self.write(buf, raw)
         return buf
+
+    def _oom(self, label: str, size: int, why: str) -> GpuOutOfMemoryError:
+        """The error for a refused allocation: what, how much, the accounts, what to do."""
+        budget = "no budget set" if self._budget is None else f"budget {_fmt(self._budget)}"
+        err = GpuOutOfMemoryError(
+            f"Cannot allocate {_fmt(size)} for '{label}' on {self.adapter.summary}: {why}. "
+            f"{_fmt(self.allocated_bytes)} is already allocated ({budget}). Nothing was allocated and the "
+            f"device is still usable. To fit, use a smaller context (--ctx), f16 precision (--precision f16 "
+            f"halves the KV cache and activations), a smaller model or quantization, or another adapter "
+            f"(--device); if the adapter really has more memory free, raise the budget with --gpu-memory "
+            f"(or the WGLLM_GPU_MEMORY environment variable)."
+        )
+        err.label, err.size, err.allocated, err.budget = label, size, self.allocated_bytes, self._budget
+        return err
 
     def release(self, buf: wgpu.GPUBuffer) -> None:
         """Destroy `buf` and take it off the accounts."""

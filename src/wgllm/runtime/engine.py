@@ -21,14 +21,16 @@ import wgpu
 
 from wgllm.errors import ContextLengthExceededError, FeatureMissingError, RequestError, UnsupportedModelError
 from wgllm.gpu.device import Device
-from wgllm.gpu.discovery import AdapterInfo, choose_adapter
+from wgllm.gpu.discovery import AdapterInfo, list_adapters
+from wgllm.gpu.inventory import Caps, inventory
 from wgllm.kernels import ops
 from wgllm.model import arch as arches
 from wgllm.model.gguf import GGUFFile
+from wgllm.plan.catalog import layout_from_gguf
+from wgllm.plan.planner import DEFAULT_CTX, RUNNABLE_TYPES, Plan, make_plan  # noqa: F401 (DEFAULT_CTX: API)
 from wgllm.runtime.sampler import Sampler, SamplingParams
 
-SUPPORTED_TYPES = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"}
-DEFAULT_CTX = 4096
+SUPPORTED_TYPES = set(RUNNABLE_TYPES)
 PIPELINE_DEPTH = 3  # decode steps queued ahead of the one being read
 
 
@@ -69,7 +71,8 @@ def check_tensor_types(g: GGUFFile) -> None:
 def pick_precision(requested: str, dev: Device, kind: str = "unknown") -> str:
     """'f16' or 'f32' activations. auto: f16 on a GPU with shader-f16 (half the KV
     memory and activation traffic); f32 on a CPU adapter, where f16 arithmetic is
-    emulated and measured slower (bench/RESULTS.md), or without shader-f16."""
+    emulated and measured slower (bench/RESULTS.md), or without shader-f16.
+    (The planner applies the same rule, `wgllm.plan.planner.precisions`, before any device exists.)"""
     if requested not in ("auto", "f16", "f32"):
         raise RequestError(f"precision must be auto, f16 or f32, not '{requested}'.")
     if requested == "f16" and not dev.has_f16:
@@ -86,13 +89,22 @@ class Engine:
     """A model loaded on one WebGPU adapter, ready to generate.
 
     model: a path to a .gguf file or a model name (see `wgllm models`); None
-    for the default model. device: adapter index or name substring (None:
-    the best adapter). ctx: context length in tokens (None: min(model's,
-    4096)). precision: "auto", "f16" or "f32". chunk: prefill tokens per pass.
+    for the default model. device: adapter index or name substring, or a
+    policy ("auto", "high-performance", "low-power"); None: `policy`. ctx:
+    context length in tokens (None: min(model's, 4096), reduced if it does
+    not fit). precision: "auto", "f16" or "f32". chunk: prefill tokens per
+    pass. gpu_memory: memory caps (e.g. "4GiB", "0=4GiB,1=8GiB"; see
+    `wgllm.gpu.inventory.parse_caps`; None: $WGLLM_GPU_MEMORY).
+
+    The model is planned (`self.plan`, see `wgllm.plan.planner`) from its GGUF
+    header before any device exists: when it fits nowhere, ModelTooLargeError
+    is raised and nothing is allocated. The device gets the adapter's budget,
+    so a later allocation past it raises GpuOutOfMemoryError before the driver
+    is asked.
     """
 
     def __init__(self, model: str | None = None, *, device: str | int | None = None, ctx: int | None = None,
-                 precision: str = "auto", chunk: int = 128):
+                 precision: str = "auto", chunk: int = 128, gpu_memory: Caps = None, policy: str = "auto"):
         from wgllm import hub
         from wgllm.model.chat_template import ChatTemplate
         from wgllm.model.tokenizer import Tokenizer
@@ -103,12 +115,11 @@ class Engine:
         check_tensor_types(self.gguf)
         self.tokenizer = Tokenizer.from_gguf(self.gguf)
         self.template = ChatTemplate.from_gguf(self.gguf)
-        self.adapter: AdapterInfo = choose_adapter(device)
-        self.dev = Device(self.adapter.adapter)
-        self.precision = pick_precision(precision, self.dev, self.adapter.kind)
-        self.n_ctx = int(ctx) if ctx else min(self.cfg.n_ctx_train, DEFAULT_CTX)
-        if self.n_ctx < 8:
-            raise RequestError(f"ctx must be at least 8 tokens, not {self.n_ctx}.")
+        self.plan, self.adapter = self._plan(device if device not in (None, "") else policy, ctx, precision,
+                                             chunk, gpu_memory)
+        self.dev = Device(self.adapter.adapter, budget=self.plan.budget)
+        self.precision = self.plan.precision
+        self.n_ctx = self.plan.n_ctx
         chunk = max(1, min(chunk, self.n_ctx))
         self.model = arches.model_class(self.cfg)(
             self.dev, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=chunk
@@ -119,6 +130,15 @@ class Engine:
                          for _ in range(PIPELINE_DEPTH + 1)]
         self._logit_staging = self.dev.buffer(self.cfg.n_vocab * 4, "staging",
                                               wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+
+    def _plan(self, policy, ctx: int | None, precision: str, chunk: int, gpu_memory: Caps
+              ) -> tuple[Plan, AdapterInfo]:
+        """Plan the model on this machine's adapters (no device is created here)."""
+        ctx = int(ctx) if ctx else None  # 0 / None: the default
+        adapters = list_adapters()
+        plan = make_plan(layout_from_gguf(self.gguf), inventory(adapters, caps=gpu_memory), ctx=ctx,
+                         policy=policy, precision=precision, chunk=chunk)
+        return plan, next(a for a in adapters if a.index == plan.adapter.index)
 
     # --- public API ---------------------------------------------------------
     def reset(self) -> None:
