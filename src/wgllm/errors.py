@@ -110,6 +110,37 @@ class GpuOutOfMemoryError(GpuError):
     recoverable = True
 
 
+class DeviceLostError(GpuError):
+    """The GPU device failed while working: lost (driver reset or destroyed), out of
+    memory, hung (a submission did not finish in time), or produced garbage.
+
+    `reason` is one of "lost", "out-of-memory", "hang", "unknown"; `adapter` the
+    adapter's summary; `detail` what the driver or wgllm saw. The engine's state
+    (the conversation) is intact: a later call rebuilds the device. Recoverable.
+    """
+
+    recoverable = True
+    REASONS = ("lost", "out-of-memory", "hang", "unknown")
+
+    def __init__(self, reason: str, adapter: str, detail: str = "", *, message: str | None = None):
+        self.reason = reason if reason in self.REASONS else "unknown"
+        self.adapter = adapter
+        self.detail = detail
+        super().__init__(message or self._message())
+
+    def _message(self) -> str:
+        what = {
+            "lost": "was lost (the driver reset it, or it was destroyed)",
+            "out-of-memory": "ran out of memory",
+            "hang": "hung: submitted work did not finish in time",
+            "unknown": "failed",
+        }[self.reason]
+        seen = f" The driver said: {self.detail}." if self.detail else ""
+        return (f"The GPU device on {self.adapter} {what}.{seen} The conversation is intact; "
+                f"wgllm rebuilds the device on the next call. If this repeats, try another adapter "
+                f"(--device), a smaller context (--ctx) or a smaller model, or see `wgllm doctor`.")
+
+
 # --- planning -------------------------------------------------------------
 
 
@@ -123,3 +154,43 @@ class ModelTooLargeError(WgllmError):
         super().__init__(message)
         self.needs = needs or []
         self.alternatives = alternatives or []
+
+
+# --- the OpenAI-compatible API ---------------------------------------------
+
+
+class InvalidParameterError(RequestError):
+    """One request field has a wrong type or an out-of-range value; `param` names it
+    (dotted path, e.g. "messages.0.role"; None when the request as a whole is wrong)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class RequestTooLargeError(RequestError):
+    """An HTTP request body is larger than the server accepts."""
+
+    def __init__(self, size: int | None, limit: int):
+        self.size = size
+        self.limit = limit
+        got = f"{size} bytes" if size is not None else "more than that"
+        super().__init__(
+            f"The request body is {got}, but this server accepts at most {limit} bytes. Send a shorter "
+            f"request, or start the server with a larger --max-body."
+        )
+
+
+class ModelNotLoadedError(WgllmError):
+    """The engine has no model loaded (after `unload()`); `load()` one first."""
+
+
+class EngineBusyError(RequestError):
+    """Another generation is running on this engine (or its stream was left open)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another generation is running on this engine. An Engine runs one generation at a time: "
+            "finish (or close) the other stream first, or use wgllm.AsyncEngine or `wgllm serve`, "
+            "which queue requests."
+        )

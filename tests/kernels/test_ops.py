@@ -215,3 +215,14 @@ def test_bias_add_matches_numpy(device, act, rng, T, T_max, n):
     ref = y0.astype(np.float64)[:T] + b
     assert np.abs(got[:T] - ref).max() <= (1e-6 if act == "f32" else 2e-3) * max(1.0, np.abs(ref).max())
     assert np.array_equal(got[T:], y0[T:])  # rows past Step.T untouched
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_argmax_marks_non_finite_logits(device, rng, bad):
+    V = 4099
+    x = rng.standard_normal(V).astype(np.float32)
+    x[rng.integers(V)] = bad  # anywhere: a broken device or model, never a token
+    assert _argmax_gpu(device, x, 1, 3) == 0xFFFFFFFF
+    x[:] = rng.standard_normal(V).astype(np.float32)  # the mark does not stick to later runs
+    for _ in range(3):
+        assert _argmax_gpu(device, x, 1, 3) == int(np.argmax(x))

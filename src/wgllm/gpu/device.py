@@ -19,6 +19,7 @@ import numpy as np
 import wgpu
 
 from wgllm.errors import GpuOutOfMemoryError, KernelCompileError
+from wgllm.gpu import health
 from wgllm.kernels.constants import buffer_size, uniform_size
 from wgllm.kernels.registry import specialise
 
@@ -89,8 +90,10 @@ def _fmt(n: int) -> str:
 class Device:
     """wgllm's handle on one WebGPU device (see module doc)."""
 
-    def __init__(self, adapter: wgpu.GPUAdapter, *, label: str = "wgllm", budget: int | None = None):
+    def __init__(self, adapter: wgpu.GPUAdapter, *, label: str = "wgllm", budget: int | None = None,
+                 faults=None):
         self.adapter = adapter
+        self.faults = faults  # a wgllm.runtime.faults.FaultInjector, or None
         self.has_f16 = "shader-f16" in adapter.features
         features = ["shader-f16"] if self.has_f16 else []
         limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
@@ -104,6 +107,7 @@ class Device:
         self.max_groups = int(self.limits["max-compute-workgroups-per-dimension"])
         self.allocated: dict[str, int] = {}
         self._sizes: dict[int, tuple[str, int]] = {}
+        self._buffers: dict[int, wgpu.GPUBuffer] = {}  # every live buffer, for close()
         self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
         self.budget = budget
 
@@ -135,6 +139,10 @@ class Device:
         take the total past `budget` or is larger than max-buffer-size; and when the
         driver refuses it for lack of memory."""
         size = buffer_size(size)
+        if self.faults:
+            self.faults.at(self, "alloc", label)
+            if label == "weights":
+                self.faults.at(self, "load")
         if self._budget is not None and self.allocated_bytes + size > self._budget:
             raise self._oom(label, size, f"that would exceed the memory budget of {_fmt(self._budget)}")
         if size > self.max_buffer:
@@ -148,7 +156,18 @@ class Device:
             raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
         self.allocated[label] = self.allocated.get(label, 0) + size
         self._sizes[id(buf)] = (label, size)
+        self._buffers[id(buf)] = buf
         return buf
+
+    def refused_allocation(self) -> None:
+        """Ask the driver for a buffer past max-buffer-size (a real refusal, for fault
+        injection); raises the GpuOutOfMemoryError that any refused allocation raises."""
+        size = buffer_size(self.max_buffer + 4)
+        try:
+            self.device.create_buffer(size=size, usage=STORAGE, label="refused")
+        except Exception as exc:  # noqa: BLE001 - whatever the driver says, it refused
+            raise self._oom("refused", size, f"the driver refused it ({_first_line(exc)})") from exc
+        raise GpuOutOfMemoryError(f"The driver accepted a {_fmt(size)} buffer past max-buffer-size.")
 
     def upload(self, data, label: str, usage: int = STORAGE) -> wgpu.GPUBuffer:
         """A new buffer holding `data` (numpy array or bytes), padded to 4 bytes."""
@@ -188,6 +207,7 @@ class Device:
     def release(self, buf: wgpu.GPUBuffer) -> None:
         """Destroy `buf` and take it off the accounts."""
         label, size = self._sizes.pop(id(buf), (None, 0))
+        self._buffers.pop(id(buf), None)
         if label is not None:
             self.allocated[label] -= size
             if not self.allocated[label]:
@@ -250,7 +270,24 @@ class Device:
 
     def run(self, dispatches: Sequence[Dispatch]) -> None:
         """Encode and submit `dispatches` as one submission."""
-        self.queue.submit([self.encode(dispatches).finish()])
+        self.submit(self.encode(dispatches))
+
+    def submit(self, encoder: wgpu.GPUCommandEncoder) -> None:
+        """Finish `encoder` and submit it (the one place submissions go through)."""
+        if self.faults:
+            self.faults.at(self, "submit")
+        self.queue.submit([encoder.finish()])
+
+    def map_read(self, buf: wgpu.GPUBuffer, timeout: float | None = None) -> memoryview:
+        """Map a MAP_READ buffer and return a copy of its bytes, waiting at most `timeout`
+        seconds for the GPU (then DeviceLostError "hang")."""
+        if self.faults and self.faults.take_hang():
+            health.stall(timeout, self.adapter.summary)
+        health.wait_mapped(buf, timeout, self.adapter.summary)
+        try:
+            return bytes(buf.read_mapped())
+        finally:
+            buf.unmap()
 
     def read(self, buf: wgpu.GPUBuffer, offset: int = 0, size: int | None = None) -> bytes:
         """Bytes of `buf[offset:offset+size]`, waiting for the GPU (read small slices)."""
@@ -262,8 +299,18 @@ class Device:
         return np.frombuffer(self.read(buf, offset, count * item), dtype=dtype).copy()
 
     def destroy(self) -> None:
-        """Destroy the device; every buffer and pipeline of it is gone."""
+        """Release every buffer and destroy the device (safe on a lost device); the
+        accounts go to zero and nothing of it stays referenced."""
+        bufs, self._buffers = list(self._buffers.values()), {}
+        for buf in bufs:
+            try:
+                buf.destroy()
+            except Exception:  # noqa: BLE001 - a lost device may refuse; it is going anyway
+                pass
         self._sizes.clear()
         self.allocated.clear()
         self._pipelines.clear()
-        self.device.destroy()
+        try:
+            self.device.destroy()
+        except Exception:  # noqa: BLE001
+            pass

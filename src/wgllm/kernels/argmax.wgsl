@@ -1,5 +1,6 @@
 // Greedy sampling: tokens[Step.pos + Step.T] = argmax(logits), lowest index on ties.
-// logits: [V] f32 (NaN-free; -inf allowed), tokens: [n_ctx + 1] u32.
+// logits: [V] f32 (-inf allowed), tokens: [n_ctx + 1] u32. A NaN or +inf logit
+// (a broken device or model) writes NONE (0xffffffff) instead: the host checks.
 // One workgroup: each thread scans i = lid, lid + WG, ... (increasing, so its
 // first maximum wins), then a tree keeps (larger value, or equal value and
 // smaller index).
@@ -15,6 +16,13 @@ const NONE: u32 = 0xffffffffu;
 
 var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
+var<workgroup> broken: atomic<u32>;
+
+// NaN or +inf (by bits: fast-math compilers may fold `v != v`); -inf is allowed.
+fn non_finite(v: f32) -> bool {
+    let b = bitcast<u32>(v);
+    return (b & 0x7f800000u) == 0x7f800000u && b != 0xff800000u;
+}
 
 // Whether candidate (v, i) beats (bv, bi).
 fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
@@ -23,10 +31,14 @@ fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
+    if (lid == 0u) { atomicStore(&broken, 0u); }  // not trusting zero-initialised workgroup memory
+    workgroupBarrier();
     var bv = 0.0;
     var bi = NONE;
+    var bad = false;
     for (var i = lid; i < V; i += WG) {
         let v = logits[i];
+        bad = bad || non_finite(v);
         if (bi == NONE || v > bv) {
             bv = v;
             bi = i;
@@ -34,6 +46,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     best_v[lid] = bv;
     best_i[lid] = bi;
+    if (bad) { atomicStore(&broken, 1u); }
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lid < s && better(best_v[lid + s], best_i[lid + s], best_v[lid], best_i[lid])) {
@@ -42,5 +55,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         }
         workgroupBarrier();
     }
-    if (lid == 0u) { tokens[sp.pos + sp.T] = best_i[0]; }
+    let any_bad = atomicLoad(&broken);
+    if (lid == 0u) { tokens[sp.pos + sp.T] = select(best_i[0], NONE, any_bad != 0u); }
 }

@@ -7,19 +7,26 @@ the next step's embedding reads it there, and the host only reads 4 bytes per
 token through a ring of small staging buffers while further steps are
 already queued. Sampling reads the logits row and samples on the host.
 The KV cache is reused across calls for the common prefix of the prompt.
+
+GPU failures (device lost, out of memory, hang, non-finite logits) are
+detected, and by default recovered from without losing or repeating a token:
+see wgllm.runtime.recovery (policy, events, exact KV replay) and
+wgllm.runtime.faults (fault injection for tests).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import wgpu
 
-from wgllm.errors import ContextLengthExceededError, FeatureMissingError, RequestError, UnsupportedModelError
+from wgllm.errors import (ContextLengthExceededError, DeviceLostError, GpuOutOfMemoryError, RequestError,
+                          UnsupportedModelError, WgllmError)
+from wgllm.gpu import health
 from wgllm.gpu.device import Device
 from wgllm.gpu.discovery import AdapterInfo, list_adapters
 from wgllm.gpu.inventory import Caps, inventory
@@ -28,6 +35,8 @@ from wgllm.model import arch as arches
 from wgllm.model.gguf import GGUFFile
 from wgllm.plan.catalog import layout_from_gguf
 from wgllm.plan.planner import DEFAULT_CTX, RUNNABLE_TYPES, Plan, make_plan  # noqa: F401 (DEFAULT_CTX: API)
+from wgllm.runtime.faults import FaultInjector
+from wgllm.runtime.recovery import EventLog, RecoveryPolicy, Segment, truncate
 from wgllm.runtime.sampler import Sampler, SamplingParams
 
 SUPPORTED_TYPES = set(RUNNABLE_TYPES)
@@ -45,6 +54,7 @@ class GenerationStats:
     decode_s: float = 0.0
     ttft_s: float = 0.0
     finish_reason: str = ""
+    recoveries: int = 0
 
     @property
     def prefill_tok_s(self) -> float:
@@ -68,23 +78,6 @@ def check_tensor_types(g: GGUFFile) -> None:
         )
 
 
-def pick_precision(requested: str, dev: Device, kind: str = "unknown") -> str:
-    """'f16' or 'f32' activations. auto: f16 on a GPU with shader-f16 (half the KV
-    memory and activation traffic); f32 on a CPU adapter, where f16 arithmetic is
-    emulated and measured slower (bench/RESULTS.md), or without shader-f16.
-    (The planner applies the same rule, `wgllm.plan.planner.precisions`, before any device exists.)"""
-    if requested not in ("auto", "f16", "f32"):
-        raise RequestError(f"precision must be auto, f16 or f32, not '{requested}'.")
-    if requested == "f16" and not dev.has_f16:
-        raise FeatureMissingError(
-            f"f16 precision was asked for, but {dev.adapter.summary} lacks the shader-f16 "
-            f"feature. Use --precision f32 (or auto)."
-        )
-    if requested == "auto":
-        return "f16" if dev.has_f16 and kind != "cpu" else "f32"
-    return requested
-
-
 class Engine:
     """A model loaded on one WebGPU adapter, ready to generate.
 
@@ -95,55 +88,82 @@ class Engine:
     not fit). precision: "auto", "f16" or "f32". chunk: prefill tokens per
     pass. gpu_memory: memory caps (e.g. "4GiB", "0=4GiB,1=8GiB"; see
     `wgllm.gpu.inventory.parse_caps`; None: $WGLLM_GPU_MEMORY).
+    recovery: a RecoveryPolicy (None: the default: recover on the same adapter,
+    then fall back). faults: a fault-injection spec (see wgllm.runtime.faults;
+    None: $WGLLM_FAULTS). on_event: called with each RecoveryEvent.
 
     The model is planned (`self.plan`, see `wgllm.plan.planner`) from its GGUF
     header before any device exists: when it fits nowhere, ModelTooLargeError
     is raised and nothing is allocated. The device gets the adapter's budget,
     so a later allocation past it raises GpuOutOfMemoryError before the driver
-    is asked.
+    is asked. Failures and recoveries are listed in `self.events`.
     """
 
     def __init__(self, model: str | None = None, *, device: str | int | None = None, ctx: int | None = None,
-                 precision: str = "auto", chunk: int = 128, gpu_memory: Caps = None, policy: str = "auto"):
+                 precision: str = "auto", chunk: int = 128, gpu_memory: Caps = None, policy: str = "auto",
+                 recovery: RecoveryPolicy | None = None, faults: str | None = None, on_event=None):
         from wgllm import hub
         from wgllm.model.chat_template import ChatTemplate
         from wgllm.model.tokenizer import Tokenizer
 
+        self.recovery = (recovery or RecoveryPolicy()).validate()
+        self.faults = FaultInjector.from_env(faults)
+        self.events = EventLog()
+        if on_event is not None:
+            self.events.listeners.append(on_event)
         self.path = hub.resolve_model(model)
         self.gguf = GGUFFile(self.path)
         self.cfg = arches.config_for(self.gguf)
         check_tensor_types(self.gguf)
         self.tokenizer = Tokenizer.from_gguf(self.gguf)
         self.template = ChatTemplate.from_gguf(self.gguf)
-        self.plan, self.adapter = self._plan(device if device not in (None, "") else policy, ctx, precision,
-                                             chunk, gpu_memory)
-        self.dev = Device(self.adapter.adapter, budget=self.plan.budget)
+        self._request = dict(ctx=int(ctx) if ctx else None, precision=precision, chunk=chunk, caps=gpu_memory)
+        self.plan, self.adapter = self._plan(device if device not in (None, "") else policy)
         self.precision = self.plan.precision
         self.n_ctx = self.plan.n_ctx
-        chunk = max(1, min(chunk, self.n_ctx))
-        self.model = arches.model_class(self.cfg)(
-            self.dev, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=chunk
-        )
+        self.chunk = max(1, min(chunk, self.n_ctx))
         self.cached: list[int] = []  # tokens whose K/V are in the cache, in order
+        self._log: list[Segment] = []  # how the K/V of `cached` were computed (for exact replay)
         self.stats = GenerationStats()
-        self._staging = [self.dev.buffer(4, "staging", wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
-                         for _ in range(PIPELINE_DEPTH + 1)]
-        self._logit_staging = self.dev.buffer(self.cfg.n_vocab * 4, "staging",
-                                              wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+        self._sampler = Sampler()
+        self.dev = self.model = None
+        self._broken: Exception | None = None  # the failure that took the device, until rebuilt
+        self._failed: set[int] = set()  # adapter indexes given up on
+        self._resilient(lambda: None)  # builds the device, recovering from failures on the way
 
-    def _plan(self, policy, ctx: int | None, precision: str, chunk: int, gpu_memory: Caps
-              ) -> tuple[Plan, AdapterInfo]:
-        """Plan the model on this machine's adapters (no device is created here)."""
-        ctx = int(ctx) if ctx else None  # 0 / None: the default
-        adapters = list_adapters()
-        plan = make_plan(layout_from_gguf(self.gguf), inventory(adapters, caps=gpu_memory), ctx=ctx,
-                         policy=policy, precision=precision, chunk=chunk)
+    def _plan(self, policy, exclude: set[int] = frozenset()) -> tuple[Plan, AdapterInfo]:
+        """Plan the model on this machine's adapters, less `exclude` (no device is created here)."""
+        r = self._request
+        adapters = [a for a in list_adapters() if a.index not in exclude]
+        plan = make_plan(layout_from_gguf(self.gguf), inventory(adapters, caps=r["caps"]), ctx=r["ctx"],
+                         policy=policy, precision=r["precision"], chunk=r["chunk"])
         return plan, next(a for a in adapters if a.index == plan.adapter.index)
+
+    def _build(self) -> None:
+        """A fresh device on the planned adapter, the weights uploaded, the KV cache replayed."""
+        if self.dev is not None:
+            self.dev.destroy()
+        self.dev = self.model = None
+        self.dev = Device(self.adapter.adapter, budget=self.plan.budget, faults=self.faults)
+        self.model = arches.model_class(self.cfg)(
+            self.dev, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=self.chunk
+        )
+        usage = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+        self._staging = [self.dev.buffer(4, "staging", usage) for _ in range(PIPELINE_DEPTH + 1)]
+        self._logit_staging = self.dev.buffer(self.cfg.n_vocab * 4, "staging", usage)
+        self._replay()
+        self._broken = None
 
     # --- public API ---------------------------------------------------------
     def reset(self) -> None:
         """Forget the KV cache (the next prompt is prefilled from scratch)."""
-        self.cached = []
+        self.cached, self._log = [], []
+
+    def close(self) -> None:
+        """Release the device and all its memory; the engine cannot be used afterwards."""
+        if self.dev is not None:
+            self.dev.destroy()
+        self.dev = self.model = None
 
     def chat_prompt(self, messages: Sequence[dict]) -> list[int]:
         """Token ids of `messages` rendered with the model's chat template."""
@@ -151,27 +171,33 @@ class Engine:
         return self.tokenizer.encode(text, add_special=False)
 
     def generate(self, prompt: Sequence[int], *, max_tokens: int = 256, sampling: SamplingParams | None = None,
-                 stop_ids: Iterable[int] | None = None) -> Iterator[int]:
-        """Yield generated token ids (stop tokens are not yielded). Stats land in `self.stats`."""
-        sampling = sampling or SamplingParams()
-        sampling.validate()
+                 stop_ids: Iterable[int] | None = None, sampler: Sampler | None = None) -> Iterator[int]:
+        """Yield generated token ids (stop tokens are not yielded). Stats land in `self.stats`.
+
+        sampler: a `Sampler` (or subclass: logit bias, grammar, logprobs) to pick tokens
+        with; default `Sampler(sampling)`. Plain greedy decoding without penalties runs
+        the argmax on the GPU; any sampler whose `needs_logits` is true gets each
+        step's logits row on the host.
+
+        A GPU failure on the way is recovered from per `self.recovery`: the stream
+        goes on with no token lost or repeated (greedy output equals the fault-free
+        output; seeded sampling continues reproducibly). Without recovery, or when it
+        is exhausted, DeviceLostError / GpuOutOfMemoryError is raised; the engine keeps
+        the conversation and rebuilds the device on the next call."""
+        self._sampler = sampler if sampler is not None else Sampler(sampling or SamplingParams())
         prompt = [int(t) for t in prompt]
         self._check_prompt(prompt, max_tokens)
         stops = set(self.tokenizer.stop_ids if stop_ids is None else stop_ids)
         self.stats = GenerationStats(prompt_tokens=len(prompt))
-        self._sampler = Sampler(sampling)
         self._history = list(prompt)
-        t0 = time.perf_counter()
-        first = self._prefill(prompt, sampling)
-        self.stats.prefill_s = time.perf_counter() - t0
-        steps = self._decode_greedy if sampling.is_greedy else self._decode_sampled
-        yield from self._collect(steps(first, len(prompt), sampling), prompt, max_tokens, stops, t0)
+        yield from self._collect(self._survive(prompt), prompt, max_tokens, stops, time.perf_counter())
 
     def logits(self, prompt: Sequence[int]) -> np.ndarray:
         """Logits at every position of `prompt` ([T, vocab] float32), computed from an empty cache."""
         prompt = [int(t) for t in prompt]
         self._check_prompt(prompt, 0)
-        self.cached = []
+        self.reset()
+        self._resilient(lambda: None)  # a device that failed earlier is rebuilt first
         m = self.model
         extra, out = m.all_logits()
         m.write_tokens(prompt, 0)
@@ -181,8 +207,140 @@ class Engine:
             ops.write_step(self.dev, m.step, T, s)
             self.dev.run(m.prefill + extra)
             rows.append(self.dev.read_array(out, np.float32, T * self.cfg.n_vocab).reshape(T, -1))
-        self.cached = []  # the pass above wrote no argmax token; keep the state simple
         return np.concatenate(rows)
+
+    # --- recovery ---------------------------------------------------------------
+    def _resilient(self, work):
+        """Run `work()` on a healthy device: rebuild first if the device failed before;
+        on a GPU failure, recover (per policy) and run it again."""
+        while True:
+            try:
+                if self.dev is None or self._broken is not None:
+                    self._build()
+                return work()
+            except Exception as exc:  # noqa: BLE001 - only GPU failures are handled; the rest re-raised
+                if not health.is_gpu_failure(exc):
+                    raise
+                self._recover(exc)
+
+    def _recover(self, exc: BaseException) -> None:
+        """Detected GPU failure -> a rebuilt device (same adapter, then fallback), or raise."""
+        err = exc if isinstance(exc, GpuOutOfMemoryError) else health.as_device_error(exc, self.adapter.summary)
+        kind = health.classify(err)
+        t0 = time.time()
+        self._broken = err
+        self.events.add(self.adapter.summary, kind, "detected", detail=health.last_line(exc))
+        if not self.recovery.enabled:
+            self._release()
+            raise err
+        retries = 0 if kind == "out-of-memory" and self.recovery.fallback else self.recovery.retries
+        for attempt in range(retries):
+            time.sleep(self.recovery.backoff_s * 2 ** attempt)
+            self.events.add(self.adapter.summary, kind, "retry", t0, f"attempt {attempt + 1} of {retries}")
+            if self._try(self._build):
+                self.events.add(self.adapter.summary, kind, "continued", t0)
+                return
+        if self.recovery.fallback and self._fall_back(kind, t0):
+            return
+        self.events.add(self.adapter.summary, kind, "gave up", t0)
+        self._release()
+        raise err
+
+    def _try(self, build) -> bool:
+        """Run a rebuild; False (device released) when it fails on the GPU too."""
+        try:
+            build()
+            return True
+        except Exception as exc:  # noqa: BLE001
+            if not health.is_gpu_failure(exc):
+                raise
+            self.events.add(self.adapter.summary, health.classify(exc), "failed", detail=health.last_line(exc))
+            self._release()
+            return False
+
+    def _fall_back(self, kind: str, t0: float) -> bool:
+        """Re-plan on the next adapters, in the planner's order, until one works."""
+        self._failed.add(self.adapter.index)
+        while True:
+            try:
+                plan, adapter = self._plan("auto", exclude=self._failed)
+            except WgllmError:
+                return False
+            if plan.n_ctx < len(self.cached) + 1 or plan.n_ctx < self.n_ctx and self._request["ctx"]:
+                self._failed.add(adapter.index)
+                continue
+            self.events.add(adapter.summary, kind, "fallback", t0, f"from {self.adapter.summary}")
+            self.plan, self.adapter, self.precision, self.n_ctx = plan, adapter, plan.precision, plan.n_ctx
+            if self._try(self._build):
+                self.events.add(self.adapter.summary, kind, "continued", t0)
+                return True
+            self._failed.add(adapter.index)
+
+    def _release(self) -> None:
+        """Drop the failed device and everything on it (the conversation state stays)."""
+        if self.dev is not None:
+            self.dev.destroy()
+        self.dev = self.model = None
+
+    def _replay(self) -> None:
+        """Recompute the KV cache of `cached` with exactly the passes that first built it."""
+        m = self.model
+        for seg in (s for s in self._log if s.tokens):
+            m.write_tokens(seg.tokens, seg.start)
+            step = m.chunk if seg.chunked else 1
+            for s in range(seg.start, seg.end, step):
+                T = min(step, seg.end - s)
+                ops.write_step(self.dev, m.step, T, s)
+                self.dev.run(m.decode if T == 1 else m.prefill)
+
+    def _survive(self, prompt: list[int]) -> Iterator[int]:
+        """The generation's tokens, carried across GPU failures (see generate)."""
+        start = (list(self.cached), list(self._log), self._sampler.state())
+        emitted: list[int] = []
+        rng = start[2]
+        while True:
+            try:
+                if self.dev is None or self._broken is not None:
+                    self._build()
+                for tok in self._steps(prompt, emitted):
+                    emitted.append(tok)
+                    if self._sampler.needs_logits:
+                        rng = self._sampler.state()
+                    yield tok
+                return
+            except Exception as exc:  # noqa: BLE001 - only GPU failures are handled; the rest re-raised
+                if not health.is_gpu_failure(exc):
+                    raise
+                self._rewind(prompt, emitted, start)
+                self._sampler.set_state(rng)
+                self._recover(exc)
+                self.stats.recoveries += 1
+
+    def _rewind(self, prompt: list[int], emitted: list[int], start) -> None:
+        """Set `cached`/log to what was computed for sure: before the prompt if no token
+        came out yet (so the prefill reruns identically), else prompt + emitted[:-1]."""
+        self.cached, self._log = list(start[0]), list(start[1])
+        if emitted:
+            keep = min(_common_prefix(self.cached, prompt), len(prompt) - 1)
+            self._log = truncate(self._log, keep) + [Segment(keep, prompt[keep:], True)]
+            self._log += [Segment(len(prompt), emitted[:-1], False)] if len(emitted) > 1 else []
+            self.cached = prompt + emitted[:-1]
+
+    def _steps(self, prompt: list[int], emitted: list[int]) -> Iterator[int]:
+        """Fresh: prefill, then decode. Resumed after a recovery: decode from the last
+        emitted token (whose K/V is not in the rebuilt cache yet)."""
+        if emitted:
+            pos = len(prompt) + len(emitted) - 1
+            self.model.write_tokens([emitted[-1]], pos)
+            done = len(emitted) - 1
+        else:
+            t0 = time.perf_counter()
+            first = self._prefill(prompt)
+            self.stats.prefill_s = time.perf_counter() - t0
+            yield first
+            pos, done = len(prompt), 0
+        steps = self._decode_sampled if self._sampler.needs_logits else self._decode_greedy
+        yield from steps(pos, done)
 
     # --- internals --------------------------------------------------------------
     def _check_prompt(self, prompt: list[int], max_tokens: int) -> None:
@@ -196,11 +354,11 @@ class Engine:
         if max_tokens < 0:
             raise RequestError(f"max_tokens must be >= 0, not {max_tokens}.")
 
-    def _prefill(self, prompt: list[int], sampling: SamplingParams) -> int:
+    def _prefill(self, prompt: list[int]) -> int:
         """Run the prompt's uncached suffix; returns the first generated token."""
         m = self.model
         keep = min(_common_prefix(self.cached, prompt), len(prompt) - 1)  # >= 1 token must run
-        self.cached = prompt[:keep]
+        self.cached, self._log = prompt[:keep], truncate(self._log, keep)
         self.stats.cached_tokens = keep
         m.write_tokens(prompt[keep:], keep)
         starts = list(range(keep, len(prompt), m.chunk))
@@ -208,65 +366,73 @@ class Engine:
             T = min(m.chunk, len(prompt) - s)
             ops.write_step(self.dev, m.step, T, s)
             last = s == starts[-1]
+            if last and self.faults:
+                self.faults.at(self.dev, "prefill")
             body = m.decode if T == 1 else m.prefill
-            self._submit(body + (m.head if last else []), sampling if last else None, len(prompt))
+            self._submit(body + (m.head if last else []), last, len(prompt))
+        tok = self._read_next(len(prompt))
         self.cached = list(prompt)
-        return self._read_next(len(prompt), sampling)
+        self._log.append(Segment(keep, prompt[keep:], True))
+        return tok
 
-    def _submit(self, dispatches, sampling: SamplingParams | None, next_pos: int, slot: int = 0) -> None:
-        """Submit one pass; copy the produced token (greedy) or the logits (sampling) to staging."""
+    def _submit(self, dispatches, produce: bool, next_pos: int, slot: int = 0) -> None:
+        """Submit one pass; if `produce`, copy the produced token (GPU argmax) or the
+        logits (host sampling) to staging."""
         enc = self.dev.encode(dispatches)
-        if sampling is not None and not sampling.is_greedy:
+        if produce and self._sampler.needs_logits:
             enc.copy_buffer_to_buffer(self.model.acts.logits, 0, self._logit_staging, 0, self._logit_staging.size)
-        elif sampling is not None:
+        elif produce:
             enc.copy_buffer_to_buffer(self.model.tokens, next_pos * 4, self._staging[slot], 0, 4)
-        self.dev.queue.submit([enc.finish()])
+        self.dev.submit(enc)
 
-    def _read_next(self, pos: int, sampling: SamplingParams, slot: int = 0) -> int:
-        """The token at `pos` made by the last pass (greedy: read back; else: sampled here)."""
-        if sampling.is_greedy:
+    def _read_next(self, pos: int, slot: int = 0) -> int:
+        """The token at `pos` made by the last pass (GPU argmax: read back; else sampled here)."""
+        if not self._sampler.needs_logits:
             return self._read_slot(slot)
-        buf = self._logit_staging
-        buf.map_sync(wgpu.MapMode.READ)
-        logits = np.frombuffer(buf.read_mapped(), np.float32).copy()
-        buf.unmap()
+        raw = self.dev.map_read(self._logit_staging, self.recovery.hang_timeout_s)
+        logits = np.frombuffer(raw, np.float32)
+        if not np.isfinite(logits).all():
+            raise DeviceLostError("unknown", self.adapter.summary, "the logits are not finite (NaN or inf)")
         tok = int(self._sampler.sample(logits, self._history))
         self.model.write_tokens([tok], pos)
         return tok
 
     def _read_slot(self, slot: int) -> int:
-        buf = self._staging[slot]
-        buf.map_sync(wgpu.MapMode.READ)
-        tok = int(np.frombuffer(buf.read_mapped(), np.uint32)[0])
-        buf.unmap()
+        raw = self.dev.map_read(self._staging[slot], self.recovery.hang_timeout_s)
+        tok = int(np.frombuffer(raw, np.uint32)[0])
+        if tok >= self.cfg.n_vocab:  # the argmax kernel's mark for non-finite logits
+            raise DeviceLostError("unknown", self.adapter.summary, "the logits are not finite (NaN or inf)")
         return tok
 
-    def _decode_greedy(self, first: int, pos: int, sampling: SamplingParams) -> Iterator[int]:
-        """Greedy: yield `first`, then the tokens of steps at pos, pos+1, ... (each step runs
-        tokens[p] and writes tokens[p+1]), keeping PIPELINE_DEPTH steps queued ahead."""
+    def _decode_greedy(self, pos: int, done: int) -> Iterator[int]:
+        """Greedy: yield the tokens of steps at pos, pos+1, ... (each step runs tokens[p]
+        and writes tokens[p+1]), keeping PIPELINE_DEPTH steps queued ahead. `done`:
+        decode steps of this generation before this call (for fault points)."""
         m = self.model
-        yield first
         queued: deque[tuple[int, int]] = deque()
         nxt = pos  # next step to submit
         while True:
             while len(queued) < PIPELINE_DEPTH and nxt < self.n_ctx:
                 slot = nxt % len(self._staging)
                 ops.write_step(self.dev, m.step, 1, nxt)
-                self._submit(m.decode + m.head, sampling, nxt + 1, slot)
+                self._submit(m.decode + m.head, True, nxt + 1, slot)
                 queued.append((nxt, slot))
                 nxt += 1
             if not queued:
                 return
-            _, slot = queued.popleft()
+            p, slot = queued.popleft()
+            if self.faults:
+                self.faults.at(self.dev, "decode", done + p - pos + 1)
             yield self._read_slot(slot)
 
-    def _decode_sampled(self, first: int, pos: int, sampling: SamplingParams) -> Iterator[int]:
+    def _decode_sampled(self, pos: int, done: int) -> Iterator[int]:
         m = self.model
-        yield first
         for p in range(pos, self.n_ctx):
             ops.write_step(self.dev, m.step, 1, p)
-            self._submit(m.decode + m.head, sampling, p + 1)
-            yield self._read_next(p + 1, sampling)
+            self._submit(m.decode + m.head, True, p + 1)
+            if self.faults:
+                self.faults.at(self.dev, "decode", done + p - pos + 1)
+            yield self._read_next(p + 1)
 
     def _collect(self, tokens: Iterator[int], prompt: list[int], max_tokens: int, stops: set[int],
                  t0: float) -> Iterator[int]:
@@ -294,9 +460,15 @@ class Engine:
                 if len(generated) >= max_tokens:
                     break
         finally:
-            ran = generated if st.finish_reason == "stop" else generated[:-1]
-            self.cached = prompt + ran
             tokens.close()
+            self._settle(prompt, generated if st.finish_reason == "stop" else generated[:-1])
+
+    def _settle(self, prompt: list[int], ran: list[int]) -> None:
+        """After a generation: `cached`/log = prompt + the generated tokens that ran."""
+        if self.cached[: len(prompt)] != prompt:  # the prompt never completed (error, or max_tokens 0)
+            return
+        self.cached = prompt + ran
+        self._log = truncate(self._log, len(prompt)) + ([Segment(len(prompt), list(ran), False)] if ran else [])
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

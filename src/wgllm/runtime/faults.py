@@ -1,0 +1,115 @@
+"""Fault injection: make the GPU fail on purpose, to test recovery.
+
+A spec is a comma-separated list of `KIND@POINT[:ARG][xN]`:
+
+  KIND   lost  the device is really destroyed (`device.destroy()`): every later
+               call on it fails as a lost device does.
+         oom   a real failing allocation: a buffer larger than the adapter's
+               max-buffer-size is requested from the driver, which refuses it.
+         hang  the next read-back waits and never sees its work complete, so
+               the watchdog fires after its timeout. (Simulated at the wait: a
+               real GPU hang cannot be produced safely on demand.)
+  POINT  load         while uploading the weights (at a weight buffer's allocation)
+         prefill      before the prompt's last prefill pass is read back
+         decode:N     at the N-th decoded token of a generation (1-based)
+         submit:N     at the N-th submission since the engine was made
+         alloc:LABEL  when a buffer labelled LABEL is allocated (kv, weights,
+                      act, logits, tokens, staging, ...)
+  xN     fire N times (default once); e.g. `lost@loadx3` keeps the device
+         failing during three loads in a row.
+
+Examples: `lost@decode:17`, `oom@alloc:kv`, `hang@submit:5`, `lost@prefill`,
+`lost@load`. Set it with the `faults=` argument of Engine, `--faults` on the
+CLI, or the WGLLM_FAULTS environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from wgllm.errors import RequestError
+
+ENV = "WGLLM_FAULTS"
+KINDS = ("lost", "oom", "hang")
+POINTS = ("load", "prefill", "decode", "submit", "alloc")
+_ITEM = re.compile(r"^(?P<kind>[a-z]+)@(?P<point>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]+?))?(?:x(?P<times>\d+))?$")
+
+
+@dataclass
+class Fault:
+    """One planned fault: `kind` at `point` (with `arg`), `times` more times."""
+
+    kind: str
+    point: str
+    arg: str | None = None
+    times: int = 1
+
+    def matches(self, point: str, arg) -> bool:
+        if self.times <= 0 or point != self.point:
+            return False
+        return self.arg is None or str(arg) == self.arg
+
+
+def parse(spec: str | None) -> list[Fault]:
+    """Faults of a spec string (see module doc); RequestError naming a bad item."""
+    faults = []
+    for item in (spec or "").replace(" ", "").split(","):
+        if not item:
+            continue
+        m = _ITEM.match(item)
+        if not m or m["kind"] not in KINDS or m["point"] not in POINTS:
+            raise RequestError(
+                f"Bad fault '{item}': write KIND@POINT[:ARG][xN] with KIND one of {', '.join(KINDS)} and "
+                f"POINT one of load, prefill, decode:N, submit:N, alloc:LABEL (e.g. lost@decode:17).")
+        point, arg = m["point"], m["arg"]
+        if point in ("decode", "submit") and not (arg and arg.isdigit() and int(arg) > 0):
+            raise RequestError(f"Bad fault '{item}': {point} needs a positive number, e.g. {m['kind']}@{point}:5.")
+        if point == "alloc" and not arg:
+            raise RequestError(f"Bad fault '{item}': alloc needs a buffer label, e.g. oom@alloc:kv.")
+        faults.append(Fault(m["kind"], point, arg, int(m["times"] or 1)))
+    return faults
+
+
+class FaultInjector:
+    """Fires planned faults at the engine's and device's hook points; `fired` lists what fired."""
+
+    def __init__(self, spec: str | list[Fault] | None = None):
+        self.faults = parse(spec) if isinstance(spec, (str, type(None))) else list(spec)
+        self.fired: list[str] = []
+        self.submits = 0
+        self._hang_pending = False
+
+    @classmethod
+    def from_env(cls, spec: str | None = None) -> "FaultInjector":
+        """The injector for `spec`, or for $WGLLM_FAULTS when spec is None."""
+        return cls(os.environ.get(ENV, "") if spec is None else spec)
+
+    def __bool__(self) -> bool:
+        return any(f.times > 0 for f in self.faults) or self._hang_pending
+
+    def at(self, dev, point: str, arg=None) -> None:
+        """Hook: the engine or device reached `point`; fire the first matching fault on `dev`."""
+        if point == "submit":
+            self.submits += 1
+            arg = self.submits
+        for f in self.faults:
+            if f.matches(point, arg):
+                f.times -= 1
+                self.fired.append(f"{f.kind}@{point}" + (f":{arg}" if arg is not None else ""))
+                self._fire(f.kind, dev)
+                return
+
+    def take_hang(self) -> bool:
+        """Whether a hang was injected since the last read-back (the watchdog then times out)."""
+        hang, self._hang_pending = self._hang_pending, False
+        return hang
+
+    def _fire(self, kind: str, dev) -> None:
+        if kind == "lost":
+            dev.device.destroy()
+        elif kind == "oom":
+            dev.refused_allocation()
+        else:
+            self._hang_pending = True
