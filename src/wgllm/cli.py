@@ -1,4 +1,4 @@
-"""The `wgllm` command line: run, chat, pull, models, devices, plan, doctor.
+"""The `wgllm` command line: run, chat, serve, pull, models, devices, plan, doctor.
 
 A user's mistake (a missing model, a bad option, no adapter) prints a one
 paragraph message and exits with status 1, never a traceback; set
@@ -36,6 +36,19 @@ def _gen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--stats", action="store_true", help="print speed figures to stderr afterwards")
     _memory_option(p)
+    _recovery_options(p)
+
+
+def _recovery_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("GPU failures")
+    g.add_argument("--recovery", choices=["on", "off"], default="on",
+                   help="rebuild the device and go on after a GPU failure (default: on)")
+    g.add_argument("--retries", type=int, default=2, help="rebuilds on the same adapter before falling back")
+    g.add_argument("--no-fallback", action="store_true", help="never move to another adapter")
+    g.add_argument("--hang-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds a GPU read-back may take before it counts as a hang")
+    g.add_argument("--faults", default=None, metavar="SPEC",
+                   help="inject GPU faults for testing, e.g. lost@decode:17 (env WGLLM_FAULTS)")
 
 
 def _memory_option(p: argparse.ArgumentParser) -> None:
@@ -53,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _gen_options(p)
     p = sub.add_parser("chat", help="interactive chat (/reset, /exit)")
     _gen_options(p)
+    _serve_parser(sub)
     p = sub.add_parser("pull", help="fetch a model into the cache")
     p.add_argument("name", nargs="?", default=None, help="model name (default: the default model)")
     p = sub.add_parser("models", help="list models in the cache (--catalog: known models and what they need)")
@@ -79,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, "
+                                     "/v1/models, /health, /metrics)")
+    p.add_argument("--model", "-m", default=None, help="model name (see `wgllm models`) or path to a .gguf file")
+    p.add_argument("--device", "-d", default=None, help="adapter index or name substring (see `wgllm devices`)")
+    p.add_argument("--ctx", type=int, default=None, help="context length in tokens (default: min(model's, 4096))")
+    p.add_argument("--precision", choices=["auto", "f16", "f32"], default="auto", help="activation / KV precision")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("WGLLM_API_KEY"),
+                   help="require `Authorization: Bearer KEY` (default: env WGLLM_API_KEY; none: no key)")
+    p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _memory_option(p)
+
+
 def _sampling(args):
     from wgllm.runtime.sampler import SamplingParams
 
@@ -86,12 +117,26 @@ def _sampling(args):
                           repeat_penalty=args.repeat_penalty, seed=args.seed)
 
 
+def _recovery(args):
+    from wgllm.runtime.recovery import RecoveryPolicy
+
+    return RecoveryPolicy(enabled=args.recovery == "on", retries=args.retries, fallback=not args.no_fallback,
+                          hang_timeout_s=args.hang_timeout)
+
+
+def _notice(event) -> None:
+    """One line on stderr when the engine recovered from (or gave up on) a GPU failure."""
+    if event.action in ("continued", "gave up"):
+        err.print(f"[yellow]{event.notice()}[/yellow]", highlight=False)
+
+
 def _engine(args):
     from wgllm.runtime.engine import Engine
 
     with err.status("Loading model…"):
         return Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision,
-                      gpu_memory=args.gpu_memory)
+                      gpu_memory=args.gpu_memory, recovery=_recovery(args), faults=args.faults,
+                      on_event=_notice)
 
 
 def _messages(args, history: list[dict]) -> list[dict]:
@@ -173,6 +218,29 @@ def cmd_chat(args) -> int:
             history.pop()
             continue
         history.append({"role": "assistant", "content": reply})
+
+
+def cmd_serve(args) -> int:
+    from wgllm.api.async_engine import AsyncEngine
+    from wgllm.api.engine import Engine
+    from wgllm.errors import RequestError
+    from wgllm.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise RequestError(f"--port must be between 0 and 65535, not {args.port}.")
+    if args.max_body < 1024:
+        raise RequestError(f"--max-body must be at least 1024 bytes, not {args.max_body}.")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        err.print(f"[yellow]warning: listening on {args.host} without --api-key: anyone who can reach this "
+                  f"machine can use the model.[/yellow]")
+    with err.status("Loading model…"):
+        engine = Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision,
+                        gpu_memory=args.gpu_memory)
+    err.print(f"[dim]{engine.model_id} on {engine.adapter.summary} ({engine.precision}, ctx {engine.n_ctx}); "
+              f"OpenAI API at http://{args.host}:{args.port}/v1[/dim]")
+    serve(AsyncEngine(engine=engine), host=args.host, port=args.port, api_key=args.api_key,
+          max_body=args.max_body, log_level=args.log_level)
+    return 0
 
 
 def cmd_pull(args) -> int:
@@ -370,7 +438,7 @@ def _models_catalog(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "chat": cmd_chat, "pull": cmd_pull, "models": cmd_models, "devices": cmd_devices,
+COMMANDS = {"run": cmd_run, "chat": cmd_chat, "serve": cmd_serve, "pull": cmd_pull, "models": cmd_models, "devices": cmd_devices,
             "plan": cmd_plan, "doctor": cmd_doctor}
 
 

@@ -194,3 +194,43 @@ class EngineBusyError(RequestError):
             "finish (or close) the other stream first, or use wgllm.AsyncEngine or `wgllm serve`, "
             "which queue requests."
         )
+
+
+# --- the OpenAI-compatible API ---------------------------------------------
+
+
+class InvalidParameterError(RequestError):
+    """One request field has a wrong type or an out-of-range value; `param` names it
+    (dotted path, e.g. "messages.0.role"; None when the request as a whole is wrong)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class RequestTooLargeError(RequestError):
+    """An HTTP request body is larger than the server accepts."""
+
+    def __init__(self, size: int | None, limit: int):
+        self.size = size
+        self.limit = limit
+        got = f"{size} bytes" if size is not None else "more than that"
+        super().__init__(
+            f"The request body is {got}, but this server accepts at most {limit} bytes. Send a shorter "
+            f"request, or start the server with a larger --max-body."
+        )
+
+
+class ModelNotLoadedError(WgllmError):
+    """The engine has no model loaded (after `unload()`); `load()` one first."""
+
+
+class EngineBusyError(RequestError):
+    """Another generation is running on this engine (or its stream was left open)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another generation is running on this engine. An Engine runs one generation at a time: "
+            "finish (or close) the other stream first, or use wgllm.AsyncEngine or `wgllm serve`, "
+            "which queue requests."
+        )

@@ -187,6 +187,13 @@ class Sampler:
         seed = self.params.seed
         self._rng = np.random.default_rng(None if seed is None else int(seed) % 2**64)
 
+    @property
+    def needs_logits(self) -> bool:
+        """Whether the engine must read the logits back for this sampler. False only for
+        plain greedy decoding, which the engine does with an argmax on the GPU. Subclasses
+        that look at logits (logit bias, grammars, logprobs) return True."""
+        return not self.params.is_greedy or self.params.has_penalties
+
     def sample(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
         """Pick the next token id from `logits` (shape [vocab]) given the tokens so far."""
         x = apply_penalties(_check_logits(logits), history, self.params)

@@ -1,0 +1,138 @@
+"""`wgllm.Engine`: the runtime engine with OpenAI's Python API on top.
+
+    engine = wgllm.Engine(ctx=2048)
+    r = engine.chat.completions.create(messages=[{"role": "user", "content": "Hi"}], temperature=0)
+    print(r.choices[0].message.content, r.usage.extra.decode_tokens_per_s)
+    for chunk in engine.chat.completions.create(messages=..., stream=True): ...
+
+`create` takes OpenAI's request fields as keyword arguments (see
+`wgllm.api.protocol`), validates them (InvalidParameterError,
+ContextLengthExceededError, ...) before generating anything, and returns a
+`ChatCompletion` / `Completion`, or with stream=True an iterator of chunks.
+An Engine runs one generation at a time (EngineBusyError otherwise); for
+concurrent callers use `wgllm.AsyncEngine` or `wgllm serve`, which queue.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any, Iterator
+
+from wgllm.api import generation, responses
+from wgllm.api.protocol import parse_chat_request, parse_completion_request
+from wgllm.api.types import ChatCompletion, ChatCompletionChunk, Completion
+from wgllm.errors import EngineBusyError, ModelNotLoadedError
+from wgllm.runtime.engine import Engine as _RuntimeEngine
+
+# What a loaded engine holds on the device (dropped by `unload`).
+_DEVICE_STATE = ("model", "dev", "_staging", "_logit_staging", "_sampler", "_history")
+
+
+def _fields(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Request fields from keyword arguments: None means "not given", as in the openai client."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+class ChatCompletions:
+    """`engine.chat.completions`."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+
+    def create(self, **request: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+        """A chat completion for OpenAI's request fields (messages=..., model, stream, max_tokens,
+        temperature, top_p, seed, n, stop, logprobs, top_logprobs, logit_bias, presence_penalty,
+        frequency_penalty, response_format, stream_options; wgllm adds top_k and min_p)."""
+        job = generation.prepare_chat(self._engine, parse_chat_request(_fields(request)))
+        pieces = generation.run(self._engine, job)
+        if job.request.stream:
+            return responses.chat_chunks(self._engine, job, pieces)
+        return responses.chat_result(self._engine, job, pieces)
+
+
+class Chat:
+    """`engine.chat`."""
+
+    def __init__(self, engine: Any):
+        self.completions = ChatCompletions(engine)
+
+
+class Completions:
+    """`engine.completions` (text completion of a raw prompt, no chat template)."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+
+    def create(self, **request: Any) -> Completion | Iterator[Completion]:
+        """A text completion for OpenAI's request fields (prompt=..., and as for chat; logprobs is
+        an int 0..5 here; max_tokens defaults to 16 as in OpenAI)."""
+        job = generation.prepare_completion(self._engine, parse_completion_request(_fields(request)))
+        pieces = generation.run(self._engine, job)
+        if job.request.stream:
+            return responses.completion_chunks(self._engine, job, pieces)
+        return responses.completion_result(self._engine, job, pieces)
+
+
+class Engine(_RuntimeEngine):
+    """A model on a WebGPU adapter with OpenAI's API: `chat.completions.create`, `completions.create`.
+
+    Arguments as `wgllm.runtime.engine.Engine` (model, device, ctx, precision, chunk, gpu_memory,
+    policy). `model_id` is the name requests may use for the model (the name given, else the file's
+    stem); `interrupt()` stops a running generation; `unload()` frees the device; `load(model)`
+    loads another model (or the same one again) into this engine."""
+
+    def __init__(self, model: str | None = None, **options: Any):
+        self._interrupt = threading.Event()
+        self._api_lock = threading.Lock()
+        self.chat = Chat(self)
+        self.completions = Completions(self)
+        self._load(model, options)
+
+    def _load(self, model: Any, options: dict[str, Any]) -> None:
+        super().__init__(None if model is None else str(model), **options)
+        self._options = dict(options)
+        given = str(model) if model is not None else None
+        self.model_id = given if given and given != str(self.path) else self.path.stem
+        self.model_names = {self.model_id, self.path.stem, self.path.name, str(self.path)}
+        self.loaded = True
+
+    def interrupt(self) -> None:
+        """Stop the running generation at its next token (its finish_reason is "abort"). Safe to
+        call from any thread; does nothing when nothing runs."""
+        self._interrupt.set()
+
+    def unload(self) -> None:
+        """Free the model's device memory. Generating afterwards raises ModelNotLoadedError until
+        `load` is called. Raises EngineBusyError while a generation runs."""
+        if not self._api_lock.acquire(blocking=False):
+            raise EngineBusyError()
+        try:
+            for name in _DEVICE_STATE:
+                self.__dict__.pop(name, None)
+            self.cached = []
+            self.loaded = False
+            gc.collect()
+        finally:
+            self._api_lock.release()
+
+    def load(self, model: str | None = None, **options: Any) -> None:
+        """Unload the current model and load `model` (None: the default model). Options not given
+        (device, ctx, precision, ...) keep their values from the last load."""
+        self.unload()
+        with self._api_lock:
+            self._load(model, {**self._options, **options})
+
+    def generate(self, prompt, **kwargs):
+        """As `wgllm.runtime.engine.Engine.generate`; ModelNotLoadedError after `unload()`."""
+        if not getattr(self, "loaded", False):
+            raise ModelNotLoadedError(
+                "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
+        return super().generate(prompt, **kwargs)
+
+    def chat_prompt(self, messages):
+        """As the base class; ModelNotLoadedError after `unload()`."""
+        if not getattr(self, "loaded", False):
+            raise ModelNotLoadedError(
+                "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
+        return super().chat_prompt(messages)

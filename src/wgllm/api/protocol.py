@@ -1,0 +1,232 @@
+"""OpenAI request shapes (pydantic), validated as strictly as Web-LLM does.
+
+Types are strict (no "1" for 1, no true for 1, no NaN), unknown fields are
+refused (a field wgllm does not implement must not be silently ignored), and
+every range is checked. `parse_chat_request` / `parse_completion_request` turn
+a plain dict (a JSON body, or keyword arguments of `create`) into a request or
+raise `InvalidParameterError` naming the field and the value. Checks that need
+the model (vocabulary ids, context length, schemas) are made later, in
+`wgllm.api.generation.prepare_*`, still before any token is generated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from wgllm.errors import InvalidParameterError
+
+MAX_N = 16  # choices per request (they run one after another)
+MAX_STOP = 4  # stop sequences, as OpenAI
+MAX_TOP_LOGPROBS = 20  # chat; completions allow 5, as OpenAI
+INT64 = 2**63
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+
+class TextPart(_Strict):
+    """A text part of a message's content (images and audio are not supported)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Strict):
+    """A chat message. "developer" is OpenAI's newer name for "system"."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Union[str, list[TextPart]]
+    name: str | None = None
+
+    def as_template_dict(self) -> dict[str, str]:
+        """{"role", "content"} for the chat template, text parts joined."""
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class JsonSchemaFormat(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """`text` (no constraint), `json_object` (any JSON object) or `json_schema`."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_iff_json_schema(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            _bad("response_format.json_schema", "response_format of type json_schema needs a json_schema object "
+                 "({\"name\": ..., \"schema\": {...}})")
+        if self.type != "json_schema" and self.json_schema is not None:
+            _bad("response_format.json_schema", f"json_schema is only allowed with type json_schema, not {self.type}")
+        return self
+
+
+class _Common(_Strict):
+    """Fields shared by chat and text completions (plus wgllm's top_k / min_p)."""
+
+    model: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    stop: Union[str, list[str], None] = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    seed: int | None = Field(None, ge=-INT64, lt=INT64)
+    n: int = Field(1, ge=1, le=MAX_N)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    response_format: ResponseFormat | None = None
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _common_rules(self) -> "_Common":
+        if self.stream_options is not None and not self.stream:
+            _bad("stream_options", "stream_options is only allowed when stream is true")
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        if len(stops) > MAX_STOP:
+            _bad("stop", f"stop takes at most {MAX_STOP} sequences, got {len(stops)}")
+        if any(s == "" for s in stops):
+            _bad("stop", "stop sequences must not be empty strings")
+        for key, value in (self.logit_bias or {}).items():
+            if not key.isdigit():
+                _bad("logit_bias", f"logit_bias keys must be token ids written as strings (e.g. \"1234\"), "
+                                   f"got {key[:40]!r}")
+            if not -100.0 <= value <= 100.0:
+                _bad("logit_bias", f"logit_bias values must be between -100 and 100, got {value} for token {key}")
+        return self
+
+    @property
+    def stop_list(self) -> list[str]:
+        """The stop sequences as a list."""
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Common):
+    """POST /v1/chat/completions."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    @model_validator(mode="after")
+    def _chat_rules(self) -> "ChatCompletionRequest":
+        if self.top_logprobs is not None and not self.logprobs:
+            _bad("top_logprobs", "top_logprobs is only allowed when logprobs is true")
+        if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
+            _bad("max_completion_tokens", f"max_tokens ({self.max_tokens}) and max_completion_tokens "
+                             f"({self.max_completion_tokens}) disagree; give only one")
+        roles = [m.role for m in self.messages]
+        late = [i for i, r in enumerate(roles) if r in ("system", "developer") and i > 0]
+        if late:
+            _bad(f"messages.{late[0]}.role", f"a system message may only be the first message; message {late[0]} "
+                                            f"is one")
+        return self
+
+    @property
+    def token_limit(self) -> int | None:
+        """max_completion_tokens or max_tokens (None: up to the end of the context)."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def n_logprobs(self) -> int | None:
+        """How many alternatives to report per token (None: no logprobs)."""
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+
+class CompletionRequest(_Common):
+    """POST /v1/completions: a prompt as text, a list of texts, token ids, or lists of token ids."""
+
+    prompt: Union[str, list[str], list[int], list[list[int]]]
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: Literal[False] = False
+    suffix: None = None
+    best_of: int | None = Field(None, ge=1, le=MAX_N)
+
+    @model_validator(mode="after")
+    def _completion_rules(self) -> "CompletionRequest":
+        if self.best_of is not None and self.best_of != self.n:
+            _bad("best_of", f"best_of ({self.best_of}) other than n ({self.n}) is not supported")
+        if isinstance(self.prompt, list) and not self.prompt:
+            _bad("prompt", "prompt must not be an empty list")
+        return self
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_tokens if self.max_tokens is not None else 16  # OpenAI's default for completions
+
+    @property
+    def n_logprobs(self) -> int | None:
+        return self.logprobs
+
+
+def _bad(param: str, problem: str) -> None:
+    """Raise InvalidParameterError for a rule across fields (pydantic lets it through unwrapped)."""
+    raise InvalidParameterError(f"Invalid request: '{param}': {problem}. {_FIX}", param)
+
+
+_FIX = "Fix this field and send the request again (the OpenAI API reference gives each field's type and range)."
+_UNIONS = {
+    "prompt": "a string, a list of strings, a list of token ids or a list of lists of token ids",
+    "content": "a string or a list of {\"type\": \"text\", \"text\": ...} parts",
+    "stop": "a string or a list of strings",
+}
+
+
+def _parse(cls: type[_Strict], data: Any) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def parse_chat_request(data: Any) -> ChatCompletionRequest:
+    """Validate a chat completion request body; raise InvalidParameterError on the first problem."""
+    return _parse(ChatCompletionRequest, data)
+
+
+def parse_completion_request(data: Any) -> CompletionRequest:
+    """Validate a text completion request body; raise InvalidParameterError on the first problem."""
+    return _parse(CompletionRequest, data)
+
+
+def _invalid(exc: ValidationError) -> InvalidParameterError:
+    """The first pydantic error as an InvalidParameterError (param: the field's dotted path)."""
+    errors = exc.errors(include_url=False)
+    first = min(errors, key=lambda e: len(e["loc"]))  # the least nested: union branches add depth
+    loc = [str(p) for p in first["loc"] if not re.match(r"^(str|list\[.*\]|int|TextPart)$", str(p))]
+    param = ".".join(loc) or None
+    others = {e["loc"][:1] for e in errors} - {first["loc"][:1]}  # union branches of one field count once
+    more = f" ({len(others)} other field(s) are wrong too.)" if others else ""
+    if param is None:
+        return InvalidParameterError(f"Invalid request: the body must be a JSON object of request fields. {_FIX}")
+    kind = _UNIONS.get(loc[-1]) if loc and len(errors) > 1 else None
+    msg = f"must be {kind}" if kind else first["msg"]
+    got = "" if first["type"] == "missing" else f" (got {_short(first.get('input'))})"
+    return InvalidParameterError(f"Invalid request: '{param}': {msg}{got}. {_FIX}{more}", param)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,140 @@
+"""Pieces -> OpenAI objects: whole responses, or the chunks of a stream.
+
+A whole response is the concatenation of the same pieces a stream sends, so
+streamed and non-streamed outputs of one request are the same text.
+Stream layout (as OpenAI): per choice, a first chunk with the role, then the
+content chunks, then a chunk with an empty delta and the finish reason; with
+`stream_options.include_usage`, a last chunk with no choices and the usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+from wgllm.api.generation import Job, Piece
+from wgllm.api.grammar import token_bytes
+from wgllm.api.sampling import StepLogprobs
+from wgllm.api.types import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatMessage,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    Delta,
+    TokenLogprob,
+    TopLogprob,
+)
+
+
+def _token_text(tok: Any, token: int) -> str:
+    return tok.decode([token])
+
+
+def chat_logprobs(tok: Any, steps: list[StepLogprobs]) -> list[TokenLogprob]:
+    """Chat-style logprobs of `steps` (token text, log-probability, bytes, alternatives)."""
+    def top(t: int, lp: float) -> TopLogprob:
+        return TopLogprob(token=_token_text(tok, t), logprob=lp, bytes=list(token_bytes(tok, t)))
+
+    return [TokenLogprob(**top(s.token, s.logprob).model_dump(), top_logprobs=[top(t, lp) for t, lp in s.top])
+            for s in steps]
+
+
+def text_logprobs(tok: Any, steps: list[StepLogprobs], offset: int) -> CompletionLogprobs:
+    """Legacy completions logprobs; text_offset counts from `offset` (characters of the choice so far)."""
+    out = CompletionLogprobs()
+    for s in steps:
+        text = _token_text(tok, s.token)
+        out.tokens.append(text)
+        out.token_logprobs.append(s.logprob)
+        out.top_logprobs.append({_token_text(tok, t): lp for t, lp in s.top})
+        out.text_offset.append(offset)
+        offset += len(text)
+    return out
+
+
+# --- chat -----------------------------------------------------------------------------
+
+
+def chat_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> ChatCompletion:
+    """The whole chat completion of `job` (runs it)."""
+    texts: dict[int, list[str]] = {}
+    steps: dict[int, list[StepLogprobs]] = {}
+    finish: dict[int, str | None] = {}
+    for p in pieces:
+        texts.setdefault(p.index, []).append(p.text)
+        steps.setdefault(p.index, []).extend(p.steps)
+        if p.finish_reason:
+            finish[p.index] = p.finish_reason
+    want_lp = job.request.n_logprobs is not None
+    choices = [ChatChoice(index=i, message=ChatMessage(content="".join(texts[i])), finish_reason=finish.get(i),
+                          logprobs=ChoiceLogprobs(content=chat_logprobs(engine.tokenizer, steps[i])) if want_lp
+                          else None) for i in sorted(texts)]
+    return ChatCompletion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
+                          choices=choices, usage=job.usage)
+
+
+def chat_chunks(engine: Any, job: Job, pieces: Iterable[Piece]) -> Iterator[ChatCompletionChunk]:
+    """The chunks of a streamed chat completion of `job` (runs it as they are taken)."""
+    want_lp = job.request.n_logprobs is not None
+    started: set[int] = set()
+
+    def chunk(index: int, delta: Delta, finish: str | None = None, steps=None) -> ChatCompletionChunk:
+        lp = ChoiceLogprobs(content=chat_logprobs(engine.tokenizer, steps)) if want_lp and steps else None
+        return ChatCompletionChunk(id=job.id, created=job.created, model=job.model,
+                                   system_fingerprint=job.fingerprint,
+                                   choices=[ChunkChoice(index=index, delta=delta, logprobs=lp, finish_reason=finish)])
+
+    for p in pieces:
+        if p.index not in started:
+            started.add(p.index)
+            yield chunk(p.index, Delta(role="assistant", content=""))
+        if p.text or p.steps:
+            yield chunk(p.index, Delta(content=p.text), steps=p.steps)
+        if p.finish_reason:
+            yield chunk(p.index, Delta(), p.finish_reason)
+    if job.request.include_usage:
+        yield ChatCompletionChunk(id=job.id, created=job.created, model=job.model,
+                                  system_fingerprint=job.fingerprint, choices=[], usage=job.usage)
+
+
+# --- text completions ---------------------------------------------------------------------
+
+
+def completion_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> Completion:
+    """The whole text completion of `job` (runs it)."""
+    texts: dict[int, list[str]] = {}
+    steps: dict[int, list[StepLogprobs]] = {}
+    finish: dict[int, str | None] = {}
+    for p in pieces:
+        texts.setdefault(p.index, []).append(p.text)
+        steps.setdefault(p.index, []).extend(p.steps)
+        if p.finish_reason:
+            finish[p.index] = p.finish_reason
+    want_lp = job.request.n_logprobs is not None
+    choices = [CompletionChoice(index=i, text="".join(texts[i]), finish_reason=finish.get(i),
+                                logprobs=text_logprobs(engine.tokenizer, steps[i], 0) if want_lp else None)
+               for i in sorted(texts)]
+    return Completion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
+                      choices=choices, usage=job.usage)
+
+
+def completion_chunks(engine: Any, job: Job, pieces: Iterable[Piece]) -> Iterator[Completion]:
+    """The chunks of a streamed text completion of `job`."""
+    want_lp = job.request.n_logprobs is not None
+    offsets: dict[int, int] = {}
+    for p in pieces:
+        if not (p.text or p.steps or p.finish_reason):
+            continue
+        off = offsets.get(p.index, 0)
+        lp = text_logprobs(engine.tokenizer, p.steps, off) if want_lp else None
+        offsets[p.index] = off + len(p.text)
+        yield Completion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
+                         choices=[CompletionChoice(index=p.index, text=p.text, logprobs=lp,
+                                                   finish_reason=p.finish_reason)])
+    if job.request.include_usage:
+        yield Completion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
+                         choices=[], usage=job.usage)

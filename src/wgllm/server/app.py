@@ -1,0 +1,184 @@
+"""The HTTP server: OpenAI's /v1/chat/completions, /v1/completions and /v1/models,
+plus /health and /metrics (Prometheus).
+
+Requests are checked (size cap, UTF-8, JSON, fields, model, context) before
+they queue, so a bad one is answered at once with a 4xx even while a long
+generation runs. Generations run one at a time on the engine, first come
+first served (`AsyncEngine`'s FIFO worker); requests are not batched through
+the model together. A client that disconnects has its generation stopped at
+the next token, or never started if it was still queued. Streams are
+server-sent events in OpenAI's format, ending with `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from wgllm.api.async_engine import AsyncEngine
+from wgllm.api.generation import Job, model_id
+from wgllm.api.types import Model, ModelList
+from wgllm.errors import InvalidParameterError, RequestTooLargeError, WgllmError
+from wgllm.server import errors
+from wgllm.server.metrics import Metrics
+
+DEFAULT_MAX_BODY = 1 << 20  # bytes of a request body (1 MiB)
+
+
+def create_app(engine: AsyncEngine, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The FastAPI app serving `engine`. api_key: required as `Authorization: Bearer KEY` on every
+    route but /health (None: no key). max_body: largest request body accepted, in bytes."""
+    app = FastAPI(title="wgllm", summary="OpenAI-compatible API of a WebGPU LLM runtime", docs_url=None,
+                  redoc_url=None)
+    app.state.engine = engine
+    app.state.metrics = Metrics(engine)
+    app.state.max_body = max_body
+    app.state.started = int(time.time())
+    errors.install(app)
+    auth = [Depends(_auth_dependency(api_key))]
+
+    app.add_api_route("/health", _health, methods=["GET"])
+    app.add_api_route("/metrics", _metrics, methods=["GET"], dependencies=auth)
+    app.add_api_route("/v1/models", _models, methods=["GET"], dependencies=auth)
+    app.add_api_route("/v1/chat/completions", _chat, methods=["POST"], dependencies=auth)
+    app.add_api_route("/v1/completions", _completions, methods=["POST"], dependencies=auth)
+    app.middleware("http")(_count_requests)
+    return app
+
+
+def _auth_dependency(api_key: str | None):
+    async def check(request: Request) -> None:
+        if api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise errors.AuthError("No API key was given. Send it as the header `Authorization: Bearer KEY` "
+                                   "(the key the server was started with, --api-key).")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+            raise errors.AuthError("The API key is wrong. Send the key the server was started with "
+                                   "(--api-key) as `Authorization: Bearer KEY`.")
+    return check
+
+
+async def _count_requests(request: Request, call_next: Any) -> Response:
+    response = await call_next(request)
+    path = request.url.path
+    endpoint = path if path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                                "/metrics") else "other"
+    request.app.state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
+    return response
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+async def _health(request: Request) -> JSONResponse:
+    engine = request.app.state.engine.engine
+    loaded = bool(getattr(engine, "loaded", True))
+    body = {"status": "ok" if loaded else "no model", "model": model_id(engine) if loaded else None}
+    return JSONResponse(body, status_code=200 if loaded else 503)
+
+
+async def _metrics(request: Request) -> Response:
+    return PlainTextResponse(request.app.state.metrics.render(),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _models(request: Request) -> JSONResponse:
+    engine = request.app.state.engine.engine
+    data = [Model(id=model_id(engine), created=request.app.state.started)] if getattr(engine, "loaded", True) else []
+    return JSONResponse(ModelList(data=data).model_dump(mode="json"))
+
+
+async def _chat(request: Request) -> Response:
+    body = await _read_json(request)
+    return await _serve(request, await request.app.state.engine.prepare_chat(body))
+
+
+async def _completions(request: Request) -> Response:
+    body = await _read_json(request)
+    return await _serve(request, await request.app.state.engine.prepare_completion(body))
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+async def _read_json(request: Request) -> Any:
+    """The request body parsed as JSON, after the size cap and a strict UTF-8 check."""
+    limit = request.app.state.max_body
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise RequestTooLargeError(int(length), limit)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise RequestTooLargeError(None, limit)
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameterError(f"The request body is not valid UTF-8 (bad byte at offset {exc.start}). "
+                                    f"Send JSON encoded as UTF-8.") from None
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidParameterError(f"The request body is not valid JSON ({str(exc)[:200]}). Send one JSON "
+                                    f"object with the request's fields.") from None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+async def _serve(request: Request, job: Job) -> Response:
+    """Run a prepared job: the whole response, or an SSE stream."""
+    state = request.app.state
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+    if job.request.stream:
+        return StreamingResponse(_sse(state, job, watcher), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    try:
+        result = await state.engine.result(job)
+    finally:
+        watcher.cancel()
+        state.metrics.observe(job)
+    return JSONResponse(result.model_dump(mode="json"))
+
+
+async def _cancel_on_disconnect(request: Request, job: Job) -> None:
+    """Wait for the client to go away; then stop its generation."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            break
+    if job.usage is None and not job.cancel.is_set():
+        job.cancel.set()
+        request.app.state.metrics.cancelled.inc()
+
+
+async def _sse(state: Any, job: Job, watcher: asyncio.Task) -> AsyncIterator[str]:
+    include_usage = job.request.include_usage
+    try:
+        async for chunk in state.engine.stream(job):
+            data = chunk.model_dump(mode="json")
+            if not include_usage:
+                data.pop("usage", None)
+            yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+        if not job.cancel.is_set() or job.usage is not None:
+            yield "data: [DONE]\n\n"
+    except WgllmError as exc:  # after the 200 went out: an error event, as OpenAI sends
+        _, body = errors.status_and_body(exc)
+        yield f"data: {json.dumps(body)}\n\n"
+    finally:
+        watcher.cancel()
+        state.metrics.observe(job)
