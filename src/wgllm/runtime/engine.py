@@ -233,18 +233,25 @@ class Engine:
         if not self.recovery.enabled:
             self._release()
             raise err
-        retries = 0 if kind == "out-of-memory" and self.recovery.fallback else self.recovery.retries
+        oom_first = kind == "out-of-memory" and self.recovery.fallback  # the same adapter would likely fail again
+        if oom_first and self._fall_back(kind, t0) or self._retry(kind, t0):
+            return
+        if self.recovery.fallback and not oom_first and self._fall_back(kind, t0):
+            return
+        self.events.add(self.adapter.summary, kind, "gave up", t0)
+        self._release()
+        raise err
+
+    def _retry(self, kind: str, t0: float) -> bool:
+        """Rebuild on the same adapter, up to `retries` times with doubling backoff."""
+        retries = self.recovery.retries
         for attempt in range(retries):
             time.sleep(self.recovery.backoff_s * 2 ** attempt)
             self.events.add(self.adapter.summary, kind, "retry", t0, f"attempt {attempt + 1} of {retries}")
             if self._try(self._build):
                 self.events.add(self.adapter.summary, kind, "continued", t0)
-                return
-        if self.recovery.fallback and self._fall_back(kind, t0):
-            return
-        self.events.add(self.adapter.summary, kind, "gave up", t0)
-        self._release()
-        raise err
+                return True
+        return False
 
     def _try(self, build) -> bool:
         """Run a rebuild; False (device released) when it fails on the GPU too."""
@@ -259,22 +266,25 @@ class Engine:
             return False
 
     def _fall_back(self, kind: str, t0: float) -> bool:
-        """Re-plan on the next adapters, in the planner's order, until one works."""
-        self._failed.add(self.adapter.index)
+        """Re-plan on the next adapters, in the planner's order, until one works; on
+        failure the engine stays planned for the adapter it had."""
+        before = (self.plan, self.adapter, self.precision, self.n_ctx)
+        failed = self._failed | {self.adapter.index}
         while True:
             try:
-                plan, adapter = self._plan("auto", exclude=self._failed)
+                plan, adapter = self._plan("auto", exclude=failed)
             except WgllmError:
+                self.plan, self.adapter, self.precision, self.n_ctx = before
                 return False
-            if plan.n_ctx < len(self.cached) + 1 or plan.n_ctx < self.n_ctx and self._request["ctx"]:
-                self._failed.add(adapter.index)
+            failed.add(adapter.index)
+            if plan.n_ctx <= len(self.cached):
                 continue
             self.events.add(adapter.summary, kind, "fallback", t0, f"from {self.adapter.summary}")
             self.plan, self.adapter, self.precision, self.n_ctx = plan, adapter, plan.precision, plan.n_ctx
             if self._try(self._build):
+                self._failed.add(before[1].index)
                 self.events.add(self.adapter.summary, kind, "continued", t0)
                 return True
-            self._failed.add(adapter.index)
 
     def _release(self) -> None:
         """Drop the failed device and everything on it (the conversation state stays)."""

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from wgllm.errors import RequestError
 
 log = logging.getLogger("wgllm.recovery")
+log.addHandler(logging.NullHandler())  # a library does not print; applications configure logging
 
 
 @dataclass
