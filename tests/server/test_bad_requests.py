@@ -1,0 +1,132 @@
+"""Bad requests: always a 4xx with an OpenAI error body, never a 5xx, and the server keeps answering.
+Auth: a missing or wrong key is a 401."""
+
+import json
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.server.conftest import API_KEY, MAX_BODY
+
+GOOD = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+GOOD_TEXT = {"model": "tiny", "prompt": "hi", "max_tokens": 2}
+
+# For each field, values that are always wrong (type or range).
+WRONG = {
+    "messages": st.sampled_from([[], "hi", 5, None, [{"role": "user"}], [{"content": "x"}],
+                                 [{"role": "robot", "content": "x"}], [{"role": "user", "content": 3}]]),
+    "temperature": st.one_of(st.floats(min_value=2.0001, allow_infinity=False), st.floats(max_value=-1e-9),
+                             st.text(), st.booleans()),
+    "top_p": st.one_of(st.floats(min_value=1.0001, allow_infinity=False), st.floats(max_value=0), st.lists(st.none())),
+    "n": st.one_of(st.integers(max_value=0), st.integers(min_value=17), st.floats(), st.text()),
+    "max_tokens": st.one_of(st.integers(max_value=0), st.integers(min_value=10**6), st.text(), st.floats()),
+    "seed": st.one_of(st.integers(min_value=2**63), st.integers(max_value=-(2**63) - 1), st.text(), st.floats()),
+    "stop": st.one_of(st.integers(), st.lists(st.text(min_size=1), min_size=5), st.just([""])),
+    "logit_bias": st.one_of(st.dictionaries(st.text(alphabet="abc", min_size=1), st.integers(), min_size=1),
+                            st.dictionaries(st.integers(0, 99).map(str), st.floats(min_value=100.1), min_size=1),
+                            st.just({str(10**9): 1})),
+    "logprobs": st.one_of(st.text(), st.integers(2, 10)),
+    "top_logprobs": st.integers(0, 20),  # without logprobs
+    "frequency_penalty": st.one_of(st.floats(min_value=2.01, allow_infinity=False), st.text()),
+    "response_format": st.one_of(st.just({"type": "xml"}), st.just({"type": "json_schema"}), st.text(),
+                                 st.just({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}})),
+    "stream": st.one_of(st.text(), st.integers()),
+    "model": st.one_of(st.just("gpt-4o"), st.integers(), st.text(alphabet="xyz", min_size=1)),
+    "no_such_field": st.integers(),
+}
+
+
+def _post(http, path, content, headers=None):
+    r = http.post(path, content=content, headers=headers or {})
+    assert 400 <= r.status_code < 500, (r.status_code, r.text, content[:300])
+    err = r.json()["error"]
+    assert err["message"] and err["type"] == "invalid_request_error"
+    assert set(err) == {"message", "type", "param", "code"}
+    return r
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(sorted(WRONG)), data=st.data())
+def test_wrong_field_values_are_4xx(http, field, data):
+    body = dict(GOOD, **{field: data.draw(WRONG[field])})
+    _post(http, "/v1/chat/completions", json.dumps(body).encode())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["model", "messages", "max_tokens"]), path=st.sampled_from(["chat", "text"]))
+def test_missing_required_or_wrong_endpoint_fields_are_4xx(http, field, path):
+    if path == "chat":
+        body = {k: v for k, v in GOOD.items() if k != field}
+        if field != "messages":
+            body["prompt"] = "x"  # a field of the other endpoint
+        _post(http, "/v1/chat/completions", json.dumps(body).encode())
+    else:
+        body = dict(GOOD_TEXT, messages=GOOD["messages"]) if field == "messages" else {"model": "tiny"}
+        _post(http, "/v1/completions", json.dumps(body).encode())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200), cut=st.integers(1, 60))
+def test_garbage_bytes_and_truncated_json_are_4xx(http, raw, cut):
+    good = json.dumps(GOOD).encode()
+    _post(http, "/v1/chat/completions", good[:cut] if cut < len(good) else good[:-1])
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):  # anything that is not a JSON object is refused
+        _post(http, "/v1/chat/completions", raw)
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])
+def test_invalid_utf8_is_400(http, bad):
+    body = json.dumps(GOOD).encode().replace(b"hi", b"h" + bad)
+    r = _post(http, "/v1/chat/completions", body)
+    assert r.status_code == 400 and "UTF-8" in r.json()["error"]["message"]
+
+
+def test_nan_huge_and_deep_json_are_400(http):
+    _post(http, "/v1/chat/completions", json.dumps(GOOD).replace('"max_tokens": 2', '"temperature": NaN').encode())
+    _post(http, "/v1/chat/completions", json.dumps(GOOD).replace("2}", "9" * 5000 + "}").encode())
+    _post(http, "/v1/chat/completions", b"[" * 100000 + b"]" * 100000)
+
+
+def test_oversized_body_is_413(http):
+    big = json.dumps(dict(GOOD, messages=[{"role": "user", "content": "x" * MAX_BODY}])).encode()
+    r = _post(http, "/v1/chat/completions", big)
+    assert r.status_code == 413 and str(MAX_BODY) in r.json()["error"]["message"]
+
+    def chunks():  # no Content-Length: the cap applies while reading
+        for _ in range(MAX_BODY // 1024 + 2):
+            yield b" " * 1024
+
+    assert _post(http, "/v1/chat/completions", chunks()).status_code == 413
+
+
+def test_prompt_past_the_context_is_400_with_numbers(http, aengine):
+    n_ctx = aengine.engine.n_ctx
+    r = _post(http, "/v1/chat/completions", json.dumps(dict(GOOD, max_tokens=n_ctx)).encode())
+    err = r.json()["error"]
+    assert err["code"] == "context_length_exceeded" and str(n_ctx) in err["message"] and err["param"] == "max_tokens"
+
+
+def test_unknown_route_and_method(http):
+    assert http.get("/v1/nothing").status_code == 404
+    r = http.get("/v1/chat/completions")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY},
+                                     {"Authorization": f"Basic {API_KEY}"}])
+def test_missing_or_wrong_key_is_401(server, headers):
+    for method, path in [("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/metrics")]:
+        r = httpx.request(method, server.url + path, json=GOOD, headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(server.url + "/health").status_code == 200  # health needs no key
+
+
+def test_still_answering_after_all_that(http):
+    r = http.post("/v1/chat/completions", json=GOOD)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
