@@ -9,8 +9,13 @@ import pytest
 
 import wgllm
 from wgllm.api.types import ChatCompletion, ChatCompletionChunk, Completion
-from wgllm.errors import ContextLengthExceededError, EngineBusyError, InvalidParameterError, ModelNotFoundError, \
-    ModelNotLoadedError
+from wgllm.errors import (
+    ContextLengthExceededError,
+    EngineBusyError,
+    InvalidParameterError,
+    ModelNotFoundError,
+    ModelNotLoadedError,
+)
 
 MSG = [{"role": "user", "content": "Tell me a story."}]
 
@@ -58,7 +63,7 @@ def test_stream_equals_whole_response(tiny):
 
 
 def test_seed_reproducible_and_n_choices_differ(tiny):
-    kw = dict(max_tokens=10, temperature=1.0, seed=1234, n=3)
+    kw = {"max_tokens": 10, "temperature": 1.0, "seed": 1234, "n": 3}
     a, b = chat(tiny, **kw), chat(tiny, **kw)
     texts = [c.message.content for c in a.choices]
     assert texts == [c.message.content for c in b.choices]
@@ -184,7 +189,7 @@ def test_interrupt_from_another_thread(tiny):
     stream = chat(tiny, max_tokens=200, temperature=0, stream=True)
     next(stream)
     threading.Timer(0.05, tiny.interrupt).start()
-    texts, finish = streamed(stream)
+    _, finish = streamed(stream)
     assert finish == {0: "abort"}
     assert tiny.stats.completion_tokens < 200
     assert chat(tiny, max_tokens=3, temperature=0).choices[0].finish_reason == "length"  # the next one runs

@@ -1,5 +1,7 @@
 """Stop sequences on streamed text: never emit past a stop, whatever the split into pieces."""
 
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,7 @@ def _reference(text, stops):
                                                                      max_size=4), cuts=st.lists(st.integers(0, 30)))
 def test_stream_equals_cut_at_first_stop(text, stops, cuts):
     bounds = sorted({0, len(text), *[c for c in cuts if c <= len(text)]})
-    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [text[a:b] for a, b in pairwise(bounds)]
     got, hit, _ = _run(pieces, stops)
     want, want_hit = _reference(text, stops)
     assert got == want

@@ -57,7 +57,7 @@ def test_stop_sequences(client):
 
 
 def test_seed_reproducibility_and_n(client):
-    kw = dict(model="tiny", messages=MSG, max_tokens=8, temperature=1.0, seed=77, n=3)
+    kw = {"model": "tiny", "messages": MSG, "max_tokens": 8, "temperature": 1.0, "seed": 77, "n": 3}
     a = client.chat.completions.create(**kw)
     b = client.chat.completions.create(**kw)
     ta = [c.message.content for c in a.choices]

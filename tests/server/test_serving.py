@@ -48,7 +48,7 @@ def _wait_idle(aengine, timeout=30.0):
 
 def _metric(http, name):
     for line in http.get("/metrics").text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             return float(line.rsplit(" ", 1)[1])
     return None
 
@@ -58,11 +58,10 @@ def test_client_disconnect_cancels_its_generation(server, http, aengine):
     cancelled = _metric(http, "wgllm_requests_cancelled_total")
     body = {"model": "tiny", "messages": _messages(3), "max_tokens": 200, "temperature": 0.9, "seed": 1,
             "logprobs": True, "stream": True}
-    with httpx.Client(timeout=30) as c:
-        with c.stream("POST", server.url + "/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-            lines = r.iter_lines()
-            assert next(lines).startswith("data: ")
+    with httpx.Client(timeout=30) as c, c.stream("POST", server.url + "/v1/chat/completions", json=body,
+                  headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")
         # leaving the block closes the connection mid-stream
     _wait_idle(aengine)
     assert aengine.engine.stats.completion_tokens < 200

@@ -15,8 +15,9 @@ its next token; a request cancelled while still queued never runs.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 from wgllm.api import generation, responses
 from wgllm.api.engine import Engine, _fields

@@ -9,15 +9,19 @@
 `wgllm.api.protocol`), validates them (InvalidParameterError,
 ContextLengthExceededError, ...) before generating anything, and returns a
 `ChatCompletion` / `Completion`, or with stream=True an iterator of chunks.
-An Engine runs one generation at a time (EngineBusyError otherwise); for
-concurrent callers use `wgllm.AsyncEngine` or `wgllm serve`, which queue.
+finish_reason is "stop" (end of turn or a stop sequence), "length" (max_tokens or
+the context's end) or "abort" (`interrupt()`). An Engine runs one generation at
+a time (EngineBusyError otherwise); for concurrent callers use
+`wgllm.AsyncEngine` or `wgllm serve`, which queue.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from wgllm.api import generation, responses
 from wgllm.api.protocol import parse_chat_request, parse_completion_request
@@ -32,6 +36,15 @@ _DEVICE_STATE = ("model", "dev", "_staging", "_logit_staging", "_sampler", "_his
 def _fields(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Request fields from keyword arguments: None means "not given", as in the openai client."""
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _model_id(model: Any, path: Path) -> str:
+    """The served name: the name asked for (the default model's name for None), a file's stem."""
+    from wgllm import hub
+
+    if model is None:
+        return hub.DEFAULT_MODEL
+    return path.stem if Path(str(model)).expanduser().exists() else str(model)
 
 
 class ChatCompletions:
@@ -78,8 +91,8 @@ class Engine(_RuntimeEngine):
     """A model on a WebGPU adapter with OpenAI's API: `chat.completions.create`, `completions.create`.
 
     Arguments as `wgllm.runtime.engine.Engine` (model, device, ctx, precision, chunk, gpu_memory,
-    policy). `model_id` is the name requests may use for the model (the name given, else the file's
-    stem); `interrupt()` stops a running generation; `unload()` frees the device; `load(model)`
+    policy). `model_id` is the name requests may use for the model (the model name given, the file's
+    stem for a path; the file's name and stem are accepted too); `interrupt()` stops a running generation; `unload()` frees the device; `load(model)`
     loads another model (or the same one again) into this engine."""
 
     def __init__(self, model: str | None = None, **options: Any):
@@ -92,8 +105,7 @@ class Engine(_RuntimeEngine):
     def _load(self, model: Any, options: dict[str, Any]) -> None:
         super().__init__(None if model is None else str(model), **options)
         self._options = dict(options)
-        given = str(model) if model is not None else None
-        self.model_id = given if given and given != str(self.path) else self.path.stem
+        self.model_id = _model_id(model, self.path)
         self.model_names = {self.model_id, self.path.stem, self.path.name, str(self.path)}
         self.loaded = True
 

@@ -19,20 +19,26 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from copy import copy
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any
 
 from wgllm.api.grammar import GrammarMask, check_grammar, grammar_for
 from wgllm.api.protocol import ChatCompletionRequest, CompletionRequest
 from wgllm.api.sampling import ApiSampler, StepLogprobs
 from wgllm.api.stops import StopText
 from wgllm.api.types import Usage
-from wgllm.errors import (ContextLengthExceededError, EngineBusyError, InvalidParameterError, ModelNotFoundError,
-                          ModelNotLoadedError)
+from wgllm.errors import (
+    ContextLengthExceededError,
+    EngineBusyError,
+    InvalidParameterError,
+    ModelNotFoundError,
+    ModelNotLoadedError,
+)
 from wgllm.runtime.sampler import Sampler, SamplingParams
 
-Request = Union[ChatCompletionRequest, CompletionRequest]
+Request = ChatCompletionRequest | CompletionRequest
 
 
 @dataclass
@@ -213,7 +219,7 @@ def _cancelled(engine: Any, job: Job) -> bool:
 
 
 def _choice(engine: Any, job: Job, prompt: list[int], limit: int, index: int, seed: int | None,
-            acc: "_Accumulator", first: bool) -> Iterator[Piece]:
+            acc: _Accumulator, first: bool) -> Iterator[Piece]:
     """One choice: tokens -> text through the stream decoder and the stop sequences."""
     sampler = _sampler(engine, job, prompt, seed)
     steps: list[StepLogprobs] = getattr(sampler, "steps", [])

@@ -34,7 +34,7 @@ JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separ
 _lock = threading.Lock()
 
 
-def llg_tokenizer(tok: "Tokenizer") -> "llguidance.LLTokenizer":
+def llg_tokenizer(tok: Tokenizer) -> llguidance.LLTokenizer:
     """llguidance's view of `tok` (built once per tokenizer, then cached on it)."""
     cached = getattr(tok, "_wgllm_llg", None)
     if cached is not None:
@@ -49,7 +49,7 @@ def llg_tokenizer(tok: "Tokenizer") -> "llguidance.LLTokenizer":
     return tok._wgllm_llg
 
 
-def grammar_for(fmt: "ResponseFormat | None") -> str | None:
+def grammar_for(fmt: ResponseFormat | None) -> str | None:
     """The llguidance grammar of a response_format (None for plain text)."""
     import llguidance
 
@@ -62,7 +62,7 @@ def grammar_for(fmt: "ResponseFormat | None") -> str | None:
         raise _bad_schema(str(exc)) from None
 
 
-def check_grammar(tok: "Tokenizer", grammar: str) -> None:
+def check_grammar(tok: Tokenizer, grammar: str) -> None:
     """Raise InvalidParameterError if llguidance cannot compile `grammar` for this model."""
     import llguidance
 
@@ -84,7 +84,7 @@ def _bad_schema(detail: str) -> InvalidParameterError:
 class GrammarMask:
     """One generation's grammar state: the mask of allowed next tokens, advanced token by token."""
 
-    def __init__(self, tok: "Tokenizer", grammar: str):
+    def __init__(self, tok: Tokenizer, grammar: str):
         import llguidance
         import llguidance.numpy as llnp
 
@@ -109,9 +109,9 @@ class GrammarMask:
         self._matcher.consume_token(int(token))
 
 
-def token_bytes(tok: "Tokenizer", token: int) -> bytes:
+def token_bytes(tok: Tokenizer, token: int) -> bytes:
     """The exact bytes of one token (byte-level tokens may be part of a UTF-8 character)."""
     try:
         return llg_tokenizer(tok).decode_bytes([int(token)])
-    except Exception:  # no llguidance view of this tokenizer: its text is the best we have
+    except Exception:  # noqa: BLE001 - no llguidance view of this tokenizer: its text is the best we have
         return tok.decode([int(token)]).encode("utf-8")

@@ -12,7 +12,7 @@ the model (vocabulary ids, context length, schemas) are made later, in
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -39,7 +39,7 @@ class Message(_Strict):
     """A chat message. "developer" is OpenAI's newer name for "system"."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[TextPart]]
+    content: str | list[TextPart]
     name: str | None = None
 
     def as_template_dict(self) -> dict[str, str]:
@@ -66,7 +66,7 @@ class ResponseFormat(_Strict):
     json_schema: JsonSchemaFormat | None = None
 
     @model_validator(mode="after")
-    def _schema_iff_json_schema(self) -> "ResponseFormat":
+    def _schema_iff_json_schema(self) -> ResponseFormat:
         if self.type == "json_schema" and self.json_schema is None:
             _bad("response_format.json_schema", "response_format of type json_schema needs a json_schema object "
                  "({\"name\": ..., \"schema\": {...}})")
@@ -82,7 +82,7 @@ class _Common(_Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1)
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0)
@@ -96,7 +96,7 @@ class _Common(_Strict):
     user: str | None = None
 
     @model_validator(mode="after")
-    def _common_rules(self) -> "_Common":
+    def _common_rules(self) -> _Common:
         if self.stream_options is not None and not self.stream:
             _bad("stream_options", "stream_options is only allowed when stream is true")
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
@@ -131,7 +131,7 @@ class ChatCompletionRequest(_Common):
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
     @model_validator(mode="after")
-    def _chat_rules(self) -> "ChatCompletionRequest":
+    def _chat_rules(self) -> ChatCompletionRequest:
         if self.top_logprobs is not None and not self.logprobs:
             _bad("top_logprobs", "top_logprobs is only allowed when logprobs is true")
         if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
@@ -158,14 +158,14 @@ class ChatCompletionRequest(_Common):
 class CompletionRequest(_Common):
     """POST /v1/completions: a prompt as text, a list of texts, token ids, or lists of token ids."""
 
-    prompt: Union[str, list[str], list[int], list[list[int]]]
+    prompt: str | list[str] | list[int] | list[list[int]]
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: Literal[False] = False
     suffix: None = None
     best_of: int | None = Field(None, ge=1, le=MAX_N)
 
     @model_validator(mode="after")
-    def _completion_rules(self) -> "CompletionRequest":
+    def _completion_rules(self) -> CompletionRequest:
         if self.best_of is not None and self.best_of != self.n:
             _bad("best_of", f"best_of ({self.best_of}) other than n ({self.n}) is not supported")
         if isinstance(self.prompt, list) and not self.prompt:

@@ -9,7 +9,8 @@ content chunks, then a chunk with an empty delta and the finish reason; with
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from wgllm.api.generation import Job, Piece
 from wgllm.api.grammar import token_bytes

@@ -10,7 +10,7 @@ OpenAI's API).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class StopText:

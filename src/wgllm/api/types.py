@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field, model_serializer
 
 
 class UsageExtra(BaseModel):
-    """wgllm's figures of a request (seconds, tokens per second)."""
+    """wgllm's figures of a request (seconds, tokens per second). Times count from when the engine
+    starts the request (time waiting in a server's queue is not included); speeds are over all its
+    choices; `recoveries` counts device failures recovered from during the request."""
 
     prefill_tokens_per_s: float = 0.0
     decode_tokens_per_s: float = 0.0

@@ -1,0 +1,40 @@
+"""A device loss injected in the middle of a streamed request (the recovery issue's fault switch):
+the client's stream completes with exactly the fault-free tokens, none repeated or missing, and the
+recovery shows in the request's usage and in /metrics."""
+
+import httpx
+import pytest
+
+MSG = [{"role": "user", "content": "Tell me about the sea."}]
+
+
+@pytest.mark.parametrize("fault", ["lost@decode:5", "hang@decode:3"])
+def test_stream_survives_a_device_loss(server_model, client, fault):
+    import openai
+
+    import wgllm
+    from wgllm.runtime.recovery import RecoveryPolicy
+    from wgllm.server import start_in_thread
+
+    ref = client.chat.completions.create(model="tiny", messages=MSG, max_tokens=16, temperature=0)
+    want = ref.choices[0]
+    faulty = wgllm.AsyncEngine(str(server_model), ctx=256, faults=fault,
+                               recovery=RecoveryPolicy(hang_timeout_s=2.0, backoff_s=0.0))
+    srv = start_in_thread(faulty)
+    try:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=120)
+        text, finish, usage = "", None, None
+        for chunk in c.chat.completions.create(model="tiny", messages=MSG, max_tokens=16, temperature=0,
+                                               stream=True, stream_options={"include_usage": True}):
+            for ch in chunk.choices:
+                text += ch.delta.content or ""
+                finish = ch.finish_reason or finish
+            usage = chunk.usage or usage
+        assert (text, finish) == (want.message.content, want.finish_reason)
+        assert usage.completion_tokens == ref.usage.completion_tokens
+        assert usage.model_extra["extra"]["recoveries"] == 1
+        metrics = httpx.get(srv.url + "/metrics").text
+        assert "wgllm_recoveries_total 1.0" in metrics and "wgllm_device_losses_total 1.0" in metrics
+    finally:
+        srv.stop()
+        faulty.close()
