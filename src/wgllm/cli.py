@@ -238,8 +238,12 @@ def cmd_serve(args) -> int:
                         gpu_memory=args.gpu_memory)
     err.print(f"[dim]{engine.model_id} on {engine.adapter.summary} ({engine.precision}, ctx {engine.n_ctx}); "
               f"OpenAI API at http://{args.host}:{args.port}/v1[/dim]")
-    serve(AsyncEngine(engine=engine), host=args.host, port=args.port, api_key=args.api_key,
-          max_body=args.max_body, log_level=args.log_level)
+    try:
+        serve(AsyncEngine(engine=engine), host=args.host, port=args.port, api_key=args.api_key,
+              max_body=args.max_body, log_level=args.log_level)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        pass
+    err.print("[dim]server stopped[/dim]")
     return 0
 
 

@@ -216,3 +216,20 @@ def test_unload_and_load_another_model(tiny_path, tmp_path, device):
     assert chat(e, model="other", max_tokens=3).usage.completion_tokens == 3
     e.load(str(tiny_path))
     assert text_of(e, max_tokens=4, temperature=0) == before
+
+
+@pytest.mark.parametrize("fault", ["lost@decode:4", "lost@decode:9"])
+def test_recovery_mid_generation_keeps_grammar_logprobs_and_draws_exact(tiny_path, tiny, fault):
+    """A device loss while a grammar-constrained, sampled generation with logprobs runs: the engine
+    restores the sampler's state and samples again; the output is the fault-free one."""
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}}
+    kw = {"max_tokens": 120, "temperature": 1.0, "seed": 4, "logprobs": True, "response_format": fmt}
+    tiny.reset()
+    want = chat(tiny, **kw)
+    faulty = wgllm.Engine(str(tiny_path), ctx=256, faults=fault)
+    got = chat(faulty, **kw)
+    assert got.usage.extra.recoveries == 1
+    assert got.choices[0].message.content == want.choices[0].message.content
+    assert [t.logprob for t in got.choices[0].logprobs.content] == pytest.approx(
+        [t.logprob for t in want.choices[0].logprobs.content], rel=1e-4)
+    jsonschema.validate(json.loads(got.choices[0].message.content), SCHEMA)

@@ -68,3 +68,29 @@ def test_penalties_count_only_generated_tokens():
 
 def test_needs_logits():
     assert ApiSampler(SamplingParams(), prompt_len=0).needs_logits
+
+
+class RollbackGrammar(FakeGrammar):
+    def __init__(self, allowed):
+        super().__init__(allowed)
+        self.consumed = 0
+
+    def advance(self, tok):
+        super().advance(tok)
+        self.consumed += 1
+
+    def rollback_to(self, n):
+        del self.seen[n:]
+        self.consumed = n
+
+
+def test_state_snapshot_replays_rng_grammar_and_logprobs(logits):
+    """What the engine does when it recovers from a device loss: restore, sample the step again."""
+    g = RollbackGrammar(range(0, 50, 2))
+    s = ApiSampler(SamplingParams(temperature=1.0, seed=5), prompt_len=0, grammar=g, top_logprobs=1)
+    first = [s.sample(logits) for _ in range(3)]
+    snap = s.state()
+    after = [s.sample(logits) for _ in range(4)]
+    s.set_state(snap)
+    assert [s.sample(logits) for _ in range(4)] == after
+    assert len(s.steps) == 7 and [st.token for st in s.steps] == first + after and g.seen == first + after

@@ -221,6 +221,9 @@ def _cancelled(engine: Any, job: Job) -> bool:
 def _choice(engine: Any, job: Job, prompt: list[int], limit: int, index: int, seed: int | None,
             acc: _Accumulator, first: bool) -> Iterator[Piece]:
     """One choice: tokens -> text through the stream decoder and the stop sequences."""
+    if _cancelled(engine, job):  # a later choice of a cancelled request: do not start it
+        yield Piece(index, "", finish_reason="abort")
+        return
     sampler = _sampler(engine, job, prompt, seed)
     steps: list[StepLogprobs] = getattr(sampler, "steps", [])
     stops = StopText(job.request.stop_list)

@@ -92,6 +92,7 @@ class GrammarMask:
         self._llt = llg_tokenizer(tok)
         self._matcher = llguidance.LLMatcher(self._llt, grammar, log_level=0)
         self._bits = llnp.allocate_token_bitmask(1, self._llt.vocab_size)
+        self.consumed = 0  # tokens fed so far
 
     def allowed(self, n_vocab: int) -> np.ndarray:
         """Boolean [n_vocab]: the tokens the grammar allows next (all False in an error state)."""
@@ -106,7 +107,13 @@ class GrammarMask:
 
     def advance(self, token: int) -> None:
         """Feed the chosen token (a stop token at an accepting state ends the grammar)."""
-        self._matcher.consume_token(int(token))
+        if self._matcher.consume_token(int(token)):
+            self.consumed += 1
+
+    def rollback_to(self, consumed: int) -> None:
+        """Forget the tokens fed after the first `consumed` (a recovery replays them)."""
+        if consumed < self.consumed and self._matcher.rollback(self.consumed - consumed):
+            self.consumed = consumed
 
 
 def token_bytes(tok: Tokenizer, token: int) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,19 @@ class ApiSampler(Sampler):
         if self.top_logprobs is not None:
             self.steps.append(self._record(logits, token))
         return token
+
+    def state(self) -> dict[str, Any]:
+        """The RNG, grammar and logprob positions, for `set_state`: when the engine recovers from a
+        device loss it restores the state of its last emitted token and samples the next step again."""
+        return {"rng": super().state(), "steps": len(self.steps),
+                "grammar": self.grammar.consumed if self.grammar is not None else 0}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Go back to a `state()` snapshot: later samples repeat those taken after it."""
+        super().set_state(state["rng"])
+        del self.steps[state["steps"]:]
+        if self.grammar is not None:
+            self.grammar.rollback_to(state["grammar"])
 
     def _record(self, logits: np.ndarray, token: int) -> StepLogprobs:
         raw = np.asarray(logits, dtype=np.float64)
