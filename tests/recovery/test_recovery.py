@@ -103,12 +103,13 @@ def test_hang_detection_fires_within_the_timeout(model_path):
 
 def test_same_adapter_keeps_failing_falls_back_to_the_next(model_path):
     """Three losses in a row during loads exhaust 2 retries; the planner's next adapter
-    takes over (on this machine lavapipe through OpenGL; only where a second adapter exists)."""
+    takes over. This machine's second adapter is lavapipe again, through OpenGL: allowed
+    here with fallback_same_gpu (off by default)."""
     from wgllm.gpu.discovery import list_adapters
 
     if len(list_adapters()) < 2:
         pytest.skip("this machine has one WebGPU adapter: nothing to fall back to")
-    e = _engine(model_path, "", "auto")
+    e = _engine(model_path, "", "auto", fallback_same_gpu=True)
     greedy = list(e.generate(PROMPT, max_tokens=N, stop_ids=[]))
     e.reset()
     e.faults.faults += faults.parse("lost@decode:2,lost@loadx2")  # after the first load
@@ -126,3 +127,13 @@ def test_no_fallback_gives_up_with_a_typed_error(model_path):
     with pytest.raises(DeviceLostError):
         list(e.generate(PROMPT, max_tokens=N, stop_ids=[]))
     assert [ev.action for ev in e.events][-1] == "gave up"
+
+
+def test_out_of_memory_does_not_fall_back_to_the_same_gpu(reference, model_path):
+    """By default the same GPU through another backend is no fallback: an out-of-memory
+    failure is retried on the same adapter."""
+    precision, greedy, _ = reference
+    e = _engine(model_path, "oom@decode:3", precision)
+    first = e.adapter.index
+    assert list(e.generate(PROMPT, max_tokens=N, stop_ids=[])) == greedy
+    assert e.adapter.index == first and "fallback" not in [ev.action for ev in e.events]

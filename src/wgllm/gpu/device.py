@@ -283,6 +283,9 @@ class Device:
         seconds for the GPU (then DeviceLostError "hang")."""
         if self.faults and self.faults.take_hang():
             health.stall(timeout, self.adapter.summary)
+        # An empty submission first: on a lost device it raises at once, where a map would
+        # leave wgpu-py's polling thread polling a dead device (which can abort the process).
+        self.queue.submit([self.device.create_command_encoder().finish()])
         health.wait_mapped(buf, timeout, self.adapter.summary)
         try:
             return bytes(buf.read_mapped())
@@ -301,6 +304,10 @@ class Device:
     def destroy(self) -> None:
         """Release every buffer and destroy the device (safe on a lost device); the
         accounts go to zero and nothing of it stays referenced."""
+        poller = getattr(self.device, "_poller", None)  # wgpu-native's polling thread (private API)
+        if poller is not None:
+            poller.stop()  # first: polling a device while its buffers are torn down can abort the process
+
         bufs, self._buffers = list(self._buffers.values()), {}
         for buf in bufs:
             try:

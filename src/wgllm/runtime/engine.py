@@ -270,6 +270,8 @@ class Engine:
         failure the engine stays planned for the adapter it had."""
         before = (self.plan, self.adapter, self.precision, self.n_ctx)
         failed = self._failed | {self.adapter.index}
+        if not self.recovery.fallback_same_gpu:
+            failed |= {a.index for a in list_adapters() if a.name == self.adapter.name}
         while True:
             try:
                 plan, adapter = self._plan("auto", exclude=failed)

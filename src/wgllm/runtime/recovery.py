@@ -29,14 +29,18 @@ class RecoveryPolicy:
     retries: rebuilds on the same adapter before falling back (an out-of-memory
     failure skips them: the same adapter would fail again). backoff_s: wait
     before the first retry, doubled for each further one. fallback: allow
-    moving to the next adapter (discrete -> integrated -> CPU).
-    hang_timeout_s: a read-back that takes longer counts as a hang (None: never).
+    moving to the next adapter (discrete -> integrated -> CPU). fallback_same_gpu:
+    also to the same GPU through another backend (e.g. Vulkan -> OpenGL); off by
+    default: the same GPU shares the failure, and wgpu's OpenGL backend aborts the
+    process under repeated device rebuilds (measured on lavapipe: an EGL BadAccess
+    panic in wgpuDevicePoll). hang_timeout_s: a read-back that takes longer counts as a hang (None: never).
     """
 
     enabled: bool = True
     retries: int = 2
     backoff_s: float = 0.05
     fallback: bool = True
+    fallback_same_gpu: bool = False
     hang_timeout_s: float | None = 120.0
 
     def validate(self) -> "RecoveryPolicy":
