@@ -121,6 +121,8 @@ def run(args) -> dict:
 
 
 def _commit() -> str:
+    if os.environ.get("WGLLM_COMMIT"):
+        return os.environ["WGLLM_COMMIT"]
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
     except Exception:

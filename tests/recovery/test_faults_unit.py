@@ -76,3 +76,16 @@ def test_device_lost_error_message():
     e = DeviceLostError("hang", "GPU A", "no answer in 5 s")
     assert e.recoverable and e.reason == "hang" and "GPU A" in e.message and "no answer in 5 s" in e.message
     assert DeviceLostError("weird", "GPU A").reason == "unknown"
+
+
+def test_same_gpu_through_another_backend():
+    from wgllm.gpu.discovery import AdapterInfo
+    from wgllm.runtime.engine import _same_gpu
+
+    def info(i, name, vendor=0, dev=0):
+        return AdapterInfo(i, name, "discrete", "Vulkan", "", vendor, dev, True, 1, 1, 1, name)
+
+    assert _same_gpu(info(0, "NVIDIA H100 80GB HBM3", 0x10DE, 0x2330), info(1, "NVIDIA H100 80GB HBM3/PCIe/SSE2"))
+    assert _same_gpu(info(0, "llvmpipe (LLVM 15.0.6, 256 bits)"), info(1, "llvmpipe (LLVM 15.0.6, 256 bits)"))
+    assert _same_gpu(info(0, "A", 0x10DE, 7), info(1, "B", 0x10DE, 7))
+    assert not _same_gpu(info(0, "NVIDIA GeForce RTX 3050", 0x10DE, 1), info(1, "Intel(R) UHD Graphics 770", 0x8086, 2))

@@ -18,7 +18,7 @@ from typing import Sequence, Union
 import numpy as np
 import wgpu
 
-from wgllm.errors import GpuOutOfMemoryError, KernelCompileError
+from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError
 from wgllm.gpu import health
 from wgllm.kernels.constants import buffer_size, uniform_size
 from wgllm.kernels.registry import specialise
@@ -97,9 +97,13 @@ class Device:
         self.has_f16 = "shader-f16" in adapter.features
         features = ["shader-f16"] if self.has_f16 else []
         limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
-        self.device = adapter.request_device_sync(
-            label=label, required_features=features, required_limits=limits
-        )
+        try:
+            self.device = adapter.request_device_sync(
+                label=label, required_features=features, required_limits=limits
+            )
+        except Exception as exc:  # noqa: BLE001 - the driver's words go into the error
+            raise DeviceLostError("unknown", adapter.summary,
+                                  f"no device could be created ({health.last_line(exc)})") from exc
         self.queue = self.device.queue
         self.limits = dict(self.device.limits)
         self.max_binding = int(self.limits["max-storage-buffer-binding-size"])

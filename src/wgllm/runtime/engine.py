@@ -271,7 +271,7 @@ class Engine:
         before = (self.plan, self.adapter, self.precision, self.n_ctx)
         failed = self._failed | {self.adapter.index}
         if not self.recovery.fallback_same_gpu:
-            failed |= {a.index for a in list_adapters() if a.name == self.adapter.name}
+            failed |= {a.index for a in list_adapters() if _same_gpu(a, self.adapter)}
         while True:
             try:
                 plan, adapter = self._plan("auto", exclude=failed)
@@ -481,6 +481,14 @@ class Engine:
             return
         self.cached = prompt + ran
         self._log = truncate(self._log, len(prompt)) + ([Segment(len(prompt), list(ran), False)] if ran else [])
+
+
+def _same_gpu(a: AdapterInfo, b: AdapterInfo) -> bool:
+    """Whether two adapters are one GPU through different backends (e.g. Vulkan and OpenGL:
+    "NVIDIA H100 80GB HBM3" and "NVIDIA H100 80GB HBM3/PCIe/SSE2")."""
+    if a.vendor_id and a.device_id and (a.vendor_id, a.device_id) == (b.vendor_id, b.device_id):
+        return True
+    return bool(a.name) and bool(b.name) and (a.name.startswith(b.name) or b.name.startswith(a.name))
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
