@@ -141,9 +141,12 @@ class Engine:
 
     def _build(self) -> None:
         """A fresh device on the planned adapter, the weights uploaded, the KV cache replayed."""
+        rebuild = self.dev is not None or self._broken is not None
         if self.dev is not None:
             self.dev.destroy()
         self.dev = self.model = None
+        if rebuild:
+            self.adapter = self._fresh_adapter()
         self.dev = Device(self.adapter.adapter, budget=self.plan.budget, faults=self.faults)
         self.model = arches.model_class(self.cfg)(
             self.dev, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=self.chunk
@@ -153,6 +156,15 @@ class Engine:
         self._logit_staging = self.dev.buffer(self.cfg.n_vocab * 4, "staging", usage)
         self._replay()
         self._broken = None
+
+    def _fresh_adapter(self) -> AdapterInfo:
+        """The planned adapter, enumerated anew: after a loss NVIDIA's driver refuses a new
+        device from the old adapter object ("Parent device is lost"; measured on H100)."""
+        old = self.adapter
+        for a in list_adapters():
+            if (a.name, a.backend) == (old.name, old.backend):
+                return a
+        raise DeviceLostError("lost", old.summary, "the adapter is no longer listed by the driver")
 
     # --- public API ---------------------------------------------------------
     def reset(self) -> None:
