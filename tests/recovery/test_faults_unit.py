@@ -89,3 +89,29 @@ def test_same_gpu_through_another_backend():
     assert _same_gpu(info(0, "llvmpipe (LLVM 15.0.6, 256 bits)"), info(1, "llvmpipe (LLVM 15.0.6, 256 bits)"))
     assert _same_gpu(info(0, "A", 0x10DE, 7), info(1, "B", 0x10DE, 7))
     assert not _same_gpu(info(0, "NVIDIA GeForce RTX 3050", 0x10DE, 1), info(1, "Intel(R) UHD Graphics 770", 0x8086, 2))
+
+
+def test_loss_log_counts_wgpu_device_lost_records():
+    import logging
+
+    from wgllm.gpu import health
+
+    log = health.loss_log()
+    n = log.count
+    logging.getLogger("wgpu").error("The WGPU device was lost (destroyed): (3)")
+    logging.getLogger("wgpu").error("some other error")
+    assert log.count == n + 1 and log.last.startswith("The WGPU device was lost")
+
+
+def test_classify():
+    import wgpu
+
+    from wgllm.errors import GpuOutOfMemoryError
+    from wgllm.gpu import health
+
+    assert health.classify(wgpu.GPUValidationError("Validation Error\n\nCaused by:\n  Parent device is lost")) == "lost"
+    assert health.classify(wgpu.GPUValidationError("Not enough memory left.")) == "out-of-memory"
+    assert health.classify(GpuOutOfMemoryError("x")) == "out-of-memory"
+    assert health.classify(wgpu.GPUValidationError("binding size mismatch")) == "unknown"
+    assert health.is_gpu_failure(RuntimeError("Could not map buffer (1 : x)."))
+    assert not health.is_gpu_failure(ValueError("a bug"))

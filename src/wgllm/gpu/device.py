@@ -105,6 +105,7 @@ class Device:
             raise DeviceLostError("unknown", adapter.summary,
                                   f"no device could be created ({health.last_line(exc)})") from exc
         self.queue = self.device.queue
+        self._loss_seen = health.loss_log().count  # wgpu's device-lost log records before this device
         self.limits = dict(self.device.limits)
         self.max_binding = int(self.limits["max-storage-buffer-binding-size"])
         self.max_buffer = int(self.limits["max-buffer-size"])
@@ -281,6 +282,12 @@ class Device:
         if self.faults:
             self.faults.at(self, "submit")
         self.queue.submit([encoder.finish()])
+
+    def loss_logged(self) -> str | None:
+        """The `wgpu` logger's last device-lost record if one came since this device was
+        made (the log does not say which device: use it to explain a failure, not alone)."""
+        log = health.loss_log()
+        return log.last if log.count > self._loss_seen else None
 
     def map_read(self, buf: wgpu.GPUBuffer, timeout: float | None = None) -> memoryview:
         """Map a MAP_READ buffer and return a copy of its bytes, waiting at most `timeout`

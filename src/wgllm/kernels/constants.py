@@ -6,8 +6,8 @@ after weight chunks, parameter-struct sizes) and on the attention tiling
 in a module that imports nothing from the GPU side, so that
 `wgllm.plan.memory` can mirror the engine exactly while `wgllm.plan` stays
 free of `wgpu`. `kernels/linear.py`, `kernels/ops.py` and `gpu/device.py`
-should take these values from here (tests/unit/test_memory_estimate.py checks
-that their copies agree until they do).
+take these values from here (tests/unit/test_memory_estimate.py checks
+that the rest agree).
 """
 
 from __future__ import annotations

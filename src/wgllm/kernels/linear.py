@@ -24,6 +24,7 @@ import wgpu
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from wgllm.gpu.device import Device, Dispatch
+from wgllm.kernels.constants import K_ALIGN, PAD
 
 Q = GGMLQuantizationType
 
@@ -49,8 +50,6 @@ _KERNEL_TYPES: dict[GGMLQuantizationType, _Kernel] = {
 }
 SUPPORTED_TYPES = frozenset(_KERNEL_TYPES)
 
-K_ALIGN = 32          # every kernel needs K % 32 == 0 (and the type's block size)
-PAD = 16              # slack after each chunk's rows: kernels may read a word past a block
 STAGE = 16 << 20      # upload staging size (bytes)
 MATVEC_GROUPS = 4     # matvec: row groups (of 32 invocations) per workgroup
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see _KERNEL_TYPES)

@@ -238,6 +238,9 @@ class Engine:
     def _recover(self, exc: BaseException) -> None:
         """Detected GPU failure -> a rebuilt device (same adapter, then fallback), or raise."""
         err = exc if isinstance(exc, GpuOutOfMemoryError) else health.as_device_error(exc, self.adapter.summary)
+        logged = self.dev.loss_logged() if self.dev is not None else None
+        if isinstance(err, DeviceLostError) and err.reason == "unknown" and logged:
+            err = DeviceLostError("lost", self.adapter.summary, f"{err.detail}; the wgpu log said: {logged}")
         kind = health.classify(err)
         t0 = time.time()
         self._broken = err
