@@ -19,9 +19,14 @@ from wgllm.testing import synth
 
 GENERATIONS, FAULTS_PER_GENERATION = 50, 4
 KINDS = ("lost", "oom", "hang")
-LEAK_ISSUE = ("native memory is not all given back after a device is rebuilt (measured on lavapipe: ~45 MB "
-              "per device lost by device.destroy(), ~1-2 MB per rebuild after out-of-memory or hang; no wgpu "
-              "Python object survives): wgpu-native/lavapipe, not wgllm's accounts")
+# The driver's own caches (lavapipe/LLVM) grow over the first device rebuilds of a process,
+# then stay flat (measured: ~10 rebuilds, ~150 MB), and resident memory swings by ~70 MB
+# from one generation to the next. So the baseline is the median over the 10 generations
+# after WARMUP and the end is the median over the last 10: what is checked is that the
+# ~150 faults and rebuilds in between leave nothing behind (a leak of 1 MB per fault
+# would show as ~120 MB; measured: +10 MB, noise).
+WARMUP = 10
+MAX_GROWTH = 32 << 20
 
 
 def _engine(path, spec=""):
@@ -65,9 +70,10 @@ def _fault_plan(rng, max_tokens, kinds=KINDS):
 
 @pytest.mark.slow
 def test_chaos(tmp_path, device):
-    """All fault kinds: outputs exact, every fault noticed, nothing of the old devices kept."""
+    """All fault kinds: outputs exact, every fault noticed, nothing of the old devices kept
+    (no wgpu object outlives its engine; process memory back to its baseline)."""
     before = _wgpu_objects()
-    _chaos(tmp_path, KINDS, check_memory=False)
+    _chaos(tmp_path, KINDS)
     left = _wgpu_objects() - before
     assert not left, f"{len(left)} wgpu objects outlived their engine"
 
@@ -78,13 +84,8 @@ def _wgpu_objects() -> set[int]:
     return {id(o) for o in gc.get_objects() if isinstance(o, kinds)}
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=LEAK_ISSUE)
-def test_chaos_process_memory_back_to_baseline(tmp_path, device):
-    _chaos(tmp_path, KINDS, check_memory=True, generations=15)
 
-
-def _chaos(tmp_path, kinds, check_memory: bool, generations: int = GENERATIONS):
+def _chaos(tmp_path, kinds, generations: int = GENERATIONS):
     path = synth.write_llama_gguf(tmp_path / "m.gguf", "tiny-wide-heads", types="Q8_0", seed=5)
     rng = np.random.default_rng(2026)
     requests = _requests(rng, 320)[:generations]
@@ -95,10 +96,10 @@ def _chaos(tmp_path, kinds, check_memory: bool, generations: int = GENERATIONS):
         refs.append(list(clean.generate(prompt, max_tokens=n, stop_ids=[], sampling=sampling)))
     clean.close()
     del clean
-    baseline = _rss_after_gc()
 
     e = _engine(path)
     typed_errors = fired = 0
+    rss = []  # after each generation
     for (prompt, n, sampling), ref in zip(requests, refs):
         e.reset()
         before = len(e.faults.fired)
@@ -114,13 +115,14 @@ def _chaos(tmp_path, kinds, check_memory: bool, generations: int = GENERATIONS):
             assert got == ref
         fired += len(e.faults.fired) - before
         e.faults.faults = []
+        rss.append(_rss_after_gc())
     assert fired >= generations * FAULTS_PER_GENERATION * 0.95  # (a load fault may not come when recovery gave up)
     seen = sum(1 for ev in e.events if ev.action in ("detected", "failed"))  # "failed": during a rebuild
     assert seen == fired  # every fault was noticed
     assert typed_errors <= generations // 5
     assert e.dev.allocated_bytes == pytest.approx(e.plan.estimate.total, rel=0.02)  # accounts back to plan
+    if generations >= WARMUP + 20:
+        grown = int(np.median(rss[-10:]) - np.median(rss[WARMUP:WARMUP + 10]))
+        mib = [r >> 20 for r in rss]
+        assert grown < MAX_GROWTH, f"process memory grew by {grown >> 20} MiB after the warm-up (MiB: {mib})"
     e.close()
-    del e
-    grown = _rss_after_gc() - baseline
-    if check_memory:
-        assert grown < 64 << 20, f"process memory grew by {grown >> 20} MiB over {generations} generations with faults"

@@ -24,7 +24,9 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 
 @group(0) @binding(1) var<storage, read> X: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
-@group(0) @binding(3) var<uniform> P: Params;
+// P is read-only storage, not uniform: lavapipe recompiles (and leaks) a kernel per submission
+// when a uniform bounds its loops (see UNIFORM in gpu/device.py).
+@group(0) @binding(3) var<storage, read> P: Params;
 @group(0) @binding(4) var<uniform> S: Step;
 
 const TPR: u32 = 32u;          // invocations per row group
