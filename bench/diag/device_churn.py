@@ -52,7 +52,7 @@ if variant == "raw-destroy":
     raw(False)
 elif variant == "raw-lost":
     raw(True)
-elif variant != "chaos":
+elif variant not in ("chaos", "build"):
     engine(variant)
 
 
@@ -84,3 +84,34 @@ def chaos():
 
 if variant == "chaos":
     chaos()
+
+
+def build():
+    """Engine-like devices without the engine: Device + model (pipelines, bind groups,
+    weights uploaded), then destroy; RSS every 20."""
+    import gc
+    import psutil
+    from wgllm.gpu.device import Device
+    from wgllm.gpu.discovery import list_adapters
+    from wgllm.runtime.engine import Engine
+    from wgllm.model import arch as arches
+    from wgllm.testing import synth
+    p = synth.write_llama_gguf("/tmp/diag.gguf", "tiny-wide-heads", types="Q8_0", seed=3)
+    e = Engine(str(p), ctx=256, chunk=16)
+    e.close()
+    for i in range(N):
+        try:
+            d = Device(list_adapters()[0].adapter)
+            m = arches.model_class(e.cfg)(d, e.gguf, e.cfg, act=e.precision, n_ctx=256, chunk=16)
+            d.destroy()
+            del d, m
+        except Exception as ex:
+            print(variant, "FAILED at", i, str(ex)[:200]); return
+        if i % 20 == 0:
+            gc.collect()
+            print(variant, i, f"{psutil.Process().memory_info().rss >> 20} MiB", flush=True)
+    print(variant, "ok", N)
+
+
+if variant == "build":
+    build()

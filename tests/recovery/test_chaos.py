@@ -20,11 +20,12 @@ from wgllm.testing import synth
 GENERATIONS, FAULTS_PER_GENERATION = 50, 4
 KINDS = ("lost", "oom", "hang")
 # The driver's own caches (lavapipe/LLVM) grow over the first device rebuilds of a process,
-# then stay flat (measured: ~10 rebuilds, ~150 MB), and resident memory swings by ~70 MB
-# from one generation to the next. So the baseline is the median over the 10 generations
-# after WARMUP and the end is the median over the last 10: what is checked is that the
-# ~150 faults and rebuilds in between leave nothing behind (a leak of 1 MB per fault
-# would show as ~120 MB; measured: +10 MB, noise).
+# then stay flat (measured: ~10 rebuilds, ~150 MB). Resident memory also swings between
+# generations by transient driver allocations (lavapipe ~70 MB; NVIDIA in ~77 MB steps).
+# What is checked is the floor: the lowest resident memory over the 10 generations after
+# WARMUP against the lowest over the last 10, i.e. that the ~150 faults and rebuilds in
+# between leave nothing behind (a leak of 1 MB per fault would raise the floor ~120 MB;
+# measured: +4 MB on lavapipe, +0 on the H100).
 WARMUP = 10
 MAX_GROWTH = 32 << 20
 
@@ -122,7 +123,7 @@ def _chaos(tmp_path, kinds, generations: int = GENERATIONS):
     assert typed_errors <= generations // 5
     assert e.dev.allocated_bytes == pytest.approx(e.plan.estimate.total, rel=0.02)  # accounts back to plan
     if generations >= WARMUP + 20:
-        grown = int(np.median(rss[-10:]) - np.median(rss[WARMUP:WARMUP + 10]))
+        grown = min(rss[-10:]) - min(rss[WARMUP:WARMUP + 10])
         mib = [r >> 20 for r in rss]
-        assert grown < MAX_GROWTH, f"process memory grew by {grown >> 20} MiB after the warm-up (MiB: {mib})"
+        assert grown < MAX_GROWTH, f"the process memory floor rose by {grown >> 20} MiB after the warm-up (MiB: {mib})"
     e.close()
