@@ -4,28 +4,16 @@ Regression test for a leak measured on lavapipe (Mesa 22.3): a kernel whose loop
 came from a uniform buffer was recompiled on every submission and its code never freed
 (~1.2 MB per decoded token on a tiny model, ~17 MB per token on SmolLM2-135M)."""
 
-import ctypes
-import gc
-
 import numpy as np
-import psutil
 import pytest
 
 from wgllm.runtime.engine import Engine
 from wgllm.runtime.sampler import SamplingParams
 from wgllm.testing import synth
+from wgllm.testing.memory import resident_bytes
 
 STEPS = 120
 MAX_GROWTH = 24 << 20  # the leak above would be ~140 MB over STEPS tokens
-
-
-def _rss() -> int:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    return psutil.Process().memory_info().rss
 
 
 @pytest.mark.parametrize("types", ["Q8_0", "Q4_K"])
@@ -38,9 +26,9 @@ def test_decode_does_not_grow_process_memory(tmp_path, device, types, greedy):
     prompt = [int(t) for t in np.random.default_rng(1).integers(1, 250, 12)]
     list(e.generate(prompt, max_tokens=16, stop_ids=[], sampling=sampling))  # warm-up
     e.reset()
-    before = _rss()
+    before = resident_bytes()
     out = list(e.generate(prompt, max_tokens=STEPS, stop_ids=[], sampling=sampling))
-    grown = _rss() - before
+    grown = resident_bytes() - before
     e.close()
     assert len(out) == STEPS
     assert grown < MAX_GROWTH, f"process memory grew by {grown >> 20} MiB over {STEPS} decoded tokens"

@@ -2,11 +2,9 @@
 its fault-free reference (or stops with a typed error after a correct prefix), no streamed
 token is repeated or lost, and the process's memory comes back to its baseline."""
 
-import ctypes
 import gc
 
 import numpy as np
-import psutil
 import pytest
 import wgpu
 
@@ -16,6 +14,7 @@ from wgllm.runtime.engine import Engine
 from wgllm.runtime.recovery import RecoveryPolicy
 from wgllm.runtime.sampler import SamplingParams
 from wgllm.testing import synth
+from wgllm.testing.memory import resident_bytes
 
 GENERATIONS, FAULTS_PER_GENERATION = 50, 4
 KINDS = ("lost", "oom", "hang")
@@ -33,17 +32,6 @@ MAX_GROWTH = 32 << 20
 def _engine(path, spec=""):
     policy = RecoveryPolicy(retries=2, backoff_s=0.0, hang_timeout_s=0.3)
     return Engine(str(path), ctx=256, chunk=16, precision="f32", faults=spec, recovery=policy)
-
-
-def _rss_after_gc() -> int:
-    """Resident memory once Python garbage is collected and glibc has handed freed heap
-    pages back (malloc_trim): what is left is memory still in use, not allocator slack."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    return psutil.Process().memory_info().rss
 
 
 def _requests(rng, vocab):
@@ -116,7 +104,7 @@ def _chaos(tmp_path, kinds, generations: int = GENERATIONS):
             assert got == ref
         fired += len(e.faults.fired) - before
         e.faults.faults = []
-        rss.append(_rss_after_gc())
+        rss.append(resident_bytes())
     assert fired >= generations * FAULTS_PER_GENERATION * 0.95  # (a load fault may not come when recovery gave up)
     seen = sum(1 for ev in e.events if ev.action in ("detected", "failed"))  # "failed": during a rebuild
     assert seen == fired  # every fault was noticed

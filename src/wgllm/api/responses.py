@@ -57,11 +57,8 @@ def text_logprobs(tok: Any, steps: list[StepLogprobs], offset: int) -> Completio
     return out
 
 
-# --- chat -----------------------------------------------------------------------------
-
-
-def chat_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> ChatCompletion:
-    """The whole chat completion of `job` (runs it)."""
+def _gather(pieces: Iterable[Piece]) -> tuple[dict[int, str], dict[int, list[StepLogprobs]], dict[int, str | None]]:
+    """Per choice index: the whole text, every step's logprobs, and the finish reason."""
     texts: dict[int, list[str]] = {}
     steps: dict[int, list[StepLogprobs]] = {}
     finish: dict[int, str | None] = {}
@@ -70,8 +67,17 @@ def chat_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> ChatCompletio
         steps.setdefault(p.index, []).extend(p.steps)
         if p.finish_reason:
             finish[p.index] = p.finish_reason
+    return {i: "".join(t) for i, t in texts.items()}, steps, finish
+
+
+# --- chat -----------------------------------------------------------------------------
+
+
+def chat_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> ChatCompletion:
+    """The whole chat completion of `job` (runs it)."""
+    texts, steps, finish = _gather(pieces)
     want_lp = job.request.n_logprobs is not None
-    choices = [ChatChoice(index=i, message=ChatMessage(content="".join(texts[i])), finish_reason=finish.get(i),
+    choices = [ChatChoice(index=i, message=ChatMessage(content=texts[i]), finish_reason=finish.get(i),
                           logprobs=ChoiceLogprobs(content=chat_logprobs(engine.tokenizer, steps[i])) if want_lp
                           else None) for i in sorted(texts)]
     return ChatCompletion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
@@ -107,16 +113,9 @@ def chat_chunks(engine: Any, job: Job, pieces: Iterable[Piece]) -> Iterator[Chat
 
 def completion_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> Completion:
     """The whole text completion of `job` (runs it)."""
-    texts: dict[int, list[str]] = {}
-    steps: dict[int, list[StepLogprobs]] = {}
-    finish: dict[int, str | None] = {}
-    for p in pieces:
-        texts.setdefault(p.index, []).append(p.text)
-        steps.setdefault(p.index, []).extend(p.steps)
-        if p.finish_reason:
-            finish[p.index] = p.finish_reason
+    texts, steps, finish = _gather(pieces)
     want_lp = job.request.n_logprobs is not None
-    choices = [CompletionChoice(index=i, text="".join(texts[i]), finish_reason=finish.get(i),
+    choices = [CompletionChoice(index=i, text=texts[i], finish_reason=finish.get(i),
                                 logprobs=text_logprobs(engine.tokenizer, steps[i], 0) if want_lp else None)
                for i in sorted(texts)]
     return Completion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
