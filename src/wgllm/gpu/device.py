@@ -96,11 +96,11 @@ class Device:
     """wgllm's handle on one WebGPU device (see module doc)."""
 
     def __init__(self, adapter: wgpu.GPUAdapter, *, label: str = "wgllm", budget: int | None = None,
-                 faults=None):
+                 faults=None, features: Sequence[str] = ()):
         self.adapter = adapter
         self.faults = faults  # a wgllm.runtime.faults.FaultInjector, or None
         self.has_f16 = "shader-f16" in adapter.features
-        features = ["shader-f16"] if self.has_f16 else []
+        features = (["shader-f16"] if self.has_f16 else []) + [f for f in features if f in adapter.features]
         limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
         try:
             self.device = adapter.request_device_sync(

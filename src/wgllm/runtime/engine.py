@@ -126,6 +126,9 @@ class Engine:
         self._log: list[Segment] = []  # how the K/V of `cached` were computed (for exact replay)
         self.stats = GenerationStats()
         self._sampler = Sampler()
+        # on_progress(stage, done, total): called as work proceeds before the first token
+        # ("prefill": prompt tokens run so far of those to run), for spinners and logs.
+        self.on_progress = None
         self.dev = self.model = None
         self._broken: Exception | None = None  # the failure that took the device, until rebuilt
         self._failed: set[int] = set()  # adapter indexes given up on
@@ -390,6 +393,8 @@ class Engine:
         m.write_tokens(prompt[keep:], keep)
         starts = list(range(keep, len(prompt), m.chunk))
         for s in starts:
+            if self.on_progress is not None:
+                self.on_progress("prefill", s - keep, len(prompt) - keep)
             T = min(m.chunk, len(prompt) - s)
             ops.write_step(self.dev, m.step, T, s)
             last = s == starts[-1]
