@@ -223,7 +223,7 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None, progress: bool = 
         raise ModelNotFoundError(
             f"The model file '{raw}' does not exist (looked for {path.absolute()}). Check "
             f"the path and spelling, or pass a model name instead, such as "
-            f"'{DEFAULT_MODEL}', which is downloaded on first use; `wgllm list` shows "
+            f"'{DEFAULT_MODEL}', which is downloaded on first use; `wgllm models` shows "
             f"the models already in the cache ({cache_dir()})."
         )
     raise ModelNotFoundError(
