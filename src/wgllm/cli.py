@@ -448,7 +448,6 @@ COMMANDS = {"run": cmd_run, "chat": cmd_chat, "serve": cmd_serve, "pull": cmd_pu
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `wgllm` command."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
