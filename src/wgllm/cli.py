@@ -12,13 +12,30 @@ import os
 import sys
 from typing import Sequence
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from wgllm.errors import WgllmError
 
-err = Console(stderr=True)
-out = Console()
+PIPED_WIDTH = 10_000  # columns when the output is not a terminal: nothing wraps or is cut with "…"
+
+
+class _Console(Console):
+    """A rich Console that neither wraps nor truncates when its output is not a terminal
+    (piped, redirected or captured), so that `wgllm devices | grep ...` sees whole rows."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        return size if self.is_terminal else ConsoleDimensions(PIPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+err = _Console(stderr=True)
+out = _Console()
 
 
 def _gen_options(p: argparse.ArgumentParser) -> None:
@@ -58,7 +75,10 @@ def _memory_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import wgllm
+
     parser = argparse.ArgumentParser(prog="wgllm", description="Run GGUF language models on any GPU through WebGPU.")
+    parser.add_argument("--version", action="version", version=f"wgllm {wgllm.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("run", help="answer one prompt and exit")
     p.add_argument("prompt", help="the prompt (use - to read it from stdin)")
@@ -256,18 +276,40 @@ def cmd_pull(args) -> int:
 
 
 def cmd_models(args) -> int:
+    """The models in the cache (read from their headers only: fast) and those fetchable by name."""
+    import json
+
     from wgllm import hub
 
     if args.catalog:
         return _models_catalog(args)
-
-    table = Table("name", "size", "architecture", "quantization", "path")
-    for m in hub.list_local():
-        table.add_row(m.name, f"{m.size / 2**20:.1f} MiB", m.architecture or "?", m.quantization or "?", str(m.path))
+    local, known = hub.list_local(), hub.known_models()
+    if args.json:
+        out.out(json.dumps({
+            "cache": str(hub.cache_dir()),
+            "models": [{"name": m.name, "path": str(m.path), "size": m.size, "architecture": m.architecture,
+                        "quantization": m.quantization, "n_params": m.n_params, "valid": m.valid, "error": m.error,
+                        "runnable": m.valid and hub.architecture_runnable(m.architecture)} for m in local],
+            "fetchable": [{"name": e.name, "aliases": list(e.aliases), "architecture": e.architecture,
+                           "runnable": e.runnable, "size": e.size, "source": e.source,
+                           "description": e.description} for e in known],
+        }, indent=2))
+        return 0
+    table = Table("name", "size", "architecture", "quantization", "runs", "path")
+    for m in local:
+        runs = "yes" if m.valid and hub.architecture_runnable(m.architecture) else (
+            "no" if m.valid else "[red]no: not a valid GGUF[/red]")
+        table.add_row(m.name, f"{m.size / 2**20:.1f} MiB", m.architecture or "?", m.quantization or "?", runs,
+                      str(m.path))
     out.print(table)
-    known = ", ".join(e.name for e in hub.known_models())
-    err.print(f"[dim]cache: {hub.cache_dir()} · fetchable by name: {known}[/dim]")
+    err.print(f"[dim]cache: {hub.cache_dir()} · fetchable by name: {_fetchable_text(known)}[/dim]",
+              highlight=False)
     return 0
+
+
+def _fetchable_text(known) -> str:
+    """The registry's names, those this version cannot run marked as such."""
+    return ", ".join(e.name if e.runnable else f"{e.name} ({e.architecture}: not runnable yet)" for e in known)
 
 
 def cmd_devices(args) -> int:
@@ -439,6 +481,10 @@ def _models_catalog(args) -> int:
     out.print(t)
     err.print("[dim]'fits here': adapter, precision and context of the plan at the model's default context "
               "(`wgllm plan NAME:QUANT` says why); 'runs': runnable by this version.[/dim]")
+    from wgllm import hub
+
+    err.print(f"[dim]fetchable by name (`wgllm pull NAME`): {_fetchable_text(hub.known_models())}[/dim]",
+              highlight=False)
     return 0
 
 

