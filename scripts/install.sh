@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# One-command setup: the software WebGPU adapter (Mesa lavapipe) when apt is
-# available, then wgllm itself (editable) with the test extras.
+# One-command setup of the runtime: the software WebGPU adapter (Mesa lavapipe)
+# when apt is available, then wgllm itself, editable, with its runtime
+# dependencies only (no torch/transformers: `bash scripts/test.sh` adds those).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if command -v apt-get >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libvulkan_lvp; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+. "$(dirname "$0")/_common.sh"
+cd "$ROOT"
+ensure_lavapipe
+"$PY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+"$PY" -m pip install -q -e .
+try='wgllm devices; wgllm run "What is the capital of France?"'
+if [ -n "$VENV" ]; then
+  echo "wgllm installed in $VENV. Activate it: . ${VENV#"$PWD"/}/bin/activate; then try: $try"
+else
+  echo "wgllm installed. Try: $try"
 fi
-python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-python3 -m pip install -q -e ".[test]"
-echo "wgllm installed. Try: wgllm devices; wgllm run \"What is the capital of France?\""
