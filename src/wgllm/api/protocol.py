@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from wgllm.api.limits import INT64, LIMITS  # noqa: F401 (INT64: API)
 from wgllm.errors import InvalidParameterError
 
 MAX_N = 16  # choices per request (they run one after another)
 MAX_STOP = 4  # stop sequences, as OpenAI
 MAX_TOP_LOGPROBS = 20  # chat; completions allow 5, as OpenAI
-INT64 = 2**63
 
 
 class _Strict(BaseModel):
@@ -81,16 +81,16 @@ class _Common(_Strict):
     model: str | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, **LIMITS["max_tokens"].field())
     stop: str | list[str] | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    seed: int | None = Field(None, ge=-INT64, lt=INT64)
+    temperature: float | None = Field(None, **LIMITS["temperature"].field())
+    top_p: float | None = Field(None, **LIMITS["top_p"].field())
+    top_k: int | None = Field(None, **LIMITS["top_k"].field())
+    min_p: float | None = Field(None, **LIMITS["min_p"].field())
+    seed: int | None = Field(None, **LIMITS["seed"].field())
     n: int = Field(1, ge=1, le=MAX_N)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, **LIMITS["frequency_penalty"].field())
+    presence_penalty: float | None = Field(None, **LIMITS["presence_penalty"].field())
     logit_bias: dict[str, float] | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
@@ -126,7 +126,7 @@ class ChatCompletionRequest(_Common):
     """POST /v1/chat/completions."""
 
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, **LIMITS["max_tokens"].field())
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
