@@ -130,6 +130,53 @@ def _serve_parser(sub) -> None:
     _memory_option(p)
 
 
+# --- checking options before anything loads ----------------------------------------------------
+
+SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
+
+
+def check_options(args) -> None:
+    """Refuse option values that need no model to judge, before anything is loaded (RequestError /
+    InvalidParameterError: one message, exit 1). --max-tokens and the sampling options follow the
+    OpenAI API's ranges (`wgllm.api.limits`, the table its request checks are built from)."""
+    from wgllm.api import limits
+    from wgllm.errors import RequestError
+
+    ctx = getattr(args, "ctx", None)
+    if ctx is not None and ctx < 1:
+        raise RequestError(f"--ctx must be a positive number of tokens, not {ctx}. Leave it out for the default "
+                           f"(the smaller of the model's training context and 4096).")
+    if getattr(args, "chunk", 1) < 1:
+        raise RequestError(f"--chunk must be a positive number of tokens, not {args.chunk}.")
+    if getattr(args, "gpu_memory", None):
+        from wgllm.gpu.inventory import parse_caps
+
+        parse_caps(args.gpu_memory)
+    if not hasattr(args, "max_tokens"):
+        return
+    limits.check("max_tokens", args.max_tokens, "--max-tokens")
+    for name in SAMPLING_OPTIONS:
+        limits.check(name, getattr(args, name), "--" + name.replace("_", "-"))
+    _sampling(args).validate()  # the runtime's own rules too (the same ranges)
+    if args.retries < 0:
+        raise RequestError(f"--retries must be 0 or more, not {args.retries}.")
+    if not args.hang_timeout > 0:
+        raise RequestError(f"--hang-timeout must be more than 0 seconds, not {args.hang_timeout}.")
+    _recovery(args).validate()
+    if args.faults:
+        from wgllm.runtime.faults import FaultInjector
+
+        FaultInjector.from_env(args.faults)
+
+
+def _warn_ctx(engine, asked: int | None) -> None:
+    """A warning when the context asked for is beyond the model's training context (as `wgllm plan`)."""
+    train = getattr(engine.cfg, "n_ctx_train", 0)
+    if asked and train and engine.n_ctx > train:
+        err.print(f"[yellow]warning: --ctx {engine.n_ctx} is beyond the model's training context of {train} "
+                  f"tokens; quality may drop past {train} tokens.[/yellow]", highlight=False)
+
+
 def _sampling(args):
     from wgllm.runtime.sampler import SamplingParams
 
@@ -150,13 +197,116 @@ def _notice(event) -> None:
         err.print(f"[yellow]{event.notice()}[/yellow]", highlight=False)
 
 
+# --- feedback until the first token -----------------------------------------------------------
+
+
+def load_text(model: str, adapter: str | None = None) -> str:
+    """The spinner's text while a model loads."""
+    return f"loading {model} on {adapter}..." if adapter else f"loading {model}..."
+
+
+def status_text(stage: str, done: int, total: int) -> str:
+    """The spinner's text for an `Engine.on_progress(stage, done, total)` report: for "prefill",
+    "reading the prompt: 37 tokens", then "reading the prompt: 256/1024 tokens (25%)" as chunks run."""
+    if stage == "prefill":
+        if done > 0 and total > 0:
+            return f"reading the prompt: {done}/{total} tokens ({100 * done // total}%)"
+        return f"reading the prompt: {total} token{'s' if total != 1 else ''}"
+    return f"{stage}: {done}/{total}" if total else stage
+
+
+class Feedback:
+    """A spinner on stderr saying what runs until the first token (what rich's `Console.status` shows,
+    redrawn at once on each change). Shown only when `enabled` (default: when the console is a
+    terminal); `texts` records what it said, shown or not."""
+
+    def __init__(self, console: Console | None = None, enabled: bool | None = None):
+        self.console = console if console is not None else err
+        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self.texts: list[str] = []
+        self.active = False
+        self._live = self._spinner = None
+
+    def show(self, text: str) -> None:
+        """Start the spinner with `text`, or change its text."""
+        self.texts.append(text)
+        self.active = True
+        if not self.enabled:
+            return
+        if self._live is None:
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            self._spinner = Spinner("dots", text=text, style="status.spinner")
+            self._live = Live(self._spinner, console=self.console, refresh_per_second=12.5, transient=True)
+            self._live.start(refresh=True)
+        else:
+            self._spinner.update(text=text)
+            self._live.refresh()
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """An `Engine.on_progress` callback."""
+        self.show(status_text(stage, done, total))
+
+    def stop(self) -> None:
+        self.active = False
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def __enter__(self) -> "Feedback":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _loading(cls, feedback: Feedback, label: str):
+    """`cls` (an Engine class) whose load tells `feedback` the adapter once it is planned."""
+
+    class Loading(cls):
+        def _plan(self, *a, **kw):
+            result = super()._plan(*a, **kw)
+            if feedback.active:
+                try:
+                    feedback.show(load_text(label, result[1].summary))
+                except Exception:  # noqa: BLE001 - feedback only; the engine's shape may change
+                    pass
+            return result
+
+    Loading.__name__ = Loading.__qualname__ = cls.__name__
+    return Loading
+
+
+def _model_label(model: str | None) -> str:
+    from pathlib import Path
+
+    from wgllm import hub
+
+    if model is None:
+        return hub.DEFAULT_MODEL
+    p = Path(model).expanduser()
+    return p.name if p.exists() else str(model)
+
+
+def _fetch_first(model: str | None):
+    """Resolve (and fetch, with its own progress bar) the model before any spinner starts."""
+    from wgllm import hub
+
+    return hub.resolve_model(model)
+
+
 def _engine(args):
     from wgllm.runtime.engine import Engine
 
-    with err.status("Loading model…"):
-        return Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision,
-                      gpu_memory=args.gpu_memory, recovery=_recovery(args), faults=args.faults,
-                      on_event=_notice)
+    path = _fetch_first(args.model)
+    with Feedback() as fb:
+        fb.show(load_text(_model_label(args.model)))
+        engine = _loading(Engine, fb, _model_label(args.model))(
+            str(path), device=args.device, ctx=args.ctx, precision=args.precision, gpu_memory=args.gpu_memory,
+            recovery=_recovery(args), faults=args.faults, on_event=_notice)
+    _warn_ctx(engine, args.ctx)
+    return engine
 
 
 def _messages(args, history: list[dict]) -> list[dict]:
@@ -164,16 +314,115 @@ def _messages(args, history: list[dict]) -> list[dict]:
     return sys_msg + history
 
 
-def _stream(engine, prompt_ids, args) -> str:
-    """Generate, printing text as it comes; returns the whole text."""
+# --- generating, interruptibly -----------------------------------------------------------------
+
+
+class _Stopped(BaseException):
+    """Raised inside the generation thread (from `on_progress`) to stop a cancelled prefill."""
+
+
+class Generation:
+    """`engine.generate` in a worker thread; the caller's thread takes its events from a queue.
+
+    Ctrl-C (KeyboardInterrupt) then always lands in the caller's thread, in a queue wait, never inside
+    a GPU call: the caller calls `cancel()` and goes on at once, and the worker stops cleanly at its
+    next token or prefill chunk (the engine's KV cache stays consistent). `wait()` joins the worker:
+    call it before the engine is used again. Events: ("progress", (stage, done, total)),
+    ("token", id), ("done", None), ("error", exception)."""
+
+    POLL_S = 0.05
+
+    def __init__(self, engine, prompt: list[int], **kwargs):
+        import queue
+        import threading
+
+        self.engine, self.prompt, self.kwargs = engine, prompt, kwargs
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="wgllm-generate", daemon=True)
+
+    def _work(self) -> None:
+        engine = self.engine
+        previous = getattr(engine, "on_progress", None)
+        engine.on_progress = self._progress
+        final: tuple = ("done", None)
+        try:
+            gen = engine.generate(self.prompt, **self.kwargs)
+            try:
+                for tok in gen:
+                    if self.cancelled.is_set():
+                        break
+                    self.events.put(("token", tok))
+            finally:
+                gen.close()
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            final = ("error", exc)
+        finally:
+            engine.on_progress = previous  # before "done": the next generation may set its own at once
+            self.events.put(final)
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        if self.cancelled.is_set():
+            raise _Stopped()
+        self.events.put(("progress", (stage, done, total)))
+
+    def __iter__(self):
+        """The events, in the caller's thread, until ("done") or ("error") (raised here)."""
+        import queue
+
+        self.thread.start()
+        while True:
+            try:
+                kind, value = self.events.get(timeout=self.POLL_S)
+            except queue.Empty:
+                continue
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield kind, value
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the worker (True when it has finished)."""
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+def _stream(engine, prompt_ids, args, feedback: Feedback | None = None, on_start=None) -> str:
+    """Generate, printing text as it comes; returns the whole text. A spinner says what runs until
+    the first token. Ctrl-C raises KeyboardInterrupt here at once, with the generation cancelled
+    (its thread may still be finishing: `on_start` gets the `Generation`, to `wait()` for it before
+    the engine is used again)."""
     dec = engine.tokenizer.stream_decoder()
     pieces = []
-    for tok in engine.generate(prompt_ids, max_tokens=args.max_tokens, sampling=_sampling(args)):
-        piece = dec.add(tok)
-        if piece:
-            pieces.append(piece)
-            out.out(piece, end="", highlight=False)
-            out.file.flush()
+    fb = feedback if feedback is not None else Feedback()
+    gen = Generation(engine, prompt_ids, max_tokens=args.max_tokens, sampling=_sampling(args))
+    if on_start is not None:
+        on_start(gen)
+    try:
+        fb.show(status_text("prefill", 0, len(prompt_ids)))
+        for kind, value in gen:
+            if kind == "progress":
+                if fb.active:
+                    fb.progress(*value)
+                continue
+            fb.stop()  # the first token
+            piece = dec.add(value)
+            if piece:
+                pieces.append(piece)
+                out.out(piece, end="", highlight=False)
+                out.file.flush()
+    except BaseException:
+        gen.cancel()
+        raise
+    finally:
+        fb.stop()
     tail = dec.flush()
     if tail:
         pieces.append(tail)
@@ -182,6 +431,7 @@ def _stream(engine, prompt_ids, args) -> str:
     if args.stats:
         _print_stats(engine)
     return "".join(pieces)
+
 
 
 def _print_stats(engine) -> None:
@@ -193,6 +443,21 @@ def _print_stats(engine) -> None:
     )
 
 
+def _exit_interrupted(gen: Generation | None) -> int:
+    """Ctrl-C in `wgllm run`: status 130 at once. The cancelled generation gets a moment to stop;
+    if its thread is still inside a GPU call, the process leaves without tearing the device down
+    under it (os._exit, after flushing what was printed)."""
+    out.out("")
+    if gen is None or gen.wait(0.3):
+        return 130
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    os._exit(130)
+
+
 def cmd_run(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     engine = _engine(args)
@@ -200,44 +465,72 @@ def cmd_run(args) -> int:
         ids = engine.tokenizer.encode(prompt, add_special=True)
     else:
         ids = engine.chat_prompt(_messages(args, [{"role": "user", "content": prompt}]))
-    _stream(engine, ids, args)
+    started: list[Generation] = []
+    try:
+        _stream(engine, ids, args, on_start=started.append)
+    except KeyboardInterrupt:
+        return _exit_interrupted(started[-1] if started else None)
     return 0
 
 
 def cmd_chat(args) -> int:
     engine = _engine(args)
     err.print(f"[dim]{engine.path.name} on {engine.adapter.summary} ({engine.precision}). "
-              f"/reset clears the conversation, /exit quits.[/dim]")
+              f"/reset clears the conversation, /exit quits; Ctrl-C stops a reply.[/dim]")
     history: list[dict] = []
-    while True:
-        try:
-            line = input(">>> ")
-        except (EOFError, KeyboardInterrupt):
-            out.out("")
-            return 0
-        cmd = line.strip()
-        if cmd in ("/exit", "/quit", "/bye"):
-            return 0
-        if cmd == "/reset":
-            history = []
-            engine.reset()
-            err.print("[dim]conversation cleared[/dim]")
-            continue
-        if not cmd:
-            continue
-        history.append({"role": "user", "content": line})
-        try:
-            reply = _stream(engine, engine.chat_prompt(_messages(args, history)), args)
-        except KeyboardInterrupt:
-            out.out("")
-            reply = ""
-        except WgllmError as exc:
-            if not exc.recoverable:
-                raise
-            err.print(f"[red]{exc.message}[/red]")
-            history.pop()
-            continue
-        history.append({"role": "assistant", "content": reply})
+    last: list[Generation] = []
+
+    def settle() -> None:
+        """Wait for an interrupted reply's thread to stop before the engine is used again."""
+        while last:
+            if not last[-1].wait(0.2):
+                with Feedback() as fb:
+                    fb.show("stopping the interrupted reply...")
+                    last[-1].wait()
+            last.pop()
+
+    try:
+        while True:
+            try:
+                line = input(">>> ")
+            except (EOFError, KeyboardInterrupt):
+                out.out("")
+                return 0
+            cmd = line.strip()
+            if cmd in ("/exit", "/quit", "/bye"):
+                return 0
+            try:
+                settle()
+            except KeyboardInterrupt:
+                out.out("")
+                err.print("[dim]the interrupted reply is still stopping; this message is dropped[/dim]")
+                continue
+            if cmd == "/reset":
+                history = []
+                engine.reset()
+                err.print("[dim]conversation cleared[/dim]")
+                continue
+            if not cmd:
+                continue
+            history.append({"role": "user", "content": line})
+            try:
+                reply = _stream(engine, engine.chat_prompt(_messages(args, history)), args,
+                                on_start=last.append)
+            except KeyboardInterrupt:
+                out.out("")
+                err.print("[dim]reply stopped (this turn is dropped from the conversation)[/dim]")
+                history.pop()
+                continue
+            except WgllmError as exc:
+                if not exc.recoverable:
+                    raise
+                err.print(f"[red]{exc.message}[/red]")
+                history.pop()
+                continue
+            last.clear()
+            history.append({"role": "assistant", "content": reply})
+    finally:
+        settle()
 
 
 def cmd_serve(args) -> int:
@@ -253,9 +546,12 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         err.print(f"[yellow]warning: listening on {args.host} without --api-key: anyone who can reach this "
                   f"machine can use the model.[/yellow]")
-    with err.status("Loading model…"):
-        engine = Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision,
-                        gpu_memory=args.gpu_memory)
+    _fetch_first(args.model)
+    with Feedback() as fb:
+        fb.show(load_text(_model_label(args.model)))
+        engine = _loading(Engine, fb, _model_label(args.model))(
+            args.model, device=args.device, ctx=args.ctx, precision=args.precision, gpu_memory=args.gpu_memory)
+    _warn_ctx(engine, args.ctx)
     err.print(f"[dim]{engine.model_id} on {engine.adapter.summary} ({engine.precision}, ctx {engine.n_ctx}); "
               f"OpenAI API at http://{args.host}:{args.port}/v1[/dim]")
     try:
@@ -496,6 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `wgllm` command."""
     args = build_parser().parse_args(argv)
     try:
+        check_options(args)
         return COMMANDS[args.command](args)
     except WgllmError as exc:
         if os.environ.get("WGLLM_DEBUG"):

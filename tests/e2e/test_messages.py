@@ -21,8 +21,11 @@ PIP_FLAGS = {"--no-deps", "--only-binary", "--disable-pip-version-check", "--ret
 
 
 def _subcommands() -> dict[str, set[str]]:
-    sub = build_parser()._subparsers._group_actions[0]
-    return {name: {o for a in p._actions for o in a.option_strings} for name, p in sub.choices.items()}
+    """Each subcommand's options (with the top-level ones, like --version)."""
+    parser = build_parser()
+    top = {o for a in parser._actions for o in a.option_strings}
+    sub = parser._subparsers._group_actions[0]
+    return {name: top | {o for a in p._actions for o in a.option_strings} for name, p in sub.choices.items()}
 
 
 def _message_strings() -> list[tuple[str, str]]:

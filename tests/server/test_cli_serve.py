@@ -20,7 +20,7 @@ def _free_port():
 def test_wgllm_serve_answers_and_stops(server_model, device):
     port = _free_port()
     env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
-    proc = subprocess.Popen([sys.executable, "-m", "wgllm", "serve", "--model", str(server_model), "--ctx", "128",
+    proc = subprocess.Popen([sys.executable, "-m", "wgllm", "serve", "--model", str(server_model), "--ctx", "512",
                              "--port", str(port), "--api-key", "k", "--log-level", "warning"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -43,8 +43,12 @@ def test_wgllm_serve_answers_and_stops(server_model, device):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    assert "warning: --ctx 512 is beyond the model's training context of 256 tokens" in err  # tiny-256: 256
 
 
 def test_bad_options_give_one_message():
     r = subprocess.run([sys.executable, "-m", "wgllm", "serve", "--port", "70000"], capture_output=True, text=True, check=False)
     assert r.returncode == 1 and "--port must be between 0 and 65535" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "wgllm", "serve", "--ctx", "0", "--model", "/nonexistent.gguf"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 1 and "--ctx must be a positive" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,121 @@
+"""Ctrl-C as a user presses it: SIGINT to a `wgllm chat` / `wgllm run` subprocess while it generates.
+
+The model is a random 30M-parameter llama (slow enough on a CPU adapter that the reply is still
+running when the signal comes); the reply is effectively endless (--max-tokens 100000)."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from wgllm.testing import synth
+
+REACT_S = 0.5  # SIGINT -> back at the prompt / exited
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory):
+    return synth.write_llama_gguf(tmp_path_factory.mktemp("slow") / "slow.gguf", "mid-30m", types="Q8_0", seed=3)
+
+
+class Proc:
+    """A `wgllm` subprocess with stdin piped and stdout / stderr collected as they come."""
+
+    def __init__(self, *args):
+        env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"), PYTHONUNBUFFERED="1")
+        self.p = subprocess.Popen([sys.executable, "-m", "wgllm", *args], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.out = bytearray()
+        self.err = bytearray()
+        self.lock = threading.Lock()
+        for stream, buf in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
+            threading.Thread(target=self._pump, args=(stream, buf), daemon=True).start()
+
+    def _pump(self, stream, buf):
+        while chunk := os.read(stream.fileno(), 65536):
+            with self.lock:
+                buf += chunk
+
+    def text(self) -> str:
+        with self.lock:
+            return self.out.decode("utf-8", errors="replace")
+
+    def wait_for(self, cond, timeout: float, what: str) -> float:
+        """Poll until cond(stdout text) holds; the time it did."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if cond(self.text()):
+                return time.monotonic()
+            assert self.p.poll() is None or cond(self.text()), (what, self.text(), self.err.decode(errors="replace"))
+            assert time.monotonic() < deadline, (f"timed out waiting for {what}", self.text()[-500:],
+                                                 self.err.decode(errors="replace")[-2000:])
+            time.sleep(0.005)
+
+    def send(self, line: str) -> None:
+        self.p.stdin.write(line.encode() + b"\n")
+        self.p.stdin.flush()
+
+    def sigint(self) -> float:
+        t = time.monotonic()
+        self.p.send_signal(signal.SIGINT)
+        return t
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(30)
+
+
+def test_ctrl_c_in_chat_stops_the_reply_and_the_conversation_goes_on(slow_model, device):
+    proc = Proc("chat", "--model", str(slow_model), "--ctx", "2048", "--max-tokens", "100000")
+    try:
+        proc.wait_for(lambda t: t.count(">>> ") == 1, 300, "the first prompt")
+        # 1. during decode
+        proc.send("hello there")
+        start = len(proc.text())
+        proc.wait_for(lambda t: len(t) > start + 8, 120, "the reply to stream")
+        t0 = proc.sigint()
+        t1 = proc.wait_for(lambda t: t.count(">>> ") == 2, 10, "the prompt after Ctrl-C in decode")
+        assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s from SIGINT to the prompt (decode)"
+        # 2. during prefill: a long message (400 tokens, seconds of prefill), Ctrl-C before any token
+        time.sleep(2)  # the interrupted reply's thread has stopped (it stops at its next token)
+        proc.send("hello " * 100)
+        time.sleep(0.5)
+        before = proc.text()
+        t0 = proc.sigint()
+        t1 = proc.wait_for(lambda t: t.count(">>> ") == 3, 10, "the prompt after Ctrl-C in prefill")
+        assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s from SIGINT to the prompt (prefill)"
+        assert before.endswith(">>> "), "the reply began before the signal: not a prefill interruption"
+        # 3. the conversation is usable: the next message gets a reply
+        proc.send("and now?")
+        start = len(proc.text())
+        proc.wait_for(lambda t: len(t) > start + 8, 300, "a reply after the interruptions")
+        t0 = proc.sigint()
+        t1 = proc.wait_for(lambda t: t.count(">>> ") == 4, 10, "the prompt after the third Ctrl-C")
+        assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s"
+        proc.send("/exit")
+        assert proc.p.wait(120) == 0, proc.err.decode(errors="replace")
+    finally:
+        proc.close()
+    err = proc.err.decode(errors="replace")
+    assert "Traceback" not in err and "panicked" not in err, err
+    assert err.count("reply stopped") == 3, err
+
+
+def test_ctrl_c_in_run_exits_130_at_once(slow_model, device):
+    proc = Proc("run", "--model", str(slow_model), "--ctx", "2048", "--max-tokens", "100000", "hello")
+    try:
+        proc.wait_for(lambda t: len(t) > 8, 300, "the answer to stream")
+        t0 = proc.sigint()
+        rc = proc.p.wait(10)
+        t1 = time.monotonic()
+    finally:
+        proc.close()
+    assert rc == 130, (rc, proc.err.decode(errors="replace"))
+    assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s from SIGINT to exit"
+    err = proc.err.decode(errors="replace")
+    assert "Traceback" not in err and "panicked" not in err, err
