@@ -4,8 +4,9 @@
 (model name, token ids, logit_bias ids, context length, JSON schema) and
 tokenize the prompt, so a bad request fails before anything is generated.
 `run` then generates every choice of a `Job` one after another and yields
-`Piece`s: text with the logprobs of the tokens that made it, and a finish
-reason on a choice's last piece. It holds no generation state of its own
+`Piece`s: an empty one when a choice starts (before its prefill: a stream
+sends the role chunk then), text with the logprobs of the tokens that made
+it, and a finish reason on a choice's last piece. It holds no generation state of its own
 beyond the text not yet emitted: the engine owns the KV cache and the token
 history (a device recovery inside `Engine.generate` is invisible here).
 
@@ -224,6 +225,7 @@ def _choice(engine: Any, job: Job, prompt: list[int], limit: int, index: int, se
     if _cancelled(engine, job):  # a later choice of a cancelled request: do not start it
         yield Piece(index, "", finish_reason="abort")
         return
+    yield Piece(index, "")  # the choice starts: a stream sends its role chunk now, before the prefill
     sampler = _sampler(engine, job, prompt, seed)
     steps: list[StepLogprobs] = getattr(sampler, "steps", [])
     stops = StopText(job.request.stop_list)

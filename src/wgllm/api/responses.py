@@ -2,8 +2,8 @@
 
 A whole response is the concatenation of the same pieces a stream sends, so
 streamed and non-streamed outputs of one request are the same text.
-Stream layout (as OpenAI): per choice, a first chunk with the role, then the
-content chunks, then a chunk with an empty delta and the finish reason; with
+Stream layout (as OpenAI): per choice, a first chunk with the role (sent as
+the choice starts, before its prompt is prefilled), then the content chunks, then a chunk with an empty delta and the finish reason; with
 `stream_options.include_usage`, a last chunk with no choices and the usage.
 """
 
