@@ -56,11 +56,23 @@ class Dispatch:
     groups: tuple[int, int, int]
     name: str = ""
     keep: list = field(default_factory=list)  # buffers the bind group needs alive
+    # (axis, num, den): along `axis` the work covers token rows, ceil(T * num / den) workgroups
+    # for a pass of T rows (at most `groups[axis]`, the capacity); None: fixed groups.
+    per_token: tuple[int, int, int] | None = None
 
-    def encode(self, cpass: wgpu.GPUComputePassEncoder) -> None:
+    def groups_for(self, T: int | None) -> tuple[int, int, int]:
+        """Workgroup counts for a pass over T token rows (None: the built capacity)."""
+        if T is None or self.per_token is None:
+            return self.groups
+        axis, num, den = self.per_token
+        g = list(self.groups)
+        g[axis] = max(1, min(g[axis], -(-T * num // den)))
+        return (g[0], g[1], g[2])
+
+    def encode(self, cpass: wgpu.GPUComputePassEncoder, T: int | None = None) -> None:
         cpass.set_pipeline(self.pipeline)
         cpass.set_bind_group(0, self.bind_group)
-        cpass.dispatch_workgroups(*self.groups)
+        cpass.dispatch_workgroups(*self.groups_for(T))
 
 
 def align(n: int, a: int) -> int:
@@ -100,6 +112,11 @@ class Device:
         self.adapter = adapter
         self.faults = faults  # a wgllm.runtime.faults.FaultInjector, or None
         self.has_f16 = "shader-f16" in adapter.features
+        # The adapter class picks kernel variants: "cpu" (a software adapter such as lavapipe)
+        # or "gpu". On "cpu", parameter structs are read-only storage, not uniforms: lavapipe
+        # inlines uniform values that bound loops or branches and recompiles the kernel when
+        # they change (every decode step for attention's position).
+        self.kind = "cpu" if adapter.info.get("adapter_type", "") == "CPU" else "gpu"
         features = (["shader-f16"] if self.has_f16 else []) + [f for f in features if f in adapter.features]
         limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
         try:
@@ -232,6 +249,7 @@ class Device:
     # --- kernels --------------------------------------------------------
     def pipeline(self, name: str, **consts) -> wgpu.GPUComputePipeline:
         """The compute pipeline of kernel `name` specialised with `consts`, compiled once."""
+        consts.setdefault("UNI", "storage, read" if self.kind == "cpu" else "uniform")
         key = (name, tuple(sorted((k, str(v)) for k, v in consts.items())))
         pipe = self._pipelines.get(key)
         if pipe is None:
@@ -250,8 +268,12 @@ class Device:
             self._pipelines[key] = pipe
         return pipe
 
-    def dispatch(self, name: str, bindings: Sequence[Binding], groups, **consts) -> Dispatch:
-        """A reusable dispatch of kernel `name`: binding i of group 0 is `bindings[i]`."""
+    def dispatch(self, name: str, bindings: Sequence[Binding], groups, per_token: tuple[int, int, int] | None = None,
+                 **consts) -> Dispatch:
+        """A reusable dispatch of kernel `name`: binding i of group 0 is `bindings[i]`.
+
+        per_token (axis, num, den): the workgroups along `axis` cover token rows, and a pass
+        of T rows needs only ceil(T * num / den) of them (see Dispatch.groups_for)."""
         pipe = self.pipeline(name, **consts)
         entries = []
         for i, b in enumerate(bindings):
@@ -264,7 +286,9 @@ class Device:
         groups = tuple(groups) + (1,) * (3 - len(tuple(groups)))
         if max(groups) > self.max_groups:
             raise ValueError(f"dispatch {name}: {groups} exceeds {self.max_groups} workgroups per dimension")
-        return Dispatch(pipe, bg, groups, name, list(bindings))
+        if per_token is not None and per_token[0] == 0 and groups[1] > 1:
+            per_token = None  # a grid flattened into x and y (see grid): rows do not map to one axis
+        return Dispatch(pipe, bg, groups, name, list(bindings), per_token)
 
     def grid(self, n: int) -> tuple[int, int]:
         """Workgroup counts (x, y) covering `n` workgroups within the per-dimension limit."""
@@ -274,18 +298,20 @@ class Device:
         return ((n + y - 1) // y, y)
 
     # --- execution ------------------------------------------------------
-    def encode(self, dispatches: Sequence[Dispatch], encoder: wgpu.GPUCommandEncoder | None = None):
-        """Encode `dispatches` in one compute pass; returns the encoder."""
+    def encode(self, dispatches: Sequence[Dispatch], encoder: wgpu.GPUCommandEncoder | None = None,
+               T: int | None = None):
+        """Encode `dispatches` in one compute pass, sized for T token rows (None: their
+        capacity; see Dispatch.groups_for); returns the encoder."""
         enc = encoder or self.device.create_command_encoder()
         cpass = enc.begin_compute_pass()
         for d in dispatches:
-            d.encode(cpass)
+            d.encode(cpass, T)
         cpass.end()
         return enc
 
-    def run(self, dispatches: Sequence[Dispatch]) -> None:
-        """Encode and submit `dispatches` as one submission."""
-        self.submit(self.encode(dispatches))
+    def run(self, dispatches: Sequence[Dispatch], T: int | None = None) -> None:
+        """Encode (for T token rows) and submit `dispatches` as one submission."""
+        self.submit(self.encode(dispatches, T=T))
 
     def submit(self, encoder: wgpu.GPUCommandEncoder) -> None:
         """Finish `encoder` and submit it (the one place submissions go through)."""

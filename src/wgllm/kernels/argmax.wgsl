@@ -12,7 +12,7 @@ const NONE: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> tokens: array<u32>;
-@group(0) @binding(2) var<uniform> sp: Step;
+@group(0) @binding(2) var<{{UNI}}> sp: Step;
 
 var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;

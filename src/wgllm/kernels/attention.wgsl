@@ -45,7 +45,7 @@ const QSCALE: f32 = {{QSCALE}};     // log2(e) / sqrt(HD)
 @group(0) @binding(3) var<storage, read_write> out: array<VA>;
 @group(0) @binding(4) var<storage, read_write> part: array<VF>;           // [T_max, HQ, S, HDV]
 @group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>; // [T_max, HQ, S] (m, l)
-@group(0) @binding(6) var<uniform> sp: Step;
+@group(0) @binding(6) var<{{UNI}}> sp: Step;
 
 var<workgroup> qs: array<VF, QN * HDV>;        // the tile's queries, scaled
 var<workgroup> sc_part: array<f32, SCP>;       // partial dots [row, key, part] when TPK > 1

@@ -12,7 +12,7 @@ const SG: u32 = WG / HDV;   // split groups; threads lid >= SG * HDV idle in the
 @group(0) @binding(0) var<storage, read> part: array<VF>;
 @group(0) @binding(1) var<storage, read> part_ml: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<VA>;
-@group(0) @binding(3) var<uniform> sp: Step;
+@group(0) @binding(3) var<{{UNI}}> sp: Step;
 
 var<workgroup> wt: array<f32, S>;   // weight 2^(m_s - M) of each split
 var<workgroup> red: array<f32, WG>;

@@ -7,7 +7,7 @@ const WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read_write> y: array<{{ACT}}>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<uniform> sp: Step;
+@group(0) @binding(2) var<{{UNI}}> sp: Step;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

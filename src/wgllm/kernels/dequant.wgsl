@@ -6,7 +6,7 @@
 struct Params { K: u32, row_bytes: u32, first: u32, count: u32 }
 
 @group(0) @binding(1) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(2) var<uniform> P: Params;
+@group(0) @binding(2) var<{{UNI}}> P: Params;
 
 const WG: u32 = 64u;
 

@@ -11,8 +11,8 @@ struct Params { K: u32, row0: u32, rows: u32, row_bytes: u32 }
 
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
-@group(0) @binding(3) var<uniform> P: Params;
-@group(0) @binding(4) var<uniform> S: Step;
+@group(0) @binding(3) var<{{UNI}}> P: Params;
+@group(0) @binding(4) var<{{UNI}}> S: Step;
 
 const WG: u32 = 64u;
 

@@ -24,6 +24,7 @@ import wgpu
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from wgllm.gpu.device import Device, Dispatch
+from wgllm.kernels import rowdot
 from wgllm.kernels.constants import K_ALIGN, PAD
 
 Q = GGMLQuantizationType
@@ -57,6 +58,9 @@ MATVEC_UNROLL = 1     # matvec: units per invocation per loop iteration
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements each)
+ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
+ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
+ROWDOT_TOKENS = 4     # rowdot: token rows per pass over the weights when T_max > 1
 _LINEAR_PARAMS = 8    # u32 fields of struct Params in matvec/matmul.wgsl
 
 
@@ -190,15 +194,30 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         u = dev.uniform(params, "linear params")
         binds = [buf, x, y, u, step]
         consts = dict(QT=kern.name, XT=x_type, YT=y_type, ACT=act, GLU=int(glu))
+        if dev.kind == "cpu" and kern.name in rowdot.TYPES:
+            out.append(_rowdot(dev, w, kern.name, rows, binds, T_max, glu, consts))
+            continue
         if T_max == 1:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
             d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, UNIT=kern.unit,
                              PAIRS=_matvec_pairs(w.qtype), UNROLL=MATVEC_UNROLL, **consts)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
-            d = dev.dispatch("matmul", binds, groups, **consts)
+            d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), **consts)
         out.append(d)
     return out
+
+
+def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, glu: bool, consts) -> Dispatch:
+    """The CPU-adapter kernel (rowdot.wgsl) for one chunk: R rows per invocation, all tokens."""
+    rb = row_bytes(w.qtype, w.K)
+    R = rowdot.rows_per_invocation(rb, ROWDOT_ROWS)
+    TT = 1 if T_max == 1 else ROWDOT_TOKENS
+    lanes = -(-rows // R)
+    groups = dev.grid(-(-lanes // ROWDOT_WG))
+    consts = dict(consts, WG=ROWDOT_WG, R=R, TT=TT, XROW=w.K // 4 * (2 if glu else 1), HALFX=w.K // 4,
+                  ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT))
+    return dev.dispatch("rowdot", binds, groups, **consts)
 
 
 def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str = "f32") -> list[Dispatch]:
@@ -214,7 +233,8 @@ def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str
     out = []
     for buf, row0, rows in w.chunks:
         u = dev.uniform(np.array([w.K, row0, rows, rb], np.uint32), "get_rows params")
-        out.append(dev.dispatch("get_rows", [buf, ids, y, u, step], groups, QT=qt, YT=y_type, ACT=act))
+        out.append(dev.dispatch("get_rows", [buf, ids, y, u, step], groups, per_token=(2, 1, 1), QT=qt, YT=y_type,
+                                ACT=act))
     return out
 
 

@@ -21,8 +21,8 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 
 @group(0) @binding(1) var<storage, read> X: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
-@group(0) @binding(3) var<uniform> P: Params;
-@group(0) @binding(4) var<uniform> S: Step;
+@group(0) @binding(3) var<{{UNI}}> P: Params;
+@group(0) @binding(4) var<{{UNI}}> S: Step;
 
 const BN: u32 = 128u;
 const BT: u32 = 64u;

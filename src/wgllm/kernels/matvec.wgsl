@@ -27,7 +27,7 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 // P is read-only storage, not uniform: lavapipe recompiles (and leaks) a kernel per submission
 // when a uniform bounds its loops (see UNIFORM in gpu/device.py).
 @group(0) @binding(3) var<storage, read> P: Params;
-@group(0) @binding(4) var<uniform> S: Step;
+@group(0) @binding(4) var<{{UNI}}> S: Step;
 
 const TPR: u32 = 32u;          // invocations per row group
 const PAIRS: u32 = {{PAIRS}};  // row pairs per row group (1 or 2)

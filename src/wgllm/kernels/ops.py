@@ -21,6 +21,7 @@ from wgllm.kernels.constants import (ATTN_MAX_ROWS, ATTN_MAX_SPLITS, ATTN_MINK, 
                                      ATTN_WG, STEP_BYTES, attention_plan)
 
 ROPE_MODES = ("normal", "neox")
+ATTN_ROWS_WG = 8  # attn_rows (CPU adapters): (token, head) rows per workgroup
 
 
 def step_buffer(dev: Device, label: str = "step"):
@@ -58,13 +59,14 @@ def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="
     u = dev.uniform(params)
     act = "f16" if "f16" in (in_type, out_type) else "f32"
     groups = (1, 1) if last_row_only else dev.grid(T)
-    return [dev.dispatch("rmsnorm", [x, w, y, u, step], groups, IN=in_type, OUT=out_type, ACT=act)]
+    return [dev.dispatch("rmsnorm", [x, w, y, u, step], groups, per_token=None if last_row_only else (0, 1, 1),
+                         IN=in_type, OUT=out_type, ACT=act)]
 
 
 def bias_add(dev: Device, y, b, step, *, T_max: int, n: int, act: str) -> list[Dispatch]:
     """y[t, :] += b for t < Step.T.  y: [T_max, n] (act), b: [n] f32."""
     _check_act(act)
-    return [dev.dispatch("bias_add", [y, b, step], (_ceil(n, 256), T_max), N=n, ACT=act)]
+    return [dev.dispatch("bias_add", [y, b, step], (_ceil(n, 256), T_max), per_token=(1, 1, 1), N=n, ACT=act)]
 
 
 def softmax(dev: Device, x, y, n: int, rows: int, *, temperature: float = 1.0) -> list[Dispatch]:
@@ -144,7 +146,8 @@ def rope_kv(dev: Device, qkv, k_cache, v_cache, step, *, T_max: int, n_heads: in
     pairs = (n_heads + 2 * n_kv_heads) * head_dim // 2
     consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, RP=rope_dim // 2,
                   NEOX="true" if mode == "neox" else "false", N_CTX=n_ctx, ACT=act)
-    return [dev.dispatch("rope_kv", [qkv, k_cache, v_cache, freq, step], (_ceil(pairs, 64), T_max), **consts)]
+    return [dev.dispatch("rope_kv", [qkv, k_cache, v_cache, freq, step], (_ceil(pairs, 64), T_max),
+                         per_token=(1, 1, 1), **consts)]
 
 
 def _binding_size(b) -> int:
@@ -181,7 +184,8 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
     [T_max, Hq * hd] (act). Row t sits at position Step.pos + t and attends cache
     positions 0 .. Step.pos + t; scale 1/sqrt(hd); GQA head h uses kv head h // (Hq/Hkv).
 
-    One workgroup per (key split, tile of token rows x query heads of one kv
+    On a CPU adapter (Device.kind "cpu") one invocation per (token, head) row walks
+    its keys (attn_rows.wgsl). Elsewhere one workgroup per (key split, tile of token rows x query heads of one kv
     head); when the tiles alone give few workgroups (decode) the keys are split
     (up to 256 ways, by default aiming at ~1024 workgroups, at least 64 keys per
     split) and a second dispatch merges the splits. `splits` overrides that choice.
@@ -197,12 +201,19 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
                   ACT=act)
     qscale = math.log2(math.e) / math.sqrt(head_dim)
     rows = T_max * n_heads * S if S > 1 else 1  # partial results (unused with one split)
-    part, part_ml = _attn_scratch(dev, rows * head_dim * 4, rows * 8)
+    part, part_ml = _attn_scratch(dev, rows * head_dim * 4, rows * 8)  # (also on "cpu": the planner counts it)
+    if dev.kind == "cpu":
+        wg = ATTN_ROWS_WG
+        return [dev.dispatch("attn_rows", [qkv, k_cache, v_cache, out, step], dev.grid(_ceil(T_max * n_heads, wg)),
+                             per_token=(0, n_heads, wg), HD=head_dim, HQ=n_heads, HKV=n_kv_heads, VEC=plan["VEC"],
+                             QSCALE=f"{qscale!r}", WG=wg, ACT=act)]
     first = dev.dispatch(
         "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
+        per_token=(1, 1, plan["QT"]),
         HB=plan["HB"], BK=plan["BK"], R=plan["R"], TPK=plan["TPK"], SPLIT="true" if S > 1 else "false",
         QSCALE=f"{qscale!r}", **consts,
     )
     if S == 1:
         return [first]
-    return [first, dev.dispatch("attn_combine", [part, part_ml, out, step], dev.grid(T_max * n_heads), **consts)]
+    return [first, dev.dispatch("attn_combine", [part, part_ml, out, step], dev.grid(T_max * n_heads),
+                                per_token=(0, n_heads, 1), **consts)]

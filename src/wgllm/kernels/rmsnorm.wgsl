@@ -8,8 +8,8 @@ struct Params { D: u32, last_only: u32, eps: f32, _pad: u32 }
 @group(0) @binding(0) var<storage, read> x: array<{{IN}}>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{OUT}}>;
-@group(0) @binding(3) var<uniform> p: Params;
-@group(0) @binding(4) var<uniform> sp: Step;
+@group(0) @binding(3) var<{{UNI}}> p: Params;
+@group(0) @binding(4) var<{{UNI}}> sp: Step;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, WG>;

@@ -27,7 +27,7 @@ const WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read_write> k_cache: array<{{ACT}}>;
 @group(0) @binding(2) var<storage, read_write> v_cache: array<{{ACT}}>;
 @group(0) @binding(3) var<storage, read> freq: array<vec2<u32>>;  // [RP] (hi, lo) turns/position
-@group(0) @binding(4) var<uniform> sp: Step;
+@group(0) @binding(4) var<{{UNI}}> sp: Step;
 
 // High 32 bits of the 64-bit product a * b.
 fn mul_hi(a: u32, b: u32) -> u32 {

@@ -4,7 +4,7 @@ struct Params { N: u32, rows: u32, inv_temp: f32, _pad: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(2) var<{{UNI}}> p: Params;
 
 const WG: u32 = 256u;
 var<workgroup> red: array<f32, WG>;

@@ -220,7 +220,7 @@ class Engine:
         for s in range(0, len(prompt), m.chunk):
             T = min(m.chunk, len(prompt) - s)
             ops.write_step(self.dev, m.step, T, s)
-            self.dev.run(m.prefill + extra)
+            self.dev.run(m.prefill + extra, T=T)
             rows.append(self.dev.read_array(out, np.float32, T * self.cfg.n_vocab).reshape(T, -1))
         return np.concatenate(rows)
 
@@ -321,7 +321,7 @@ class Engine:
             for s in range(seg.start, seg.end, step):
                 T = min(step, seg.end - s)
                 ops.write_step(self.dev, m.step, T, s)
-                self.dev.run(m.decode if T == 1 else m.prefill)
+                self.dev.run(m.decode if T == 1 else m.prefill, T=T)
 
     def _survive(self, prompt: list[int]) -> Iterator[int]:
         """The generation's tokens, carried across GPU failures (see generate)."""
@@ -401,16 +401,16 @@ class Engine:
             if last and self.faults:
                 self.faults.at(self.dev, "prefill")
             body = m.decode if T == 1 else m.prefill
-            self._submit(body + (m.head if last else []), last, len(prompt))
+            self._submit(body + (m.head if last else []), last, len(prompt), T=T)
         tok = self._read_next(len(prompt))
         self.cached = list(prompt)
         self._log.append(Segment(keep, prompt[keep:], True))
         return tok
 
-    def _submit(self, dispatches, produce: bool, next_pos: int, slot: int = 0) -> None:
-        """Submit one pass; if `produce`, copy the produced token (GPU argmax) or the
-        logits (host sampling) to staging."""
-        enc = self.dev.encode(dispatches)
+    def _submit(self, dispatches, produce: bool, next_pos: int, slot: int = 0, T: int = 1) -> None:
+        """Submit one pass over T tokens (only their workgroups run); if `produce`, copy the
+        produced token (GPU argmax) or the logits (host sampling) to staging."""
+        enc = self.dev.encode(dispatches, T=T)
         if produce and self._sampler.needs_logits:
             enc.copy_buffer_to_buffer(self.model.acts.logits, 0, self._logit_staging, 0, self._logit_staging.size)
         elif produce:

@@ -1,0 +1,82 @@
+// y[t, row0 + n] = (add ? y[t, row0 + n] : 0) + sum_k W[n, k] * x[t, k]
+// for t < step.T and the rows n < rows of one weight chunk: the CPU-adapter
+// (lavapipe) variant of matvec/matmul, for decode and prefill alike.
+//
+// A software adapter runs a workgroup's invocations as the lanes of SIMD
+// registers, and every storage load is a loop over the lanes (measured on
+// lavapipe: ~10 cycles per lane and load, whatever its width). So the cost is
+// the number of loads, and this kernel keeps it low: no workgroup memory, no
+// barriers; each invocation owns R consecutive rows (R * row_bytes is a
+// multiple of 16, so every row's bytes sit at a fixed offset from a vec4 of W)
+// and reads them as vec4<u32> only; each x vector it loads serves its R rows,
+// and each dequantized weight serves TT tokens. The body is generated in
+// Python (kernels/rowdot.py) per weight type and row length: block fields are
+// read at constant offsets in the loaded vec4s, and dot products are
+// d * sum(q * x) (+ m * sum(x)), so a weight costs about three operations.
+//
+// Layout: W (binding 0) raw rows of row_bytes as vec4<u32>; X [T_max, K] as
+// vec4 of {{XT}} (GLU = 1: [T_max, 2K], x = silu(first half) * second half);
+// Y [T_max, N] {{YT}}.  Grid: x, y flatten the row groups of R rows.
+//!include step
+
+struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
+
+@group(0) @binding(0) var<storage, read> W: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> X: array<vec4<{{XT}}>>;
+@group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
+@group(0) @binding(3) var<storage, read> P: Params;
+@group(0) @binding(4) var<{{UNI}}> S: Step;
+
+const WG: u32 = {{WG}}u;
+const R: u32 = {{R}}u;            // rows per invocation
+const GLU: u32 = {{GLU}}u;
+const XROW: u32 = {{XROW}}u;      // vec4 of X per token row (K / 4, or K / 2 with GLU)
+const HALFX: u32 = {{HALFX}}u;    // K / 4: offset of the "up" half with GLU
+const ROWV: u32 = {{ROWV}}u;      // vec4 of W per group of R rows (R * row_bytes / 16)
+
+fn xv(i: u32) -> vec4<f32> {
+    if (GLU == 1u) {
+        let g = vec4<f32>(X[i]);
+        return g / (1.0 + exp(-g)) * vec4<f32>(X[i + HALFX]);
+    }
+    return vec4<f32>(X[i]);
+}
+
+fn half(h: u32) -> f32 {
+    return unpack2x16float(h).x;
+}
+
+fn nib_lo(w: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u)));
+}
+
+fn nib_hi(w: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)));
+}
+
+fn i8x4(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<i32>(bitcast<i32>(w)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+fn h4(a: u32, b: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(a), unpack2x16float(b));
+}
+
+fn put(t: u32, n: u32, v: f32) {
+    let o = t * P.N + P.row0 + n;
+    var y = v;
+    if (P.add != 0u) { y += f32(Y[o]); }
+    Y[o] = {{YT}}(y);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = gid.x + gid.y * nwg.x * WG;
+    let n0 = g * R;
+    if (n0 >= P.rows) { return; }
+    let vb = g * ROWV;          // first vec4 of the group's rows
+    let T = S.T;
+    for (var t0 = 0u; t0 < T; t0 += {{TT}}u) {
+{{BODY}}
+    }
+}
