@@ -2,7 +2,11 @@
 
 A user's mistake (a missing model, a bad option, no adapter) prints a one
 paragraph message and exits with status 1, never a traceback; set
-WGLLM_DEBUG=1 to see tracebacks anyway.
+WGLLM_DEBUG=1 to see tracebacks anyway. Options that need no model to judge
+are checked before anything loads. `run` and `chat` show a spinner on a
+terminal until the first token, and generate in a worker thread, so Ctrl-C
+stops a reply at once: `chat` goes back to its prompt (the turn is dropped),
+`run` exits with status 130. Tables are not wrapped when piped.
 """
 
 from __future__ import annotations
