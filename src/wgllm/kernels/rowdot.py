@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 XYZW = "xyzw"
 
@@ -112,6 +113,7 @@ def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group
     return loads + body
 
 
+@lru_cache(maxsize=None)
 def body(qt: str, K: int, rb: int, R: int, TT: int) -> str:
     """The {{BODY}} of rowdot.wgsl for rows of K elements of type `qt` (rb bytes each)."""
     bt = TYPES[qt]
