@@ -452,7 +452,7 @@ def _exit_interrupted(gen: Generation | None) -> int:
     if its thread is still inside a GPU call, the process leaves without tearing the device down
     under it (os._exit, after flushing what was printed)."""
     out.out("")
-    if gen is None or gen.wait(0.3):
+    if gen is None or gen.wait(0.2):
         return 130
     for stream in (sys.stdout, sys.stderr):
         try:
