@@ -96,6 +96,22 @@ def _first_line(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def _unmap(buf: wgpu.GPUBuffer, promise, wait_s: float = 5.0) -> None:
+    """Unmap `buf` after `promise` (its map) whether the map is done or still pending: a
+    pending map completes once the work before it has run (wgpu-py refuses to unmap a
+    pending buffer), so wait for it first, at most `wait_s` (a hung device is rebuilt anyway)."""
+    try:
+        if buf.map_state == "pending":
+            event = getattr(promise, "_thread_event", None)
+            if event is not None and not event.wait(wait_s):
+                return
+            promise.sync_wait()
+        if buf.map_state == "mapped":
+            buf.unmap()
+    except Exception:  # noqa: BLE001 - the map failed or the device is gone: nothing to unmap
+        pass
+
+
 def _fmt(n: int) -> str:
     """Bytes for people: '1.5 GiB', '12 MiB', '512 B'."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
@@ -338,11 +354,14 @@ class Device:
         # On a lost device this raises at once, where a map would leave wgpu-py's polling
         # thread polling a dead device (which can abort the process).
         self.check_alive()
-        health.wait_mapped(buf, timeout, self.adapter.summary)
+        promise = buf.map_async(wgpu.MapMode.READ)
         try:
+            health.wait_mapped(promise, timeout, self.adapter.summary)
             return bytes(buf.read_mapped())
         finally:
-            buf.unmap()
+            # Also when the wait is interrupted (Ctrl-C, a hang): a map left pending would make
+            # the next submission that writes `buf` a validation panic in wgpu-native.
+            _unmap(buf, promise)
 
     def read(self, buf: wgpu.GPUBuffer, offset: int = 0, size: int | None = None) -> bytes:
         """Bytes of `buf[offset:offset+size]`, waiting for the GPU (read small slices)."""

@@ -87,13 +87,12 @@ def as_device_error(exc: BaseException, adapter: str) -> DeviceLostError:
     return err
 
 
-def wait_mapped(buf: wgpu.GPUBuffer, timeout: float | None, adapter: str) -> None:
-    """Map `buf` for reading, waiting at most `timeout` seconds (None: forever).
+def wait_mapped(promise, timeout: float | None, adapter: str) -> None:
+    """Wait for a buffer map (`promise` from `buf.map_async`), at most `timeout` seconds (None: forever).
 
     A map that does not complete in time means the work before it has not
     finished: DeviceLostError("hang"). (Uses the promise's thread event, which
     the wgpu-native backend sets from its polling thread.)"""
-    promise = buf.map_async(wgpu.MapMode.READ)
     event = getattr(promise, "_thread_event", None)
     if timeout is not None and event is not None and not event.wait(timeout):
         raise DeviceLostError("hang", adapter, f"a read-back did not complete within {timeout:g} s")

@@ -215,8 +215,10 @@ def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, gl
     TT = 1 if T_max == 1 else ROWDOT_TOKENS
     lanes = -(-rows // R)
     groups = dev.grid(-(-lanes // ROWDOT_WG))
-    consts = dict(consts, WG=ROWDOT_WG, R=R, TT=TT, XROW=w.K // 4 * (2 if glu else 1), HALFX=w.K // 4,
-                  ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT))
+    f16 = consts["XT"] == "f16"
+    xe = 8 if f16 else 4  # x elements per vec4 read
+    consts = dict(consts, WG=ROWDOT_WG, R=R, TT=TT, XROW=w.K // xe * (2 if glu else 1), HALFX=w.K // xe,
+                  XW="u32" if f16 else "f32", ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT, glu, f16))
     return dev.dispatch("rowdot", binds, groups, **consts)
 
 

@@ -88,16 +88,35 @@ def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[str], xsum: str | None
     raise KeyError(bt.name)
 
 
-def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group: str, x0: str) -> list[str]:
+def _x_loads(t: int, b: int, x0: str, glu: bool, f16: bool) -> list[str]:
+    """Statements defining x{t}_{b}_{c} (c < 8): the 32 x elements of block b for token tile row t.
+    f32 x: 8 vec4 loads (xv); f16 x: 4 loads of 8 halves (x0 then counts such vec4)."""
+    if not f16:
+        return [f"let x{t}_{b}_{c} = xv(xr{t} + {x0} + {8 * b + c}u);" for c in range(8)]
+    out = []
+    for k in range(4):
+        i = f"xr{t} + {x0} + {4 * b + k}u"
+        out.append(f"let p{t}_{b}_{k} = X[{i}];")
+        if glu:
+            out.append(f"let u{t}_{b}_{k} = X[{i} + HALFX];")
+        for c in (2 * k, 2 * k + 1):
+            hi = "true" if c % 2 else "false"
+            v = f"xh(p{t}_{b}_{k}, {hi})"
+            out.append(f"let x{t}_{b}_{c} = " + (f"silu_mul({v}, xh(u{t}_{b}_{k}, {hi}));" if glu else f"{v};"))
+    return out
+
+
+def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group: str, x0: str, glu: bool,
+           f16: bool) -> list[str]:
     """Statements for `nblocks` blocks of every row: row j's blocks start at vec4
-    vb + (j * rb - off_j) / 16 + `group` * gv; x's first element of them is at vec4 `x0`."""
+    vb + (j * rb - off_j) / 16 + `group` * gv; x's first element of them is at x vec4 `x0`."""
     rows = [_Row(j, (j * rb) % 16) for j in range(R)]
     body = []
     for b in range(nblocks):
         xs = {}
         for t in range(TT):
             xs[t] = [f"x{t}_{b}_{c}" for c in range(8)]
-            body += [f"let x{t}_{b}_{c} = xv(xr{t} + {x0} + {8 * b + c}u);" for c in range(8)]
+            body += _x_loads(t, b, x0, glu, f16)
             if bt.uses_xsum:
                 body.append(f"let s{t}_{b} = dot(((x{t}_{b}_0 + x{t}_{b}_1) + (x{t}_{b}_2 + x{t}_{b}_3)) + "
                             f"((x{t}_{b}_4 + x{t}_{b}_5) + (x{t}_{b}_6 + x{t}_{b}_7)), vec4<f32>(1.0));")
@@ -114,22 +133,24 @@ def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group
 
 
 @lru_cache(maxsize=None)
-def body(qt: str, K: int, rb: int, R: int, TT: int) -> str:
-    """The {{BODY}} of rowdot.wgsl for rows of K elements of type `qt` (rb bytes each)."""
+def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool = False) -> str:
+    """The {{BODY}} of rowdot.wgsl for rows of K elements of type `qt` (rb bytes each); x of
+    f16 (read as vec4<u32> of 8 halves) or f32, with the SwiGLU input (glu) or not."""
     bt = TYPES[qt]
     nb = K // 32
     G = 16 // math.gcd(bt.bytes, 16)  # blocks per group: G * bytes % 16 == 0
     ng, tail = divmod(nb, G)
     gv = G * bt.bytes // 16
+    xper = 4 if f16 else 8  # x vec4 per block of 32
     lines = [f"let xr{t} = min(t0 + {t}u, T - 1u) * XROW;" for t in range(TT)]
     lines += [f"var a{j}_{t} = 0.0;" for j in range(R) for t in range(TT)]
     if ng:
         lines.append(f"for (var gi = 0u; gi < {ng}u; gi++) {{")
-        lines += ["    " + s for s in _group(bt, rb, R, TT, G, gv, "gi", f"gi * {8 * G}u")]
+        lines += ["    " + s for s in _group(bt, rb, R, TT, G, gv, "gi", f"gi * {xper * G}u", glu, f16)]
         lines.append("}")
     if tail:
         lines.append("{")
-        lines += ["    " + s for s in _group(bt, rb, R, TT, tail, gv, f"{ng}u", f"{ng * 8 * G}u")]
+        lines += ["    " + s for s in _group(bt, rb, R, TT, tail, gv, f"{ng}u", f"{ng * xper * G}u", glu, f16)]
         lines.append("}")
     for t in range(TT):
         for j in range(R):

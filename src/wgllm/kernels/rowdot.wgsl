@@ -22,7 +22,7 @@
 struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> W: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> X: array<vec4<{{XT}}>>;
+@group(0) @binding(1) var<storage, read> X: array<vec4<{{XW}}>>;   // f16 x: 8 halves per vec4<u32>
 @group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
 @group(0) @binding(3) var<storage, read> P: Params;
 @group(0) @binding(4) var<{{UNI}}> S: Step;
@@ -30,16 +30,26 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;            // rows per invocation
 const GLU: u32 = {{GLU}}u;
-const XROW: u32 = {{XROW}}u;      // vec4 of X per token row (K / 4, or K / 2 with GLU)
-const HALFX: u32 = {{HALFX}}u;    // K / 4: offset of the "up" half with GLU
+const XROW: u32 = {{XROW}}u;      // vec4 of X per token row (K / XE, or 2 K / XE with GLU)
+const HALFX: u32 = {{HALFX}}u;    // K / XE: offset of the "up" half with GLU (XE: x elements per vec4)
 const ROWV: u32 = {{ROWV}}u;      // vec4 of W per group of R rows (R * row_bytes / 16)
 
+fn silu_mul(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
+    return g / (1.0 + exp(-g)) * u;
+}
+
+// f32 x: the 4 elements of vec4 i (GLU: silu(gate) * up).
 fn xv(i: u32) -> vec4<f32> {
     if (GLU == 1u) {
-        let g = vec4<f32>(X[i]);
-        return g / (1.0 + exp(-g)) * vec4<f32>(X[i + HALFX]);
+        return silu_mul(vec4<f32>(X[i]), vec4<f32>(X[i + HALFX]));
     }
     return vec4<f32>(X[i]);
+}
+
+// f16 x, as vec4<u32>: elements 0..3 (hi = false) or 4..7 (hi = true) of a loaded vec4 of 8 halves.
+fn xh(v: vec4<u32>, hi: bool) -> vec4<f32> {
+    return select(vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
+                  vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)), hi);
 }
 
 fn half(h: u32) -> f32 {
