@@ -164,16 +164,14 @@ def test_phone_model_too_large_for_its_memory():
 # --- CPU only ------------------------------------------------------------------------------------
 
 
-def test_cpu_only_uses_f32_and_says_why():
+def test_cpu_with_f16_uses_f16_and_says_why():
     p = make_plan(SMOL, [cpu()])
-    assert p.precision == "f32" and "CPU adapter" in p.reasons["precision"]
+    assert p.precision == "f16" and "CPU adapter" in p.reasons["precision"]
 
 
-def test_cpu_falls_back_to_f16_when_f32_does_not_fit():
-    lay = catalog_layout("llama-3-8b", "Q4_0")
-    f32 = make_plan(lay, [cpu(64 * GiB)], ctx=8192).estimate.total
-    p = make_plan(lay, [cpu(int(f32 / 0.9) - 64 * MiB)], ctx=8192)
-    assert p.precision == "f16" and "f32" in p.reasons["precision"] and "would not fit" in p.reasons["precision"]
+def test_cpu_f32_when_asked():
+    p = make_plan(SMOL, [cpu()], precision="f32")
+    assert p.precision == "f32" and "as asked" in p.reasons["precision"]
 
 
 def test_cpu_without_f16_reduces_context_instead():

@@ -22,6 +22,7 @@ from wgllm.kernels.constants import (ATTN_MAX_ROWS, ATTN_MAX_SPLITS, ATTN_MINK, 
 
 ROPE_MODES = ("normal", "neox")
 ATTN_ROWS_WG = 8  # attn_rows (CPU adapters): (token, head) rows per workgroup
+RMSNORM_ROWS_WG = 8  # rmsnorm_rows (CPU adapters): rows per workgroup
 
 
 def step_buffer(dev: Device, label: str = "step"):
@@ -51,13 +52,19 @@ def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="
     """y[t, :] = rmsnorm(x[t, :]) * w for t < Step.T.  x: [T, D], w: [D] f32, y: [T, D].
 
     `T` is the row capacity. With `last_row_only`, only row Step.T - 1 of x is
-    normalised, into y[0, :] (y: [1, D]); `T` is then ignored.
+    normalised, into y[0, :] (y: [1, D]); `T` is then ignored. On a CPU adapter one
+    invocation per row does it (rmsnorm_rows.wgsl); elsewhere one workgroup per row.
     """
     params = np.zeros(4, np.uint32)
     params[0], params[1] = D, int(last_row_only)
     params[2:3] = np.array([eps], np.float32).view(np.uint32)
     u = dev.uniform(params)
     act = "f16" if "f16" in (in_type, out_type) else "f32"
+    if dev.kind == "cpu" and D % 4 == 0:
+        groups = (1, 1) if last_row_only else (_ceil(T, RMSNORM_ROWS_WG), 1)
+        return [dev.dispatch("rmsnorm_rows", [x, w, y, u, step], groups,
+                             per_token=None if last_row_only else (0, 1, RMSNORM_ROWS_WG), IN=in_type,
+                             OUT=out_type, ACT=act, WG=RMSNORM_ROWS_WG)]
     groups = (1, 1) if last_row_only else dev.grid(T)
     return [dev.dispatch("rmsnorm", [x, w, y, u, step], groups, per_token=None if last_row_only else (0, 1, 1),
                          IN=in_type, OUT=out_type, ACT=act)]
