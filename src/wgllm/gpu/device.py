@@ -72,7 +72,8 @@ class Dispatch:
     def encode(self, cpass: wgpu.GPUComputePassEncoder, T: int | None = None) -> None:
         cpass.set_pipeline(self.pipeline)
         cpass.set_bind_group(0, self.bind_group)
-        cpass.dispatch_workgroups(*self.groups_for(T))
+        # (the decode loop's hot path: no per-token work unless T asks for fewer groups)
+        cpass.dispatch_workgroups(*(self.groups if T is None or self.per_token is None else self.groups_for(T)))
 
 
 def align(n: int, a: int) -> int:
@@ -320,8 +321,12 @@ class Device:
         capacity; see Dispatch.groups_for); returns the encoder."""
         enc = encoder or self.device.create_command_encoder()
         cpass = enc.begin_compute_pass()
-        for d in dispatches:
-            d.encode(cpass, T)
+        if T is None:
+            for d in dispatches:
+                d.encode(cpass)
+        else:
+            for d in dispatches:
+                d.encode(cpass, T)
         cpass.end()
         return enc
 

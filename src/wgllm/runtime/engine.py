@@ -407,9 +407,10 @@ class Engine:
         self._log.append(Segment(keep, prompt[keep:], True))
         return tok
 
-    def _submit(self, dispatches, produce: bool, next_pos: int, slot: int = 0, T: int = 1) -> None:
-        """Submit one pass over T tokens (only their workgroups run); if `produce`, copy the
-        produced token (GPU argmax) or the logits (host sampling) to staging."""
+    def _submit(self, dispatches, produce: bool, next_pos: int, slot: int = 0, T: int | None = None) -> None:
+        """Submit one pass over T tokens (only their workgroups run; None: the dispatches'
+        capacity, as for decode); if `produce`, copy the produced token (GPU argmax) or the
+        logits (host sampling) to staging."""
         enc = self.dev.encode(dispatches, T=T)
         if produce and self._sampler.needs_logits:
             enc.copy_buffer_to_buffer(self.model.acts.logits, 0, self._logit_staging, 0, self._logit_staging.size)
