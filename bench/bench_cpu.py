@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import commit
+
 QUESTION = "What is the capital of France?"
 CHAT = [{"role": "system", "content": "You are a concise assistant."},
         {"role": "user", "content": "Name three rivers in Europe and say in one line where each one flows."}]
@@ -118,7 +120,7 @@ def main() -> None:
     eng = engine_figures(args.model, args.reps, args.gen)
     llama = peer(args.peer_python, eng["path"], eng.pop("prompt"), args.gen, args.reps)
     r = dict(main_job=job, wgllm=eng, llama_cpp=llama, date=time.strftime("%Y-%m-%d"), host=platform.node(),
-             cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), commit=_commit())
+             cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), commit=commit())
     print(json.dumps({k: v for k, v in r.items()}, indent=1, default=str))
     w, l = eng, llama or {}
     print(f"| main job {job['wall_s']:.2f} s | TTFT {w['ttft_ms']:.0f} ms (first {w['first_ttft_ms']:.0f}) for "
@@ -127,14 +129,6 @@ def main() -> None:
           f"{l.get('decode_tok_s', 0):.1f}) | {w['adapter']} {w['precision']} |")
     if args.json:
         args.json.write_text(json.dumps(r, indent=1, default=str))
-
-
-def _commit() -> str:
-    try:
-        return os.environ.get("WGLLM_COMMIT") or subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import commit
+
 
 def copy_roof(dev, nbytes: int = 1 << 30, copies: int = 20, reps: int = 5) -> float:
     """GB/s (read + write) of device-to-device copies through WebGPU: `copies` copies of
@@ -116,17 +118,8 @@ def run(args) -> dict:
         precision=eng.precision, prompt=args.prompt, gen=args.gen, reps=args.reps, load_s=load_s,
         weight_mib_per_token=wb / 2**20, copy_roof_gbs=roof, torch_copy_roof_gbs=troof, **med,
         decode_gbs=wb * med["decode_tok_s"] / 1e9, runs=runs,
-        commit=_commit(), date=time.strftime("%Y-%m-%d"), host=platform.node(),
+        commit=commit(), date=time.strftime("%Y-%m-%d"), host=platform.node(),
     )
-
-
-def _commit() -> str:
-    if os.environ.get("WGLLM_COMMIT"):
-        return os.environ["WGLLM_COMMIT"]
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:
-        return os.environ.get("WGLLM_COMMIT", "unknown")
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import commit
+
 
 def timed_tokens(engine, prompt, n):
     """(tokens, perf_counter timestamp of each) of one greedy generation."""
@@ -79,14 +81,8 @@ def run(args) -> dict:
         loss_to_next_token_s=statistics.median(x["loss_to_next_token_s"] for x in losses),
         engine_recovery_s=statistics.median(x["engine_recovery_s"] or float("nan") for x in losses),
         all_identical=all(x["identical"] for x in losses), losses=losses,
-        date=time.strftime("%Y-%m-%d"), commit=_commit(),
+        date=time.strftime("%Y-%m-%d"), commit=commit(),
     )
-
-
-def _commit() -> str:
-    import os
-
-    return os.environ.get("WGLLM_COMMIT", "unknown")
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from common import commit
+
 import numpy as np
 
 
@@ -105,7 +107,7 @@ def profile(args) -> dict:
     passes = {"decode": (1, args.pos, model.decode + model.head),
               "prefill": (args.prompt, 0, model.prefill + model.head)}
     result = dict(adapter=a.summary, precision=act, model=str(g.path), prompt=args.prompt, pos=args.pos,
-                  reps=args.reps, date=time.strftime("%Y-%m-%d"), commit=_commit(), passes={})
+                  reps=args.reps, date=time.strftime("%Y-%m-%d"), commit=commit(), passes={})
     for name, (T, pos, ds) in passes.items():
         ops.write_step(dev, model.step, T, pos)
         per = _time_dispatches(wgpu, dev, ds, args.reps)
@@ -130,16 +132,6 @@ def markdown(r: dict) -> str:
         for k, n, s in p["kernels"]:
             lines.append(f"| {k} | {n} | {s * 1e3:.3f} | {s / p['gpu_s'] * 100:.1f}% |")
     return "\n".join(lines)
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        return os.environ.get("WGLLM_COMMIT") or subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def main() -> None:

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", "-d", default=None,
                    help="adapter index or name substring, or auto / high-performance / low-power")
     p.add_argument("--precision", choices=["auto", "f16", "f32"], default="auto")
-    p.add_argument("--chunk", type=int, default=128, help="prefill tokens per pass")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="prefill tokens per pass (default: 32 on a CPU adapter, 128 on a GPU)")
     p.add_argument("--json", action="store_true")
     _memory_option(p)
     p = sub.add_parser("doctor", help="this machine at a glance: adapters, drivers, what fits, hazards")
@@ -150,7 +151,8 @@ def check_options(args) -> None:
     if ctx is not None and ctx < 1:
         raise RequestError(f"--ctx must be a positive number of tokens, not {ctx}. Leave it out for the default "
                            f"(the smaller of the model's training context and 4096).")
-    if getattr(args, "chunk", 1) < 1:
+    chunk = getattr(args, "chunk", None)
+    if chunk is not None and chunk < 1:
         raise RequestError(f"--chunk must be a positive number of tokens, not {args.chunk}.")
     if getattr(args, "gpu_memory", None):
         from wgllm.gpu.inventory import parse_caps

@@ -587,11 +587,8 @@ def describe_file(path: Path) -> LocalModel:
         return LocalModel(name, path, size, valid=False, error=f"{type(e).__name__}: {e}")
 
 
-# --- reading a GGUF header (fast: no numpy views, array values skipped) -------------------------
+# --- reading a GGUF header (wgllm.model.gguf: only the wanted values decoded) --------------------
 
-# GGUF value types: fixed sizes of the scalars (struct codes), 8 = string, 9 = array.
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_STRING, _ARRAY = 8, 9
 _WANTED = ("general.architecture", "general.file_type", "general.alignment")
 
 
@@ -639,81 +636,15 @@ class GGUFHeader:
 
 
 def read_header(path: Path) -> GGUFHeader:
-    """Parse the header of the GGUF file at `path` (ValueError / struct.error when it is not a complete
-    one: bad magic or version, a truncated header, or tensor data past the end of the file)."""
-    import mmap
-    import struct
+    """Parse the header of the GGUF file at `path`, decoding only the few metadata values a
+    listing needs (wgllm.model.gguf.read_header; raises its InvalidModelFileError, or ValueError
+    when tensor data lies past the end of the file)."""
+    from wgllm.model.gguf import read_header as parse
 
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        if m[:4] != GGUF_MAGIC:
-            raise ValueError("GGUF magic invalid")
-        order = "<"
-        (version,) = struct.unpack_from("<I", m, 4)
-        if version & 0xFFFF == 0:
-            order = ">"
-            (version,) = struct.unpack_from(">I", m, 4)
-        if version not in (2, 3):
-            raise ValueError(f"GGUF version {version} is not supported")
-        n_tensors, n_kv = struct.unpack_from(order + "QQ", m, 8)
-        u32, u64 = struct.Struct(order + "I"), struct.Struct(order + "Q")
-        pos = 24
-
-        def string(pos: int) -> tuple[str, int]:
-            (n,) = u64.unpack_from(m, pos)
-            end = pos + 8 + n
-            if end > len(m):
-                raise ValueError("a string runs past the end of the file")
-            return m[pos + 8:end].decode("utf-8", errors="replace"), end
-
-        def skip(vtype: int, pos: int, count: int = 1) -> int:
-            if vtype in _SCALARS:
-                end = pos + struct.calcsize(_SCALARS[vtype]) * count
-            elif vtype == _STRING:
-                end = pos
-                for _ in range(count):
-                    (n,) = u64.unpack_from(m, end)
-                    end += 8 + n
-            elif vtype == _ARRAY:
-                end = pos
-                for _ in range(count):
-                    etype, n = struct.unpack_from(order + "IQ", m, end)
-                    end = skip(etype, end + 12, n)
-            else:
-                raise ValueError(f"unknown GGUF value type {vtype}")
-            if end > len(m):
-                raise ValueError("a metadata value runs past the end of the file")
-            return end
-
-        meta: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key, pos = string(pos)
-            (vtype,) = u32.unpack_from(m, pos)
-            pos += 4
-            if key in _WANTED and vtype == _STRING:
-                meta[key], pos = string(pos)
-            elif key in _WANTED and vtype in _SCALARS:
-                (meta[key],) = struct.unpack_from(order + _SCALARS[vtype], m, pos)
-                pos = skip(vtype, pos)
-            else:
-                pos = skip(vtype, pos)
-        tensors, infos = [], []
-        for _ in range(n_tensors):
-            name, pos = string(pos)
-            (n_dims,) = u32.unpack_from(m, pos)
-            if n_dims > 8:
-                raise ValueError(f"tensor {name} has {n_dims} dimensions")
-            dims = struct.unpack_from(f"{order}{n_dims}Q", m, pos + 4)
-            pos += 4 + 8 * n_dims
-            ttype, offset = struct.unpack_from(order + "IQ", m, pos)
-            pos += 12
-            tensors.append((name, ttype, tuple(int(d) for d in dims)))
-            infos.append(offset)
-        align = meta.get("general.alignment", 32)
-        if not isinstance(align, int) or align <= 0 or align & (align - 1):
-            raise ValueError(f"invalid alignment {align!r}")
-        data_start = -(-pos // align) * align
-        _check_tensor_data(tensors, infos, data_start, len(m))
-    return GGUFHeader(version, meta, tensors)
+    h = parse(path, keys=frozenset(_WANTED))
+    tensors = [(name, ttype, tuple(int(d) for d in shape)) for name, shape, ttype, _ in h.infos]
+    _check_tensor_data(tensors, [offset for *_, offset in h.infos], h.data_start, h.n_bytes)
+    return GGUFHeader(h.version, h.metadata, tensors)
 
 
 def _check_tensor_data(tensors, offsets, data_start: int, file_size: int) -> None:

@@ -79,6 +79,18 @@ def test_ctrl_c_in_chat_stops_the_reply_and_the_conversation_goes_on(slow_model,
         prompts += 1
         return proc.wait_for(lambda t: t.count(">>> ") == prompts, within, what)
 
+    def ctrl_c(what: str) -> None:
+        """SIGINT now: the prompt must be back within REACT_S."""
+        t0 = proc.sigint()
+        t1 = back_at_prompt(10, f"the prompt after Ctrl-C in {what}")
+        assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s from SIGINT to the prompt ({what})"
+
+    def reply_streams(text: str, within: float) -> None:
+        """Send `text` and wait until its reply is streaming."""
+        proc.send(text)
+        start = len(proc.text())
+        proc.wait_for(lambda t: len(t) > start + 8, within, f"the reply to {text!r} to stream")
+
     def settled() -> None:
         """An empty line: answered with a new prompt once the interrupted reply's thread has stopped
         (it stops at its next token or prefill chunk, seconds on a busy CPU adapter)."""
@@ -88,29 +100,19 @@ def test_ctrl_c_in_chat_stops_the_reply_and_the_conversation_goes_on(slow_model,
     try:
         proc.wait_for(lambda t: t.count(">>> ") == 1, 300, "the first prompt")
         # 1. during decode
-        proc.send("hello there")
-        start = len(proc.text())
-        proc.wait_for(lambda t: len(t) > start + 8, 120, "the reply to stream")
-        t0 = proc.sigint()
-        t1 = back_at_prompt(10, "the prompt after Ctrl-C in decode")
-        assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s from SIGINT to the prompt (decode)"
+        reply_streams("hello there", 120)
+        ctrl_c("decode")
         settled()
         # 2. during prefill: a long message (400 tokens, seconds of prefill), Ctrl-C before any token
         proc.send("hello " * 100)
         time.sleep(0.5)
         before = proc.text()
-        t0 = proc.sigint()
-        t1 = back_at_prompt(10, "the prompt after Ctrl-C in prefill")
-        assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s from SIGINT to the prompt (prefill)"
+        ctrl_c("prefill")
         assert before.endswith(">>> "), "the reply began before the signal: not a prefill interruption"
         settled()
         # 3. the conversation is usable: the next message gets a reply
-        proc.send("and now?")
-        start = len(proc.text())
-        proc.wait_for(lambda t: len(t) > start + 8, 300, "a reply after the interruptions")
-        t0 = proc.sigint()
-        t1 = back_at_prompt(10, "the prompt after the third Ctrl-C")
-        assert t1 - t0 < REACT_S, f"{t1 - t0:.3f} s"
+        reply_streams("and now?", 300)
+        ctrl_c("decode, after the interruptions")
         proc.send("/exit")
         assert proc.p.wait(120) == 0, proc.err.decode(errors="replace")
     finally:

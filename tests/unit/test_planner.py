@@ -306,3 +306,14 @@ def test_as_dict_and_explain():
     lines = p.explain()
     assert any(line.startswith("Memory: ") for line in lines)
     assert all(line.strip() for line in lines) and len(lines) == len(p.reasons) + 1
+
+
+# --- prefill chunk ------------------------------------------------------------------------------
+
+
+def test_default_chunk_is_per_adapter_kind_and_explicit_chunks_are_kept():
+    assert make_plan(SMOL, [cpu()]).chunk == 32
+    assert make_plan(SMOL, laptop()).chunk == 128
+    assert make_plan(SMOL, [cpu()], chunk=7).chunk == 7
+    p = make_plan(SMOL, [cpu()])
+    assert p.estimate == make_plan(SMOL, [cpu()], chunk=32).estimate  # planned with the chunk it reports

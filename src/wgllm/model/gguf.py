@@ -69,15 +69,8 @@ class GGUFFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         _check_file(self.path)
-        with open(self.path, "rb") as f:
-            try:
-                self._map = np.memmap(f, dtype=np.uint8, mode="r")
-            except (ValueError, OSError, mmap.error) as exc:
-                raise _invalid(self.path, f"it could not be mapped ({exc})") from exc
-        try:
-            head = _Header(memoryview(self._map), self.path)
-        except (struct.error, UnicodeDecodeError, ValueError) as exc:
-            raise _invalid(self.path, f"its header could not be parsed ({type(exc).__name__}: {exc})") from exc
+        self._map = _map(self.path)
+        head = _parse(self._map, self.path)
         self.metadata: dict[str, Any] = head.metadata
         self.tensors: dict[str, TensorInfo] = _read_tensors(head, self._map, self.path)
         self.n_bytes = int(self._map.nbytes)
@@ -127,13 +120,38 @@ _SCALARS = {  # GGUFValueType -> struct format
 _ARRAYS = {t: np.dtype(f) for t, f in _SCALARS.items() if t != GGUFValueType.BOOL}
 
 
-class _Header:
-    """The GGUF header (version 2 or 3): metadata, tensor infos and where the data starts.
-    Every read is bounds-checked; counts are checked against the bytes that remain."""
+def read_header(path: str | os.PathLike, keys: frozenset[str] | None = None) -> "Header":
+    """The header of the GGUF file at `path` (tensor data untouched). keys: the metadata keys
+    to decode (None: all); the values of the others are skipped unread, which makes listing a
+    cache of models fast. Raises ModelNotFoundError / InvalidModelFileError."""
+    path = Path(path)
+    _check_file(path)
+    return _parse(_map(path), path, keys)
 
-    def __init__(self, buf: memoryview, path: Path):
-        self.buf, self.path, self.off = buf, path, 4
-        version = self._scalar(GGUFValueType.UINT32)
+
+def _map(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        try:
+            return np.memmap(f, dtype=np.uint8, mode="r")
+        except (ValueError, OSError, mmap.error) as exc:
+            raise _invalid(path, f"it could not be mapped ({exc})") from exc
+
+
+def _parse(data: np.ndarray, path: Path, keys: frozenset[str] | None = None) -> "Header":
+    try:
+        return Header(memoryview(data), path, keys)
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(path, f"its header could not be parsed ({type(exc).__name__}: {exc})") from exc
+
+
+class Header:
+    """A GGUF header (version 2 or 3): `metadata`, tensor `infos` (name, shape, ggml type id,
+    offset) and `data_start`. Every read is bounds-checked; counts are checked against the
+    bytes that remain. With `keys`, only those metadata values are decoded."""
+
+    def __init__(self, buf: memoryview, path: Path, keys: frozenset[str] | None = None):
+        self.buf, self.path, self.off, self.n_bytes = buf, path, 4, len(buf)
+        self.version = version = self._scalar(GGUFValueType.UINT32)
         if version not in (2, 3):
             raise _invalid(path, f"it is GGUF version {version}; wgllm reads versions 2 and 3")
         n_tensors = self._count(self._scalar(GGUFValueType.UINT64), 24, "tensors")
@@ -141,7 +159,10 @@ class _Header:
         self.metadata: dict[str, Any] = {}
         for _ in range(n_kv):
             key = self._string()
-            self.metadata[key] = self._value(self._type())
+            if keys is None or key in keys:
+                self.metadata[key] = self._value(self._type())
+            else:
+                self._skip(self._type())
         self.infos = [self._tensor_info() for _ in range(n_tensors)]
         align = self.metadata.get("general.alignment", 32)
         if not isinstance(align, int) or align <= 0 or align & (align - 1):
@@ -195,6 +216,21 @@ class _Header:
             return self._strings(n)
         return [self._value(et) for _ in range(n)]
 
+    def _skip(self, t: GGUFValueType) -> None:
+        """Step over a value without decoding it (string arrays: their lengths only)."""
+        if t in _SCALARS:
+            self._take(struct.calcsize(_SCALARS[t]))
+        elif t == GGUFValueType.STRING:
+            self._take(self._scalar(GGUFValueType.UINT64))
+        else:
+            et = self._type()
+            n = self._count(self._scalar(GGUFValueType.UINT64), 1 if et in _SCALARS else 8, "array elements")
+            if et in _SCALARS:
+                self._take(n * struct.calcsize(_SCALARS[et]))
+            else:
+                for _ in range(n):
+                    self._skip(et)
+
     def _strings(self, n: int) -> list[str]:
         """n strings (u64 length + bytes each): the vocabulary arrays, in one tight loop."""
         buf, off, end, out = self.buf, self.off, len(self.buf), []
@@ -222,7 +258,7 @@ class _Header:
         return name, shape, self._scalar(GGUFValueType.UINT32), self._scalar(GGUFValueType.UINT64)
 
 
-def _read_tensors(head: _Header, data: np.ndarray, path: Path) -> dict[str, TensorInfo]:
+def _read_tensors(head: Header, data: np.ndarray, path: Path) -> dict[str, TensorInfo]:
     size = int(data.nbytes)
     out: dict[str, TensorInfo] = {}
     for name, shape, raw_type, offset in head.infos:

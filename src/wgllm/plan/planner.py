@@ -186,6 +186,7 @@ class Trial:
     n_ctx: int
     estimate: MemoryEstimate | None
     problems: list[str]
+    chunk: int = 128
 
     @property
     def fits(self) -> bool:
@@ -196,17 +197,26 @@ class Trial:
         return self.estimate.total if self.estimate else 0
 
 
-def check(layout: ModelLayout, adapter: AdapterBudget, act: str, n_ctx: int, chunk: int = 128) -> Trial:
-    """Try `layout` at (act, n_ctx) on `adapter`: limits and memory (see module doc)."""
+def default_chunk(adapter: AdapterBudget) -> int:
+    """Prefill tokens per pass when not asked for: 32 on a CPU adapter (the CPU kernels gain
+    nothing from longer passes, and a pass there takes ~0.5 s: progress and Ctrl-C stay prompt),
+    128 elsewhere."""
+    return 32 if adapter.kind == "cpu" else 128
+
+
+def check(layout: ModelLayout, adapter: AdapterBudget, act: str, n_ctx: int, chunk: int | None = None) -> Trial:
+    """Try `layout` at (act, n_ctx) on `adapter` with prefill passes of `chunk` tokens (None:
+    `default_chunk`): limits and memory (see module doc)."""
+    chunk = chunk or default_chunk(adapter)
     try:
         est = _estimate(layout, int(n_ctx), act, int(chunk), adapter.max_storage_binding, adapter.max_buffer_size)
     except ValueError as exc:  # a weight row larger than a binding
-        return Trial(adapter, act, n_ctx, None, [str(exc)])
+        return Trial(adapter, act, n_ctx, None, [str(exc)], chunk)
     problems = est.limit_problems(adapter.max_buffer_size, adapter.max_storage_binding)
     if est.total > usable(adapter):
         problems.append(f"it needs {fmt_bytes(est.total)} but {fmt_bytes(usable(adapter))} is usable "
                         f"({1 - HEADROOM:.0%} of the {fmt_bytes(adapter.planning_budget)} budget)")
-    return Trial(adapter, act, n_ctx, est, problems)
+    return Trial(adapter, act, n_ctx, est, problems, chunk)
 
 
 def precisions(requested: str, adapter: AdapterBudget) -> list[str]:
@@ -261,7 +271,7 @@ def _pairs(cands: list[AdapterBudget], ladder: list[int], adapter_first: bool
 
 
 def search(layout: ModelLayout, cands: list[AdapterBudget], ladder: list[int], precision: str,
-           chunk: int = 128, adapter_first: bool = False) -> tuple[Trial | None, list[Trial]]:
+           chunk: int | None = None, adapter_first: bool = False) -> tuple[Trial | None, list[Trial]]:
     """The first configuration that fits (or None), and every trial made."""
     trials: list[Trial] = []
     for adapter, n_ctx in _pairs(cands, ladder, adapter_first):
@@ -323,12 +333,12 @@ class Plan:
         return lines
 
 
-def _validate(ctx: int | None, precision: str, chunk: int) -> None:
+def _validate(ctx: int | None, precision: str, chunk: int | None) -> None:
     if precision not in ("auto", "f16", "f32"):
         raise RequestError(f"precision must be auto, f16 or f32, not '{precision}'.")
     if ctx is not None and (int(ctx) != ctx or ctx < MIN_CTX):
         raise RequestError(f"ctx must be at least {MIN_CTX} tokens, not {ctx}.")
-    if chunk < 1:
+    if chunk is not None and chunk < 1:
         raise RequestError(f"chunk must be at least 1 token, not {chunk}.")
 
 
@@ -341,12 +351,13 @@ def _check_f16(cands: list[AdapterBudget], precision: str, how: str) -> None:
 
 
 def make_plan(layout: ModelLayout, adapters: list[AdapterBudget], *, ctx: int | None = None,
-              policy: Policy = "auto", precision: str = "auto", chunk: int = 128) -> Plan:
+              policy: Policy = "auto", precision: str = "auto", chunk: int | None = None) -> Plan:
     """Plan `layout` on one of `adapters` (see module doc for the rules).
 
     ctx: tokens, or None for the default (which may then be reduced).
     policy: "auto", "high-performance", "low-power", an adapter index or a name
-    substring. Raises ModelTooLargeError (nothing fits; alternatives listed),
+    substring. chunk: prefill tokens per pass (None: `default_chunk` of each adapter).
+    Raises ModelTooLargeError (nothing fits; alternatives listed),
     AdapterNotFoundError, FeatureMissingError, NoAdapterError, RequestError."""
     _validate(ctx, precision, chunk)
     cands, how = select_adapters(adapters, policy)
@@ -382,7 +393,7 @@ def _build(layout, found: Trial, trials: list[Trial], cands, how, policy, ladder
     return Plan(adapter=a, precision=found.precision, kv_dtype=found.precision, n_ctx=found.n_ctx, estimate=est,
                 headroom=a.planning_budget - est.total, reasons=reasons, ctx_reduced=found.n_ctx != ladder[0],
                 model=layout.name, arch=layout.arch, quantization=layout.quantization, runnable=ok,
-                budget=a.planning_budget, requested_ctx=ctx, policy=str(policy or "auto"), chunk=chunk)
+                budget=a.planning_budget, requested_ctx=ctx, policy=str(policy or "auto"), chunk=found.chunk)
 
 
 def _why_model(layout: ModelLayout, why_run: str) -> str:
@@ -493,7 +504,7 @@ def _fits_text(t: Trial) -> str:
     return f"fits on {t.adapter.summary} at {t.n_ctx} tokens ({fmt_bytes(t.need)} of {fmt_bytes(usable(t.adapter))})"
 
 
-def alternatives(layout: ModelLayout, adapters, cands, ladder, precision: str, chunk: int = 128) -> list[str]:
+def alternatives(layout: ModelLayout, adapters, cands, ladder, precision: str, chunk: int | None = None) -> list[str]:
     """Configurations that fit (each checked), as plain phrases: smaller context, f16 KV,
     another adapter, a smaller quantization, a raised budget, a smaller catalog model."""
     out = []

@@ -86,7 +86,8 @@ class Engine:
     policy ("auto", "high-performance", "low-power"); None: `policy`. ctx:
     context length in tokens (None: min(model's, 4096), reduced if it does
     not fit). precision: "auto", "f16" or "f32". chunk: prefill tokens per
-    pass. gpu_memory: memory caps (e.g. "4GiB", "0=4GiB,1=8GiB"; see
+    pass (None: the planner's default for the adapter, 32 on a CPU adapter, 128 elsewhere).
+    gpu_memory: memory caps (e.g. "4GiB", "0=4GiB,1=8GiB"; see
     `wgllm.gpu.inventory.parse_caps`; None: $WGLLM_GPU_MEMORY).
     recovery: a RecoveryPolicy (None: the default: recover on the same adapter,
     then fall back). faults: a fault-injection spec (see wgllm.runtime.faults;
@@ -100,7 +101,7 @@ class Engine:
     """
 
     def __init__(self, model: str | None = None, *, device: str | int | None = None, ctx: int | None = None,
-                 precision: str = "auto", chunk: int = 128, gpu_memory: Caps = None, policy: str = "auto",
+                 precision: str = "auto", chunk: int | None = None, gpu_memory: Caps = None, policy: str = "auto",
                  recovery: RecoveryPolicy | None = None, faults: str | None = None, on_event=None):
         from wgllm import hub
         from wgllm.model.chat_template import ChatTemplate
@@ -121,7 +122,7 @@ class Engine:
         self.plan, self.adapter = self._plan(device if device not in (None, "") else policy)
         self.precision = self.plan.precision
         self.n_ctx = self.plan.n_ctx
-        self.chunk = max(1, min(chunk, self.n_ctx))
+        self.chunk = max(1, min(self.plan.chunk, self.n_ctx))
         self.cached: list[int] = []  # tokens whose K/V are in the cache, in order
         self._log: list[Segment] = []  # how the K/V of `cached` were computed (for exact replay)
         self.stats = GenerationStats()
