@@ -19,14 +19,15 @@ from wgllm.testing.memory import resident_bytes
 GENERATIONS, FAULTS_PER_GENERATION = 50, 4
 KINDS = ("lost", "oom", "hang")
 # The driver's own caches (lavapipe/LLVM) grow over the first device rebuilds of a process,
-# then stay flat (measured: ~10 rebuilds, ~150 MB). Resident memory also swings between
-# generations by transient driver allocations (lavapipe ~70 MB; NVIDIA in ~77 MB steps).
-# What is checked is the floor: the lowest resident memory over the 10 generations after
-# WARMUP against the lowest over the last 10, i.e. that the ~150 faults and rebuilds in
-# between leave nothing behind (a leak of 1 MB per fault would raise the floor ~120 MB;
-# measured: +4 MB on lavapipe, +0 on the H100).
+# then stay flat (measured: ~10 rebuilds, ~150 MB). Resident memory also jumps between
+# generations in steps of transient driver allocations (lavapipe: levels ~45 MB apart, e.g.
+# 235 / 280 / 325 / 370 MiB; NVIDIA ~77 MB steps), and which levels a stretch of generations
+# visits is chance: the lowest level was seen missing for 21 generations in a row. So what is
+# checked is the trend after WARMUP: the least-squares slope of resident memory per generation.
+# A leak of 1 MB per fault is ~4 MiB per generation; measured without a leak on lavapipe
+# (2026-12-02, 100 generations): slopes of 40-generation stretches between -1.1 and +1.0.
 WARMUP = 10
-MAX_GROWTH = 32 << 20
+MAX_SLOPE = 2 << 20  # bytes per generation
 
 
 def _engine(path, spec=""):
@@ -111,7 +112,7 @@ def _chaos(tmp_path, kinds, generations: int = GENERATIONS):
     assert typed_errors <= generations // 5
     assert e.dev.allocated_bytes == pytest.approx(e.plan.estimate.total, rel=0.02)  # accounts back to plan
     if generations >= WARMUP + 20:
-        grown = min(rss[-10:]) - min(rss[WARMUP:WARMUP + 10])
+        slope = np.polyfit(np.arange(len(rss) - WARMUP), np.array(rss[WARMUP:], float), 1)[0]
         mib = [r >> 20 for r in rss]
-        assert grown < MAX_GROWTH, f"the process memory floor rose by {grown >> 20} MiB after the warm-up (MiB: {mib})"
+        assert slope < MAX_SLOPE, f"process memory grew {slope / 2**20:.2f} MiB per generation after the warm-up (MiB: {mib})"
     e.close()
