@@ -7,13 +7,14 @@ Usage:
 Measures, with the model already cached:
 * the README's main job, `wgllm run "What is the capital of France?"`, end to end
   (a fresh process each time: Python start-up, load, compile, prefill, decode);
-* time to first token for a chat prompt of about 40 tokens (`Engine.generate`,
+* time to first token for a 41-token chat prompt (`Engine.generate`,
   a fresh KV cache each rep; the first rep of a process is reported apart: it
   includes the driver's first compilation of the prefill kernels);
 * prefill and decode tok/s (40-token prompt, 64 tokens generated, EOS ignored);
 * llama.cpp's CPU backend on the same file (llama-cpp-python, run in
-  `--peer-python`, default this interpreter; 2 threads): prompt eval and eval
-  tok/s from its own perf counters, same prompt and token counts.
+  `--peer-python`, default this interpreter; 2 threads): the same prompt tokens
+  evaluated in one batch (prefill, TTFT without sampling), then greedy tokens one
+  by one (decode), timed here with the same clock.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from common import commit
 
 QUESTION = "What is the capital of France?"
 CHAT = [{"role": "system", "content": "You are a concise assistant."},
-        {"role": "user", "content": "Name three rivers in Europe and say in one line where each one flows."}]
+        {"role": "user", "content": "Name three rivers in Europe and, for each of them, say in one short line where it flows."}]
 
 PEER = r"""
 import json, sys, time
@@ -44,16 +45,14 @@ load = time.perf_counter() - t
 runs = []
 for _ in range(reps):
     llm.reset()
-    llama_cpp.llama_perf_context_reset(llm.ctx)
     t = time.perf_counter()
     llm.eval(prompt)
-    ttft = time.perf_counter() - t
+    prefill = time.perf_counter() - t
+    t = time.perf_counter()
     for _ in range(gen - 1):
-        tok = int(llm.scores[llm.n_tokens - 1].argmax())  # greedy
-        llm.eval([tok])
-    p = llama_cpp.llama_perf_context(llm.ctx)
-    runs.append(dict(prefill_tok_s=p.n_p_eval / (p.t_p_eval_ms / 1e3), decode_tok_s=p.n_eval / (p.t_eval_ms / 1e3),
-                     ttft_ms=ttft * 1e3))
+        llm.eval([int(llm.scores[llm.n_tokens - 1].argmax())])  # greedy
+    decode = time.perf_counter() - t
+    runs.append(dict(prefill_tok_s=len(prompt) / prefill, decode_tok_s=(gen - 1) / decode, ttft_ms=prefill * 1e3))
 print(json.dumps(dict(load_s=load, version=llama_cpp.__version__, runs=runs)))
 """
 

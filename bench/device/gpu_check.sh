@@ -14,7 +14,7 @@ for spec in $1; do
   for tree in old new old new; do
     src=$PWD/src; b=bench; [ "$tree" = old ] && src=$PWD/.old/src && b=.old/bench
     PYTHONPATH=/tmp/site:$src WGLLM_COMMIT=$tree timeout 240 python3 $b/bench_engine.py --shape "$shape" --types "$types" \
-      --model /tmp/m/$shape.gguf --prompt 512 --gen 128 --reps 3 --precision f16 \
+      --model /tmp/m/$shape.gguf --prompt 512 --gen ${GEN:-128} --reps 3 --precision f16 \
       --json "$OUT/$tree-$shape-$(date +%s%N).json" 2>&1 | tail -1
   done
   rm -f /tmp/m/$shape.gguf

@@ -60,7 +60,10 @@ MATMUL_TOKENS = 64    # tokens per matmul workgroup
 GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements each)
 ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
 ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
-ROWDOT_TOKENS = 4     # rowdot: token rows per pass over the weights when T_max > 1
+# rowdot: token rows per pass over the weights when T_max > 1. 2, not 4: lavapipe compiles a
+# kernel at its first use (a new machine's first prefill), and at 4 each prefill variant took
+# ~4 s against ~1.7 s at 2, for ~5-10% faster prefill (bench/RESULTS.md).
+ROWDOT_TOKENS = 2
 _LINEAR_PARAMS = 8    # u32 fields of struct Params in matvec/matmul.wgsl
 
 
