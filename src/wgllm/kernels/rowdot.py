@@ -22,14 +22,16 @@ class BlockType:
     """How rowdot reads one weight type: block bytes and the WGSL of its dot product."""
 
     name: str
-    bytes: int  # bytes per block of 32 elements
-    uses_xsum: bool  # the dot needs sum(x) over the block (a zero point)
+    bytes: int  # bytes per block
+    uses_xsum: bool  # the dot needs sum(x) over each 32 elements (a zero point or min)
+    units: int = 1  # 32-element units per block (8: the 256-element super-blocks of K-quants)
 
 
 TYPES = {
     "q4_0": BlockType("q4_0", 18, True),
     "q4_1": BlockType("q4_1", 20, True),
     "q8_0": BlockType("q8_0", 34, False),
+    "q4_k": BlockType("q4_k", 144, True, 8),
     "f16": BlockType("f16", 64, False),
     "f32": BlockType("f32", 128, False),
 }
@@ -65,8 +67,12 @@ class _Row:
         return f"w{self.j}_{o // 16}.{XYZW[o // 4 % 4]}"
 
 
-def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[str], xsum: str | None) -> str:
-    """WGSL expression: the dot of the block at byte p of `row` with x vec4s `xs` (8 of them)."""
+def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[list[str]], xsum: list[str] | None) -> str:
+    """WGSL expression: the dot of the block at byte p of `row` with x: xs[u] are the 8 x vec4s
+    of its 32-element unit u, xsum[u] their sum (types with a zero point or min)."""
+    if bt.name == "q4_k":
+        return _q4k_dot(row, p, xs, xsum)
+    xs, xsum = xs[0], xsum[0] if xsum else None
     if bt.name in ("q4_0", "q4_1"):
         q0 = p + (2 if bt.name == "q4_0" else 4)
         ws = [row.word(q0 + 4 * k) for k in range(4)]
@@ -86,6 +92,31 @@ def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[str], xsum: str | None
         return " + ".join(f"dot(bitcast<vec4<f32>>(vec4<u32>({', '.join(row.word(p + 16 * k + 4 * c) for c in range(4))})), {xs[k]})"
                           for k in range(8))
     raise KeyError(bt.name)
+
+
+def _q4k_dot(row: _Row, p: int, xs: list[list[str]], xsum: list[str]) -> str:
+    """Q4_K, 144-byte super-block of 256: d f16 | dmin f16 | scales[12] | qs[128]. Unit s (32
+    elements) has a 6-bit scale sc and min mn packed in scales[] (as gguf's get_scale_min_k4);
+    its quants are the low (s even) or high (s odd) nibbles of qs[32 (s / 2) ..].
+    x = d * sc * q - dmin * mn, so the dot is d * sum_s sc_s * sum(q x) - dmin * sum_s mn_s * sum(x)."""
+    sw = [row.word(p + 4 + 4 * i) for i in range(3)]
+
+    def sb(i: int) -> str:  # scales[i]
+        return f"(({sw[i // 4]} >> {8 * (i % 4)}u) & 0xffu)"
+
+    terms, mins = [], []
+    for s in range(8):
+        if s < 4:
+            sc, mn = f"({sb(s)} & 63u)", f"({sb(s + 4)} & 63u)"
+        else:
+            sc = f"(({sb(s + 4)} & 15u) | (({sb(s - 4)} >> 6u) << 4u))"
+            mn = f"(({sb(s + 4)} >> 4u) | (({sb(s)} >> 6u) << 4u))"
+        nib = "nib_lo" if s % 2 == 0 else "nib_hi"
+        q = " + ".join(f"dot({nib}({row.word(p + 16 + 32 * (s // 2) + 4 * k)}), {xs[s][k]})" for k in range(8))
+        terms.append(f"f32({sc}) * ({q})")
+        mins.append(f"f32({mn}) * {xsum[s]}")
+    dm = f"unpack2x16float({row.word(p)})"
+    return f"{dm}.x * ({' + '.join(terms)}) - {dm}.y * ({' + '.join(mins)})"
 
 
 def _x_loads(t: int, b: int, x0: str, glu: bool, f16: bool) -> list[str]:
@@ -113,17 +144,18 @@ def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group
     rows = [_Row(j, (j * rb) % 16) for j in range(R)]
     body = []
     for b in range(nblocks):
-        xs = {}
+        units = [b * bt.units + s for s in range(bt.units)]  # the block's 32-element units of x
         for t in range(TT):
-            xs[t] = [f"x{t}_{b}_{c}" for c in range(8)]
-            body += _x_loads(t, b, x0, glu, f16)
-            if bt.uses_xsum:
-                body.append(f"let s{t}_{b} = dot(((x{t}_{b}_0 + x{t}_{b}_1) + (x{t}_{b}_2 + x{t}_{b}_3)) + "
-                            f"((x{t}_{b}_4 + x{t}_{b}_5) + (x{t}_{b}_6 + x{t}_{b}_7)), vec4<f32>(1.0));")
+            for u in units:
+                body += _x_loads(t, u, x0, glu, f16)
+                if bt.uses_xsum:
+                    body.append(f"let s{t}_{u} = dot(((x{t}_{u}_0 + x{t}_{u}_1) + (x{t}_{u}_2 + x{t}_{u}_3)) + "
+                                f"((x{t}_{u}_4 + x{t}_{u}_5) + (x{t}_{u}_6 + x{t}_{u}_7)), vec4<f32>(1.0));")
         for row in rows:
             for t in range(TT):
-                dot = _block_dot(bt, row, b * bt.bytes, xs[t], f"s{t}_{b}" if bt.uses_xsum else None)
-                body.append(f"a{row.j}_{t} += {dot};")
+                xs = [[f"x{t}_{u}_{c}" for c in range(8)] for u in units]
+                sums = [f"s{t}_{u}" for u in units] if bt.uses_xsum else None
+                body.append(f"a{row.j}_{t} += {_block_dot(bt, row, b * bt.bytes, xs, sums)};")
     loads = []
     for row in rows:
         base = (row.j * rb - row.off) // 16
@@ -137,11 +169,11 @@ def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool
     """The {{BODY}} of rowdot.wgsl for rows of K elements of type `qt` (rb bytes each); x of
     f16 (read as vec4<u32> of 8 halves) or f32, with the SwiGLU input (glu) or not."""
     bt = TYPES[qt]
-    nb = K // 32
+    nb = K // (32 * bt.units)
     G = 16 // math.gcd(bt.bytes, 16)  # blocks per group: G * bytes % 16 == 0
     ng, tail = divmod(nb, G)
     gv = G * bt.bytes // 16
-    xper = 4 if f16 else 8  # x vec4 per block of 32
+    xper = (4 if f16 else 8) * bt.units  # x vec4 per block
     lines = [f"let xr{t} = min(t0 + {t}u, T - 1u) * XROW;" for t in range(TT)]
     lines += [f"var a{j}_{t} = 0.0;" for j in range(R) for t in range(TT)]
     if ng:
