@@ -637,30 +637,12 @@ class GGUFHeader:
 
 def read_header(path: Path) -> GGUFHeader:
     """Parse the header of the GGUF file at `path`, decoding only the few metadata values a
-    listing needs (wgllm.model.gguf.read_header; raises its InvalidModelFileError, or ValueError
-    when tensor data lies past the end of the file)."""
+    listing needs, and check that every tensor's data lies inside the file
+    (wgllm.model.gguf.read_header / read_tensors; raises their InvalidModelFileError)."""
     from wgllm.model.gguf import read_header as parse
+    from wgllm.model.gguf import read_tensors
 
     h = parse(path, keys=frozenset(_WANTED))
-    tensors = [(name, ttype, tuple(int(d) for d in shape)) for name, shape, ttype, _ in h.infos]
-    _check_tensor_data(tensors, [offset for *_, offset in h.infos], h.data_start, h.n_bytes)
+    tensors = [(t.name, int(t.ggml_type), t.shape) for t in read_tensors(h).values()]
     return GGUFHeader(h.version, h.metadata, tensors)
 
-
-def _check_tensor_data(tensors, offsets, data_start: int, file_size: int) -> None:
-    """Every tensor's bytes lie inside the file (a truncated download fails here)."""
-    if not tensors:
-        return
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    for (name, ttype, dims), offset in zip(tensors, offsets):
-        try:
-            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
-        except (ValueError, KeyError):
-            raise ValueError(f"tensor {name} has unknown type {ttype}") from None
-        n = 1
-        for d in dims:
-            n *= d
-        end = data_start + offset + n // block * type_size
-        if end > file_size:
-            raise ValueError(f"tensor {name} ends at byte {end}, past the end of the file ({file_size} bytes)")

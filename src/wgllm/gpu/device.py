@@ -321,12 +321,8 @@ class Device:
         capacity; see Dispatch.groups_for); returns the encoder."""
         enc = encoder or self.device.create_command_encoder()
         cpass = enc.begin_compute_pass()
-        if T is None:
-            for d in dispatches:
-                d.encode(cpass)
-        else:
-            for d in dispatches:
-                d.encode(cpass, T)
+        for d in dispatches:
+            d.encode(cpass, T)
         cpass.end()
         return enc
 
