@@ -17,43 +17,28 @@ All share quant.wgsl (byte reads, per-type block dequantization).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
-
 import numpy as np
 import wgpu
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from wgllm.gpu.device import Device, Dispatch
-from wgllm.kernels import rowdot
+from wgllm.kernels import qtypes, rowdot
 from wgllm.kernels.constants import K_ALIGN, PAD
+from wgllm.kernels.qtypes import QType
 
 Q = GGMLQuantizationType
 
 
-class _Kernel(NamedTuple):
-    """Per weight type: name suffix of the quant.wgsl / matvec.wgsl functions, the
-    matvec's unit (elements per invocation step) and row pairs per 32 invocations
-    (2 for the block types, 1 for F32/F16: the faster on an H100)."""
-
-    name: str
-    unit: int
-    pairs: int
+def _qt(qtype: GGMLQuantizationType) -> QType:
+    """The table row of a weight type the kernels read (see kernels/qtypes.py)."""
+    return qtypes.qtype(qtype)
 
 
-_KERNEL_TYPES: dict[GGMLQuantizationType, _Kernel] = {
-    Q.F32: _Kernel("f32", 8, 1),
-    Q.F16: _Kernel("f16", 16, 1),
-    Q.Q8_0: _Kernel("q8_0", 32, 2),
-    Q.Q4_0: _Kernel("q4_0", 32, 2),
-    Q.Q4_1: _Kernel("q4_1", 32, 2),
-    Q.Q4_K: _Kernel("q4_k", 64, 2),
-    Q.Q6_K: _Kernel("q6_k", 64, 2),
-}
-SUPPORTED_TYPES = frozenset(_KERNEL_TYPES)
+SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
 STAGE = 16 << 20      # upload staging size (bytes)
 MATVEC_GROUPS = 4     # matvec: row groups (of 32 invocations) per workgroup
-MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see _KERNEL_TYPES)
+MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
 MATVEC_UNROLL = 1     # matvec: units per invocation per loop iteration
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
@@ -80,15 +65,12 @@ class GpuWeight:
 
 def row_bytes(qtype: GGMLQuantizationType, K: int) -> int:
     """Bytes of one row of K elements of `qtype` in ggml block layout."""
-    block, type_size = GGML_QUANT_SIZES[qtype]
-    if K % block:
-        raise ValueError(f"row length {K} is not a multiple of the {qtype.name} block ({block})")
-    return K // block * type_size
+    return qtypes.qtype(qtype).row_bytes(K)
 
 
 def _check_type(qtype: GGMLQuantizationType, K: int) -> None:
-    if qtype not in _KERNEL_TYPES:
-        names = ", ".join(t.name for t in _KERNEL_TYPES)
+    if qtype not in SUPPORTED_TYPES:
+        names = ", ".join(sorted(t.name for t in SUPPORTED_TYPES))
         raise NotImplementedError(f"weights of type {qtype.name} are not supported (supported: {names})")
     if K % K_ALIGN or K <= 0:
         raise ValueError(f"row length {K} must be a positive multiple of {K_ALIGN}")
@@ -161,7 +143,7 @@ def upload_weight(dev: Device, parts: list[np.ndarray], qtype: GGMLQuantizationT
 
 
 def _matvec_pairs(qtype: GGMLQuantizationType) -> int:
-    return MATVEC_PAIRS or _KERNEL_TYPES[qtype].pairs
+    return MATVEC_PAIRS or _qt(qtype).pairs
 
 
 def matvec_rows(qtype: GGMLQuantizationType) -> int:
@@ -188,7 +170,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     chunk; T_max == 1 builds the matrix-vector kernel, larger T_max the tiled one.
     """
     act = _act(x_type, y_type)
-    kern = _KERNEL_TYPES[w.qtype]
+    kern = _qt(w.qtype)
     rb = row_bytes(w.qtype, w.K)
     out = []
     for buf, row0, rows in w.chunks:
@@ -196,9 +178,9 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         assert params.size == _LINEAR_PARAMS
         u = dev.uniform(params, "linear params")
         binds = [buf, x, y, u, step]
-        consts = dict(QT=kern.name, XT=x_type, YT=y_type, ACT=act, GLU=int(glu))
-        if dev.kind == "cpu" and kern.name in rowdot.TYPES:
-            out.append(_rowdot(dev, w, kern.name, rows, binds, T_max, glu, consts))
+        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=int(glu))
+        if dev.kind == "cpu" and kern.rowdot:
+            out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts))
             continue
         if T_max == 1:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
@@ -232,7 +214,7 @@ def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str
     y_type. One dispatch per chunk; each writes the tokens whose row it holds.
     """
     act = _act(y_type)
-    qt = _KERNEL_TYPES[w.qtype].name
+    qt = _qt(w.qtype).kernel
     rb = row_bytes(w.qtype, w.K)
     groups = (-(-w.K // (8 * GET_ROWS_WG)), 1, T_max)
     out = []
@@ -245,7 +227,7 @@ def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str
 
 def dequantize_gpu(dev: Device, w: GpuWeight) -> np.ndarray:
     """Test helper: the whole weight dequantized on the GPU, f32 [N, K]."""
-    qt = _KERNEL_TYPES[w.qtype].name
+    qt = _qt(w.qtype).kernel
     rb = row_bytes(w.qtype, w.K)
     out = np.empty((w.N, w.K), np.float32)
     batch = max(1, min(dev.max_binding, 64 << 20) // (4 * w.K))  # rows per readback
@@ -264,16 +246,6 @@ def dequantize_gpu(dev: Device, w: GpuWeight) -> np.ndarray:
 
 # --- test / benchmark data -------------------------------------------------------------
 
-# (byte offset in the block, lo, hi) of each f16 scale field, set to a sane random value.
-_SCALE_FIELDS = {
-    Q.Q8_0: [(0, 1e-3, 1e-2)],
-    Q.Q4_0: [(0, 1e-3, 1e-2)],
-    Q.Q4_1: [(0, 1e-3, 1e-2), (2, -1e-2, 1e-2)],
-    Q.Q4_K: [(0, 1e-4, 1e-3), (2, 1e-4, 1e-3)],
-    Q.Q6_K: [(208, 1e-4, 1e-3)],
-}
-
-
 def random_weight_bytes(rng: np.random.Generator, qtype: GGMLQuantizationType, N: int, K: int) -> np.ndarray:
     """Random valid raw GGUF bytes for an [N, K] weight: random quants with random
     f16 scales of either sign in sane ranges (uint8 [N * row_bytes])."""
@@ -284,7 +256,7 @@ def random_weight_bytes(rng: np.random.Generator, qtype: GGMLQuantizationType, N
     block, type_size = GGML_QUANT_SIZES[qtype]
     n_blocks = N * K // block
     blocks = rng.integers(0, 256, (n_blocks, type_size), dtype=np.uint8)
-    for off, lo, hi in _SCALE_FIELDS[qtype]:
+    for off, lo, hi in _qt(qtype).scales:
         scale = rng.uniform(lo, hi, n_blocks) * rng.choice([-1.0, 1.0], n_blocks)
         blocks[:, off : off + 2] = scale.astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
     return blocks.reshape(-1)
