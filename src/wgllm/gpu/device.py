@@ -12,7 +12,6 @@ built once when a `Dispatch` is made and reused for every submission.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 import numpy as np
@@ -20,16 +19,13 @@ import wgpu
 
 from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError
 from wgllm.gpu import health
+from wgllm.gpu.dispatch import STAGING, STORAGE, UNIFORM, Dispatch, write_parts  # noqa: F401 (re-exported)
 from wgllm.kernels.constants import buffer_size, uniform_size
 from wgllm.kernels.registry import specialise
 
 BU = wgpu.BufferUsage
-STORAGE = BU.STORAGE | BU.COPY_SRC | BU.COPY_DST
-# Parameter buffers may also be bound as read-only storage: a kernel whose loop bounds
-# come from a uniform is recompiled by lavapipe (Mesa 22.3 "uniform inlining") on every
-# submission, leaking the compiled code (measured: 1.2 MB and ~40% of decode time per
-# token on SmolLM2 for matvec.wgsl); storage loads are never inlined.
-UNIFORM = BU.UNIFORM | BU.STORAGE | BU.COPY_DST
+assert (STORAGE, UNIFORM, STAGING) == (BU.STORAGE | BU.COPY_SRC | BU.COPY_DST, BU.UNIFORM | BU.STORAGE | BU.COPY_DST,
+                                       BU.MAP_READ | BU.COPY_DST), "gpu/dispatch.py's usage flags are WebGPU's"
 
 # (buffer) or (buffer, offset, size): what a kernel binding points at.
 Binding = Union[wgpu.GPUBuffer, tuple]
@@ -45,35 +41,6 @@ _WANTED_LIMITS = (
     "max-compute-workgroups-per-dimension",
     "max-uniform-buffer-binding-size",
 )
-
-
-@dataclass
-class Dispatch:
-    """One compute dispatch, ready to encode: pipeline, bind group, workgroup counts."""
-
-    pipeline: wgpu.GPUComputePipeline
-    bind_group: wgpu.GPUBindGroup
-    groups: tuple[int, int, int]
-    name: str = ""
-    keep: list = field(default_factory=list)  # buffers the bind group needs alive
-    # (axis, num, den): along `axis` the work covers token rows, ceil(T * num / den) workgroups
-    # for a pass of T rows (at most `groups[axis]`, the capacity); None: fixed groups.
-    per_token: tuple[int, int, int] | None = None
-
-    def groups_for(self, T: int | None) -> tuple[int, int, int]:
-        """Workgroup counts for a pass over T token rows (None: the built capacity)."""
-        if T is None or self.per_token is None:
-            return self.groups
-        axis, num, den = self.per_token
-        g = list(self.groups)
-        g[axis] = max(1, min(g[axis], -(-T * num // den)))
-        return (g[0], g[1], g[2])
-
-    def encode(self, cpass: wgpu.GPUComputePassEncoder, T: int | None = None) -> None:
-        cpass.set_pipeline(self.pipeline)
-        cpass.set_bind_group(0, self.bind_group)
-        # (the decode loop's hot path: no per-token work unless T asks for fewer groups)
-        cpass.dispatch_workgroups(*(self.groups if T is None or self.per_token is None else self.groups_for(T)))
 
 
 def align(n: int, a: int) -> int:
@@ -231,6 +198,15 @@ class Device:
         if raw.nbytes % 4:
             raw = np.concatenate([raw, np.zeros(4 - raw.nbytes % 4, np.uint8)])
         self.queue.write_buffer(buf, offset, raw)
+
+    def write_parts(self, buf: wgpu.GPUBuffer, parts, start: int, stop: int) -> None:
+        """Write bytes [start, stop) of the concatenation of `parts` (uint8 arrays) into `buf`
+        from offset 0, one bounded staging piece at a time (see gpu/dispatch.write_parts)."""
+        write_parts(lambda data, off: self.write(buf, data, off), parts, start, stop)
+
+    def staging(self, size: int) -> wgpu.GPUBuffer:
+        """A read-back (MAP_READ) buffer of `size` bytes, accounted under "staging"."""
+        return self.buffer(size, "staging", STAGING)
 
     def uniform(self, data, label: str = "params") -> wgpu.GPUBuffer:
         """A small uniform buffer holding `data` (e.g. a kernel's parameter struct)."""

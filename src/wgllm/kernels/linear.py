@@ -17,14 +17,18 @@ All share quant.wgsl (byte reads, per-type block dequantization).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
-import wgpu
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from wgllm.gpu.device import Device, Dispatch
+from wgllm.gpu.dispatch import Dispatch
 from wgllm.kernels import qtypes, rowdot
 from wgllm.kernels.constants import K_ALIGN, PAD
 from wgllm.kernels.qtypes import QType
+
+if TYPE_CHECKING:
+    from wgllm.gpu.device import Device
 
 Q = GGMLQuantizationType
 
@@ -36,7 +40,6 @@ def _qt(qtype: GGMLQuantizationType) -> QType:
 
 SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
-STAGE = 16 << 20      # upload staging size (bytes)
 MATVEC_GROUPS = 4     # matvec: row groups (of 32 invocations) per workgroup
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
 MATVEC_UNROLL = 1     # matvec: units per invocation per loop iteration
@@ -59,7 +62,7 @@ class GpuWeight:
     qtype: GGMLQuantizationType
     K: int
     N: int
-    chunks: list[tuple[wgpu.GPUBuffer, int, int]]  # (buffer, first row, row count)
+    chunks: list[tuple[object, int, int]]  # (buffer, first row, row count)
     nbytes: int  # weight bytes uploaded (sum of row bytes, without padding)
 
 
@@ -90,39 +93,19 @@ def _chunk_rows(dev: Device, N: int, rb: int) -> int:
     return -(-N // n_chunks)
 
 
-def _byte_ranges(parts: list[np.ndarray], start: int, stop: int):
-    """Views of bytes [start, stop) of the concatenation of `parts` (no copies)."""
-    pos = 0
-    for p in parts:
-        lo, hi = max(start, pos), min(stop, pos + p.nbytes)
-        if lo < hi:
-            yield p[lo - pos : hi - pos]
-        pos += p.nbytes
+def _raw(p):
+    """A part of a weight as flat uint8 bytes; a data-less tensor spec (planning) stays as is."""
+    return np.ascontiguousarray(p).view(np.uint8).reshape(-1) if isinstance(p, np.ndarray) else p
 
 
-def _write_range(dev: Device, buf, parts: list[np.ndarray], start: int, stop: int) -> None:
-    """Write bytes [start, stop) of the parts to `buf` from offset 0, via a bounded staging array."""
-    stage = np.empty(min(STAGE, stop - start), np.uint8)
-    fill = off = 0
-    for view in _byte_ranges(parts, start, stop):
-        while view.nbytes:
-            n = min(view.nbytes, stage.nbytes - fill)
-            stage[fill : fill + n] = view[:n]
-            fill, view = fill + n, view[n:]
-            if fill == stage.nbytes:  # STAGE is a multiple of 4: offsets stay aligned
-                dev.write(buf, stage, off)
-                off, fill = off + fill, 0
-    if fill:
-        dev.write(buf, stage[:fill], off)
-
-
-def upload_weight(dev: Device, parts: list[np.ndarray], qtype: GGMLQuantizationType, K: int, label: str) -> GpuWeight:
+def upload_weight(dev: Device, parts: list, qtype: GGMLQuantizationType, K: int, label: str) -> GpuWeight:
     """Upload the rows of `parts` (raw uint8 GGUF bytes, same qtype and K), concatenated
     row-wise into one [N, K] weight, as chunks of whole rows that each fit a binding.
-    Only one staging piece (<= 16 MiB) is copied in RAM at a time."""
+    Only one staging piece (<= 16 MiB) is copied in RAM at a time. On the planner's
+    MeterDevice a part may be anything with `nbytes` (nothing is read)."""
     _check_type(qtype, K)
     rb = row_bytes(qtype, K)
-    parts = [np.ascontiguousarray(p).view(np.uint8).reshape(-1) for p in parts]
+    parts = [_raw(p) for p in parts]
     for p in parts:
         if p.nbytes % rb:
             raise ValueError(f"{label}: {p.nbytes} bytes is not a whole number of {rb}-byte rows")
@@ -134,7 +117,7 @@ def upload_weight(dev: Device, parts: list[np.ndarray], qtype: GGMLQuantizationT
     for first in range(0, N, per):
         rows = min(per, N - first)
         buf = dev.buffer(rows * rb + PAD, label)
-        _write_range(dev, buf, parts, first * rb, (first + rows) * rb)
+        dev.write_parts(buf, parts, first * rb, (first + rows) * rb)
         chunks.append((buf, first, rows))
     return GpuWeight(qtype, K, N, chunks, N * rb)
 

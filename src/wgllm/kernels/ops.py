@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wgllm.gpu.device import UNIFORM, Device, Dispatch
+from wgllm.gpu.dispatch import UNIFORM, Dispatch
 from wgllm.kernels.constants import (ATTN_MAX_ROWS, ATTN_MAX_SPLITS, ATTN_MINK, ATTN_TARGET_GROUPS,  # noqa: F401
                                      ATTN_WG, STEP_BYTES, attention_plan)
+
+if TYPE_CHECKING:
+    from wgllm.gpu.device import Device
 
 ROPE_MODES = ("normal", "neox")
 ATTN_ROWS_WG = 8  # attn_rows (CPU adapters): (token, head) rows per workgroup

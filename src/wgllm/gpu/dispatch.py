@@ -1,0 +1,82 @@
+"""What the kernels and models need of a device without `wgpu`: dispatches, usage flags, staged writes.
+
+`Dispatch` is one encoded-once compute dispatch; the usage flags are
+WebGPU's numbers (gpu/device.py checks them against wgpu's); `write_parts`
+writes a byte range of several arrays through one bounded staging array.
+Both `wgllm.gpu.device.Device` and the planner's `wgllm.gpu.meter.MeterDevice`
+use them, so the model code that builds on either never imports `wgpu`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# WebGPU GPUBufferUsage bits
+MAP_READ, COPY_SRC, COPY_DST, UNIFORM_BIT, STORAGE_BIT = 0x1, 0x4, 0x8, 0x40, 0x80
+STORAGE = STORAGE_BIT | COPY_SRC | COPY_DST
+# Parameter buffers may also be bound as read-only storage: a kernel whose loop bounds
+# come from a uniform is recompiled by lavapipe (Mesa 22.3 "uniform inlining") on every
+# submission, leaking the compiled code (measured: 1.2 MB and ~40% of decode time per
+# token on SmolLM2 for matvec.wgsl); storage loads are never inlined.
+UNIFORM = UNIFORM_BIT | STORAGE_BIT | COPY_DST
+STAGING = MAP_READ | COPY_DST  # read-back buffers
+STAGE = 16 << 20  # bytes of the staging array of `write_parts`
+
+
+@dataclass
+class Dispatch:
+    """One compute dispatch, ready to encode: pipeline, bind group, workgroup counts."""
+
+    pipeline: Any  # wgpu.GPUComputePipeline (None on a MeterDevice)
+    bind_group: Any  # wgpu.GPUBindGroup (None on a MeterDevice)
+    groups: tuple[int, int, int]
+    name: str = ""
+    keep: list = field(default_factory=list)  # buffers the bind group needs alive
+    # (axis, num, den): along `axis` the work covers token rows, ceil(T * num / den) workgroups
+    # for a pass of T rows (at most `groups[axis]`, the capacity); None: fixed groups.
+    per_token: tuple[int, int, int] | None = None
+
+    def groups_for(self, T: int | None) -> tuple[int, int, int]:
+        """Workgroup counts for a pass over T token rows (None: the built capacity)."""
+        if T is None or self.per_token is None:
+            return self.groups
+        axis, num, den = self.per_token
+        g = list(self.groups)
+        g[axis] = max(1, min(g[axis], -(-T * num // den)))
+        return (g[0], g[1], g[2])
+
+    def encode(self, cpass, T: int | None = None) -> None:
+        cpass.set_pipeline(self.pipeline)
+        cpass.set_bind_group(0, self.bind_group)
+        # (the decode loop's hot path: no per-token work unless T asks for fewer groups)
+        cpass.dispatch_workgroups(*(self.groups if T is None or self.per_token is None else self.groups_for(T)))
+
+
+def _byte_ranges(parts: list[np.ndarray], start: int, stop: int):
+    """Views of bytes [start, stop) of the concatenation of `parts` (no copies)."""
+    pos = 0
+    for p in parts:
+        lo, hi = max(start, pos), min(stop, pos + p.nbytes)
+        if lo < hi:
+            yield p[lo - pos : hi - pos]
+        pos += p.nbytes
+
+
+def write_parts(write, parts: list[np.ndarray], start: int, stop: int) -> None:
+    """Call write(data, offset) for bytes [start, stop) of the concatenation of `parts` (uint8
+    arrays), placed from offset 0, through a staging array of at most STAGE bytes."""
+    stage = np.empty(min(STAGE, stop - start), np.uint8)
+    fill = off = 0
+    for view in _byte_ranges(parts, start, stop):
+        while view.nbytes:
+            n = min(view.nbytes, stage.nbytes - fill)
+            stage[fill : fill + n] = view[:n]
+            fill, view = fill + n, view[n:]
+            if fill == stage.nbytes:  # STAGE is a multiple of 4: offsets stay aligned
+                write(stage, off)
+                off, fill = off + fill, 0
+    if fill:
+        write(stage[:fill], off)
