@@ -52,7 +52,7 @@ def _build(args):
     dev = Device(a.adapter, features=["timestamp-query"])
     act = args.precision if args.precision != "auto" else ("f16" if dev.has_f16 else "f32")
     n_ctx = max(args.pos, args.prompt) + 8
-    model = arches.model_class(cfg)(dev, g, cfg, act=act, n_ctx=n_ctx, chunk=max(args.prompt, 2))
+    model = arches.build(dev, g.tensors, cfg, act=act, n_ctx=n_ctx, chunk=max(args.prompt, 2))
     model.write_tokens(np.zeros(n_ctx, np.uint32), 0)
     return wgpu, dev, model, a, act, g
 

@@ -102,7 +102,7 @@ def build():
     for i in range(N):
         try:
             d = Device(list_adapters()[0].adapter)
-            m = arches.model_class(e.cfg)(d, e.gguf, e.cfg, act=e.precision, n_ctx=256, chunk=16)
+            m = arches.build(d, e.gguf.tensors, e.cfg, act=e.precision, n_ctx=256, chunk=16)
             d.destroy()
             del d, m
         except Exception as ex:

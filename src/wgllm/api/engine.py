@@ -30,7 +30,7 @@ from wgllm.errors import EngineBusyError, ModelNotLoadedError
 from wgllm.runtime.engine import Engine as _RuntimeEngine
 
 # What a loaded engine holds on the device (dropped by `unload`).
-_DEVICE_STATE = ("model", "dev", "_staging", "_logit_staging", "_sampler", "_history")
+_DEVICE_STATE = ("model", "dev", "_sampler", "_history")
 
 
 def _fields(kwargs: dict[str, Any]) -> dict[str, Any]:

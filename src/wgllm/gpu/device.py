@@ -19,7 +19,7 @@ import wgpu
 
 from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError
 from wgllm.gpu import health
-from wgllm.gpu.dispatch import STAGING, STORAGE, UNIFORM, Dispatch, write_parts  # noqa: F401 (re-exported)
+from wgllm.gpu.dispatch import STAGING, STORAGE, UNIFORM, Dispatch, grid, write_parts  # noqa: F401 (re-exported)
 from wgllm.kernels.constants import buffer_size, uniform_size
 from wgllm.kernels.registry import specialise
 
@@ -285,10 +285,7 @@ class Device:
 
     def grid(self, n: int) -> tuple[int, int]:
         """Workgroup counts (x, y) covering `n` workgroups within the per-dimension limit."""
-        if n <= self.max_groups:
-            return (max(n, 1), 1)
-        y = (n + self.max_groups - 1) // self.max_groups
-        return ((n + y - 1) // y, y)
+        return grid(n, self.max_groups)
 
     # --- execution ------------------------------------------------------
     def encode(self, dispatches: Sequence[Dispatch], encoder: wgpu.GPUCommandEncoder | None = None,

@@ -55,6 +55,14 @@ class Dispatch:
         cpass.dispatch_workgroups(*(self.groups if T is None or self.per_token is None else self.groups_for(T)))
 
 
+def grid(n: int, max_groups: int) -> tuple[int, int]:
+    """Workgroup counts (x, y) covering `n` workgroups within `max_groups` per dimension."""
+    if n <= max_groups:
+        return (max(n, 1), 1)
+    y = (n + max_groups - 1) // max_groups
+    return ((n + y - 1) // y, y)
+
+
 def _byte_ranges(parts: list[np.ndarray], start: int, stop: int):
     """Views of bytes [start, stop) of the concatenation of `parts` (no copies)."""
     pos = 0

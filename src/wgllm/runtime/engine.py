@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-import wgpu
 
 from wgllm.errors import (ContextLengthExceededError, DeviceLostError, GpuOutOfMemoryError, RequestError,
                           UnsupportedModelError, WgllmError)
@@ -34,13 +33,15 @@ from wgllm.kernels import ops
 from wgllm.model import arch as arches
 from wgllm.model.gguf import GGUFFile
 from wgllm.plan.catalog import layout_from_gguf
-from wgllm.plan.planner import DEFAULT_CTX, RUNNABLE_TYPES, Plan, make_plan  # noqa: F401 (DEFAULT_CTX: API)
+from wgllm.kernels.qtypes import runnable_types
+from wgllm.model.transformer import STAGING_SLOTS
+from wgllm.plan.planner import DEFAULT_CTX, Plan, make_plan  # noqa: F401 (DEFAULT_CTX: API)
 from wgllm.runtime.faults import FaultInjector
 from wgllm.runtime.recovery import EventLog, RecoveryPolicy, Segment, truncate
 from wgllm.runtime.sampler import Sampler, SamplingParams
 
-SUPPORTED_TYPES = set(RUNNABLE_TYPES)
-PIPELINE_DEPTH = 3  # decode steps queued ahead of the one being read
+SUPPORTED_TYPES = set(runnable_types())
+PIPELINE_DEPTH = STAGING_SLOTS - 1  # decode steps queued ahead of the one being read
 
 
 @dataclass
@@ -152,12 +153,8 @@ class Engine:
         if rebuild:
             self.adapter = self._fresh_adapter()
         self.dev = Device(self.adapter.adapter, budget=self.plan.budget, faults=self.faults)
-        self.model = arches.model_class(self.cfg)(
-            self.dev, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=self.chunk
-        )
-        usage = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
-        self._staging = [self.dev.buffer(4, "staging", usage) for _ in range(PIPELINE_DEPTH + 1)]
-        self._logit_staging = self.dev.buffer(self.cfg.n_vocab * 4, "staging", usage)
+        self.model = arches.build(self.dev, self.gguf.tensors, self.cfg, act=self.precision, n_ctx=self.n_ctx,
+                                  chunk=self.chunk)
         self._replay()
         self._broken = None
 
@@ -414,16 +411,16 @@ class Engine:
         logits (host sampling) to staging."""
         enc = self.dev.encode(dispatches, T=T)
         if produce and self._sampler.needs_logits:
-            enc.copy_buffer_to_buffer(self.model.acts.logits, 0, self._logit_staging, 0, self._logit_staging.size)
+            enc.copy_buffer_to_buffer(self.model.acts.logits, 0, self.model.logit_staging, 0, self.model.logit_staging.size)
         elif produce:
-            enc.copy_buffer_to_buffer(self.model.tokens, next_pos * 4, self._staging[slot], 0, 4)
+            enc.copy_buffer_to_buffer(self.model.tokens, next_pos * 4, self.model.staging[slot], 0, 4)
         self.dev.submit(enc)
 
     def _read_next(self, pos: int, slot: int = 0) -> int:
         """The token at `pos` made by the last pass (GPU argmax: read back; else sampled here)."""
         if not self._sampler.needs_logits:
             return self._read_slot(slot)
-        raw = self.dev.map_read(self._logit_staging, self.recovery.hang_timeout_s)
+        raw = self.dev.map_read(self.model.logit_staging, self.recovery.hang_timeout_s)
         logits = np.frombuffer(raw, np.float32)
         if not np.isfinite(logits).all():
             raise DeviceLostError("unknown", self.adapter.summary, "the logits are not finite (NaN or inf)")
@@ -432,7 +429,7 @@ class Engine:
         return tok
 
     def _read_slot(self, slot: int) -> int:
-        raw = self.dev.map_read(self._staging[slot], self.recovery.hang_timeout_s)
+        raw = self.dev.map_read(self.model.staging[slot], self.recovery.hang_timeout_s)
         tok = int(np.frombuffer(raw, np.uint32)[0])
         if tok >= self.cfg.n_vocab:  # the argmax kernel's mark for non-finite logits
             raise DeviceLostError("unknown", self.adapter.summary, "the logits are not finite (NaN or inf)")
@@ -447,7 +444,7 @@ class Engine:
         nxt = pos  # next step to submit
         while True:
             while len(queued) < PIPELINE_DEPTH and nxt < self.n_ctx:
-                slot = nxt % len(self._staging)
+                slot = nxt % len(self.model.staging)
                 ops.write_step(self.dev, m.step, 1, nxt)
                 self._submit(m.decode + m.head, True, nxt + 1, slot)
                 queued.append((nxt, slot))

@@ -1,29 +1,53 @@
-"""Model architectures: one module per family. `config_for` picks by GGUF metadata."""
+"""Model architectures: one module per family, found by the GGUF `general.architecture`.
+
+Each module has `ARCH`, `config(meta, tensors)` (GGUF metadata -> ModelConfig
+with feature flags), `tensors(cfg)` (the declared tensors), and the forward
+pass as `layer_weights(model, i)` and `layer(model, i, T)` built from
+wgllm.model.blocks. Nothing outside this package names an architecture.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from types import ModuleType
+from typing import Any, Mapping
+
 from wgllm.errors import UnsupportedModelError
-from wgllm.model.gguf import GGUFFile
+from wgllm.model.config import Meta, ModelConfig, check_tensors
 
-SUPPORTED = ("llama", "qwen2")
-
-
-def config_for(g: GGUFFile):
-    """The architecture config of `g` (raises UnsupportedModelError for unknown families)."""
-    arch = g.architecture
-    if arch in SUPPORTED:
-        from wgllm.model.arch.llama import LlamaConfig
-
-        return LlamaConfig.from_gguf(g)
-    raise UnsupportedModelError(
-        f"'{g.path.name}' uses the '{arch}' architecture, which wgllm does not run yet "
-        f"(supported: {', '.join(SUPPORTED)}). Pick a model of a supported family, e.g. "
-        f"SmolLM2, Llama 3 or Qwen2 in GGUF."
-    )
+SUPPORTED = ("llama", "qwen2")  # runnable families (module names)
 
 
-def model_class(cfg):
-    """The GPU model class for a config."""
-    from wgllm.model.arch.llama import LlamaModel
+def family(arch: str, source: str = "the model") -> ModuleType:
+    """The module of architecture `arch` (UnsupportedModelError for unknown families)."""
+    if arch not in SUPPORTED:
+        raise UnsupportedModelError(
+            f"{source} uses the '{arch}' architecture, which wgllm does not run yet "
+            f"(supported: {', '.join(SUPPORTED)}). Pick a model of a supported family, e.g. "
+            f"SmolLM2, Llama 3 or Qwen2 in GGUF.")
+    return import_module(f"wgllm.model.arch.{arch}")
 
-    return LlamaModel
+
+def config_from(metadata: Mapping[str, Any], tensors: Mapping[str, Any], source: str = "the model",
+                check: bool = True) -> ModelConfig:
+    """The config of a model given its GGUF metadata and tensors (name -> object with a ggml
+    `shape`); with `check`, every declared tensor is verified against the file."""
+    meta = Meta(metadata, source)
+    fam = family(meta.arch, source)
+    cfg = fam.config(meta, tensors)
+    if check:
+        check_tensors(fam.tensors(cfg), tensors, source)
+    return cfg
+
+
+def config_for(g) -> ModelConfig:
+    """The architecture config of an opened GGUF file (raises UnsupportedModelError for unknown
+    families, InvalidModelFileError for a file its architecture cannot read)."""
+    return config_from(g.metadata, g.tensors, f"'{g.path.name}'")
+
+
+def build(dev, tensors: Mapping[str, Any], cfg: ModelConfig, *, act: str, n_ctx: int, chunk: int):
+    """The model of `cfg` on `dev` (a Device, or the planner's MeterDevice) from `tensors`."""
+    from wgllm.model.transformer import Transformer
+
+    return Transformer(dev, tensors, cfg, family(cfg.arch), act=act, n_ctx=n_ctx, chunk=chunk)

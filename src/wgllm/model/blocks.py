@@ -1,0 +1,58 @@
+"""Shared blocks of decoder layers, built from the kernels: pre-norm attention and a gated FFN.
+
+An architecture file composes a layer from these (see wgllm.model.arch);
+each block reads the layer's weights (`LayerWeights`) and the model's
+activation buffers and returns its dispatches. The model's config flags pick
+the variants (q/k/v bias, rope kind and factors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wgllm.gpu.dispatch import Dispatch
+from wgllm.kernels import linear as lin
+from wgllm.kernels import ops
+
+
+@dataclass
+class LayerWeights:
+    attn_norm: object  # f32 buffer [dim]
+    wqkv: list[lin.GpuWeight]  # [qkv_dim, dim]: q rows, k rows, v rows
+    wo: list[lin.GpuWeight]  # [dim, n_heads*head_dim]
+    ffn_norm: object  # f32 buffer [dim]
+    wgu: list[lin.GpuWeight]  # [2*ffn, dim]: gate rows then up rows
+    wdown: list[lin.GpuWeight]  # [dim, ffn]
+    bqkv: object = None  # f32 [qkv_dim] (q/k/v biases)
+
+
+def linear(dev, ws: list[lin.GpuWeight], x, y, T: int, step, **kw) -> list[Dispatch]:
+    """`lin.linear` over a weight made of one or more GpuWeights (see Transformer.weight)."""
+    return [d for w in ws for d in lin.linear(dev, w, x, y, T, step, **kw)]
+
+
+def attention(m, L: LayerWeights, i: int, T: int) -> list[Dispatch]:
+    """x += wo @ attention(rope(wqkv @ rmsnorm(x))), appending layer i's K/V to its cache."""
+    dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
+    hd, Hq, Hkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+    d = ops.rmsnorm(dev, a.x, L.attn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
+    d += linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act)  # qkv: [T, (Hq+2Hkv)*hd]
+    if L.bqkv is not None:
+        d += ops.bias_add(dev, a.qkv, L.bqkv, st, T_max=T, n=cfg.qkv_dim, act=act)
+    d += ops.rope_kv(dev, a.qkv, m.k_cache[i], m.v_cache[i], st, T_max=T, n_heads=Hq, n_kv_heads=Hkv,
+                     head_dim=hd, rope_base=cfg.rope_base, rope_dim=cfg.rope_dim, mode=cfg.rope_mode, act=act,
+                     freq_factors=m.rope_factors)
+    d += ops.attention(dev, a.qkv, m.k_cache[i], m.v_cache[i], a.attn, st, T_max=T, n_heads=Hq,
+                       n_kv_heads=Hkv, head_dim=hd, n_ctx=m.n_ctx, act=act)  # attn: [T, Hq*hd]
+    d += linear(dev, L.wo, a.attn, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += attn @ wo
+    return d
+
+
+def gated_ffn(m, L: LayerWeights, T: int) -> list[Dispatch]:
+    """x += wdown @ (silu(gate) * up), [gate | up] = wgu @ rmsnorm(x); the SwiGLU product is
+    formed as the down projection loads its input."""
+    dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
+    d = ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
+    d += linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act)  # gu: [T, 2*ffn]
+    d += linear(dev, L.wdown, a.gu, a.x, T, st, x_type=act, y_type="f32", add=True, glu=True)
+    return d

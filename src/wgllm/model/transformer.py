@@ -1,0 +1,160 @@
+"""A decoder-only transformer resident on one device: weights, KV cache, activations, passes.
+
+`Transformer` uploads the weights in their GGUF block layout, allocates the
+KV cache, the activation buffers and the read-back staging, and builds the
+forward pass as two reusable dispatch lists: `decode` (one token) and
+`prefill` (up to `chunk` tokens). The architecture (`family`, a module of
+wgllm.model.arch) supplies each layer's weights and dispatches from the
+shared blocks of wgllm.model.blocks, so a pass is a list of per-layer
+segments (`segments`). Both passes read the token ids from the `tokens`
+buffer and the pass's T and position from the `step` uniform (see
+kernels/step.wgsl); the logits head ends with the greedy argmax that writes
+the next token id into `tokens[pos + T]`, so a decode loop never needs the
+host in between.
+
+The device may be a real `wgllm.gpu.device.Device` or the planner's
+`wgllm.gpu.meter.MeterDevice`: building against the latter records every
+buffer the engine will allocate, which is the planner's memory estimate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from gguf import GGMLQuantizationType
+
+from wgllm.errors import UnsupportedModelError
+from wgllm.gpu.dispatch import Dispatch
+from wgllm.kernels import linear as lin
+from wgllm.kernels import ops
+from wgllm.model import blocks
+from wgllm.model.config import ModelConfig
+
+STAGING_SLOTS = 4  # 4-byte token read-back buffers: decode steps queued ahead of the one read, + 1
+
+
+class Activations:
+    """The activation buffers of a forward pass of up to `T` tokens."""
+
+    def __init__(self, dev, cfg: ModelConfig, T: int, act: str):
+        a = 2 if act == "f16" else 4
+        self.x = dev.buffer(T * cfg.dim * 4, "act")  # x: [T, dim] f32 residual stream
+        self.xn = dev.buffer(T * cfg.dim * a, "act")  # xn: [T, dim] normed
+        self.qkv = dev.buffer(T * cfg.qkv_dim * a, "act")  # qkv: [T, (Hq+2Hkv)*hd]
+        self.attn = dev.buffer(T * cfg.n_heads * cfg.head_dim * a, "act")  # attn: [T, Hq*hd]
+        self.gu = dev.buffer(T * 2 * cfg.ffn_dim * a, "act")  # gu: [T, 2*ffn]
+        self.xlast = dev.buffer(cfg.dim * a, "act")  # xlast: [1, dim] normed last row
+        self.logits = dev.buffer(cfg.n_vocab * 4, "logits")  # logits: [vocab] f32
+
+
+class Transformer:
+    """A model on one device with its KV cache and forward passes (see module doc).
+
+    tensors: name -> tensor (a GGUF TensorInfo, or for planning a layout's TensorSpec:
+    name, type_name, shape, n_rows, row_len, n_bytes, and no data)."""
+
+    def __init__(self, dev, tensors: Mapping[str, Any], cfg: ModelConfig, family, *, act: str, n_ctx: int,
+                 chunk: int):
+        self.dev, self.cfg, self.family, self.act, self.n_ctx, self.chunk = dev, cfg, family, act, n_ctx, chunk
+        self.tensors = tensors
+        self.tokens = dev.buffer((n_ctx + 1) * 4, "tokens")  # tokens: [n_ctx + 1] u32
+        self.step = ops.step_buffer(dev)
+        self.step_one = ops.step_buffer(dev, "step")  # T=1, pos=0: for one-row passes
+        ops.write_step(dev, self.step_one, 1, 0)
+        self._upload()
+        kv_bytes = n_ctx * cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)
+        self.k_cache = [dev.buffer(kv_bytes, "kv") for _ in range(cfg.n_layers)]
+        self.v_cache = [dev.buffer(kv_bytes, "kv") for _ in range(cfg.n_layers)]
+        self.acts = Activations(dev, cfg, chunk, act)
+        self.decode = self.body(1)
+        self.prefill = self.body(chunk) if chunk > 1 else self.decode
+        self.head = self.logits_head()
+        self.staging = [dev.staging(4) for _ in range(STAGING_SLOTS)]  # token ids read back
+        self.logit_staging = dev.staging(cfg.n_vocab * 4)  # one logits row read back
+        self._all_logits: tuple | None = None
+
+    # --- weights ----------------------------------------------------------
+    def weight(self, names: list[str], label: str = "weights") -> list[lin.GpuWeight]:
+        """Tensors `names` (same row length) as one row-concatenated weight [sum N, K].
+
+        Consecutive tensors of one type share buffers; where types differ (e.g. a
+        Q6_K attn_v after Q4_K q/k) each group is its own GpuWeight whose chunks
+        carry global row offsets, so together they fill one [T, sum N] output."""
+        ts = [self.tensors[n] for n in names]
+        n_total = sum(t.n_rows for t in ts)
+        out, row, i = [], 0, 0
+        while i < len(ts):
+            j = i
+            while j < len(ts) and ts[j].type_name == ts[i].type_name:
+                j += 1
+            qtype = GGMLQuantizationType[ts[i].type_name]
+            w = lin.upload_weight(self.dev, [_data(t) for t in ts[i:j]], qtype, ts[i].row_len, label)
+            chunks = [(buf, r0 + row, n) for buf, r0, n in w.chunks]
+            out.append(lin.GpuWeight(w.qtype, w.K, n_total, chunks, w.nbytes))
+            row += w.N
+            i = j
+        return out
+
+    def vector(self, *names: str):
+        """F32 vectors `names` concatenated into one buffer (norm weights, biases)."""
+        ts = [self.tensors[n] for n in names]
+        for t in ts:
+            if t.type_name != "F32":
+                raise UnsupportedModelError(
+                    f"tensor {t.name} is {t.type_name}; wgllm expects F32 norm weights and biases.")
+        total = sum(t.n_bytes for t in ts)
+        buf = self.dev.buffer(total, "weights")
+        self.dev.write_parts(buf, [_data(t) for t in ts], 0, total)
+        return buf
+
+    def _upload(self) -> None:
+        (self.token_embd,) = self.weight(["token_embd.weight"])
+        self.output_norm = self.vector("output_norm.weight")
+        self.output = [self.token_embd] if self.cfg.tied_embeddings else self.weight(["output.weight"])
+        factors = self.tensors.get("rope_freqs.weight") if self.cfg.rope_freqs else None
+        data = getattr(factors, "data", None)  # none when planning: the rope tables' size is the same
+        self.rope_factors = None if data is None else np.asarray(data).view(np.float32)  # [rope_dim / 2]
+        self.layers = [self.family.layer_weights(self, i) for i in range(self.cfg.n_layers)]
+
+    # --- forward pass -----------------------------------------------------
+    def segments(self, T: int) -> list[list[Dispatch]]:
+        """The dispatches of a pass over up to T tokens, per segment: the embedding, then one
+        segment per layer (x = layers(embed(tokens[pos:pos+T])))."""
+        embed = lin.get_rows(self.dev, self.token_embd, self.tokens, self.acts.x, T, self.step, y_type="f32")
+        return [embed] + [self.family.layer(self, i, T) for i in range(self.cfg.n_layers)]
+
+    def body(self, T: int) -> list[Dispatch]:
+        """`segments(T)` as one list."""
+        return [d for seg in self.segments(T) for d in seg]
+
+    def logits_head(self) -> list[Dispatch]:
+        """After a body pass: logits of the last row, and its argmax written to tokens[pos + T]."""
+        dev, cfg, a, act = self.dev, self.cfg, self.acts, self.act
+        # xlast: [1, dim] = rmsnorm(x[T-1]); logits: [vocab] = output @ xlast
+        d = ops.rmsnorm(dev, a.x, self.output_norm, a.xlast, cfg.dim, 1, cfg.rms_eps, self.step,
+                        in_type="f32", out_type=act, last_row_only=True)
+        d += blocks.linear(dev, self.output, a.xlast, a.logits, 1, self.step_one, x_type=act, y_type="f32")
+        d += ops.argmax(dev, a.logits, self.tokens, self.step, V=cfg.n_vocab)
+        return d
+
+    def all_logits(self) -> tuple[list[Dispatch], object]:
+        """Extra dispatches (run after a prefill pass) giving logits of every row: [chunk, vocab] f32."""
+        if self._all_logits is None:
+            dev, cfg, a, T = self.dev, self.cfg, self.acts, self.chunk
+            out = dev.buffer(T * cfg.n_vocab * 4, "logits")
+            d = ops.rmsnorm(dev, a.x, self.output_norm, a.xn, cfg.dim, T, cfg.rms_eps, self.step,
+                            in_type="f32", out_type=self.act)
+            d += blocks.linear(dev, self.output, a.xn, out, T, self.step, x_type=self.act, y_type="f32")
+            self._all_logits = (d, out)
+        return self._all_logits
+
+    def write_tokens(self, ids, start: int) -> None:
+        """Put token ids at positions start.. of the `tokens` buffer."""
+        self.dev.write(self.tokens, np.asarray(ids, np.uint32), start * 4)
+
+
+def _data(t):
+    """A tensor's bytes (a memory-mapped GGUF view), or the data-less spec itself when planning."""
+    data = getattr(t, "data", None)
+    return t if data is None else data
