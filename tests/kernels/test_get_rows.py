@@ -10,7 +10,8 @@ from wgllm.kernels import linear as L
 from wgllm.kernels import ops
 
 NP = {"f32": np.float32, "f16": np.float16}
-TYPES = [Q.F32, Q.F16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q6_K]
+TYPES = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.IQ4_NL,
+         Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.IQ4_XS]
 
 
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)

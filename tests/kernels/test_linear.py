@@ -12,7 +12,8 @@ from wgllm.kernels import ops
 
 NP = {"f32": np.float32, "f16": np.float16}
 TOL = {"f32": 1e-5, "f16": 3e-3}
-TYPES = [Q.F32, Q.F16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q6_K]
+TYPES = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.IQ4_NL,
+         Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.IQ4_XS]
 CASES = [(1, 1), (5, 16), (37, 64), (3, 3)]  # (T, T_max); T_max == 1 is the matvec kernel
 
 
@@ -117,7 +118,7 @@ def split_weight(dev, rng, qtype, N, K, rows_per_binding):
     return w, raw
 
 
-@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q6_K, Q.F16], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q6_K, Q.F16, Q.Q3_K], ids=lambda t: t.name)
 def test_linear_split_weight(small_device, rng, qtype):
     N, K = 193, shape_for(qtype, 0)[1]
     w, raw = split_weight(small_device, rng, qtype, N, K, rows_per_binding=50)
@@ -154,7 +155,8 @@ def test_split_get_rows(small_device, rng):
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"T{t}of{m}" for t, m in CASES])
-@pytest.mark.parametrize("qtype", [Q.Q4_1, Q.Q6_K, Q.F16], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [Q.Q4_1, Q.Q6_K, Q.F16, Q.BF16, Q.Q5_0, Q.Q5_1, Q.IQ4_NL, Q.Q2_K, Q.Q3_K,
+                                   Q.Q5_K, Q.IQ4_XS], ids=lambda t: t.name)
 def test_linear_glu_input(device, act, rng, qtype, case):
     """glu=True: x rows are [gate | up] and the kernel multiplies W by silu(gate) * up."""
     T, T_max = CASES[case]

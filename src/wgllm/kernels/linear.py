@@ -236,6 +236,8 @@ def random_weight_bytes(rng: np.random.Generator, qtype: GGMLQuantizationType, N
         return rng.standard_normal(N * K, dtype=np.float32).view(np.uint8)
     if qtype == Q.F16:
         return rng.standard_normal(N * K).astype(np.float16).view(np.uint8)
+    if qtype == Q.BF16:  # the top 16 bits of random normal f32
+        return (rng.standard_normal(N * K, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
     block, type_size = GGML_QUANT_SIZES[qtype]
     n_blocks = N * K // block
     blocks = rng.integers(0, 256, (n_blocks, type_size), dtype=np.uint8)

@@ -293,9 +293,313 @@ fn udot_q6_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     return vec2<f32>(q6_row(ra + (u >> 2u) * 210u, h, c, xs), q6_row(rb + (u >> 2u) * 210u, h, c, xs));
 }
 
+// BF16, UNIT 16: 32 bytes per row. Word i holds elements 2i (low half: << 16) and
+// 2i + 1 (high half: masked), each the top 16 bits of an f32.
+fn bf8dot(p: vec4<u32>, q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
+    let m = vec4<u32>(0xffff0000u);
+    let s = vec4<u32>(16u);
+    return dot(bitcast<vec4<f32>>(p << s), vec4<f32>(x0.xz, x1.xz)) + dot(bitcast<vec4<f32>>(p & m), vec4<f32>(x0.yw, x1.yw))
+         + dot(bitcast<vec4<f32>>(q << s), vec4<f32>(x2.xz, x3.xz)) + dot(bitcast<vec4<f32>>(q & m), vec4<f32>(x2.yw, x3.yw));
+}
+
+fn udot_bf16(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let a = (ra >> 2u) + u * 8u;
+    let b = (rb >> 2u) + u * 8u;
+    let pa = w4(a);
+    let qa = w4(a + 4u);
+    let pb = w4(b);
+    let qb = w4(b + 4u);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    return vec2<f32>(bf8dot(pa, qa, x0, x1, x2, x3), bf8dot(pb, qb, x0, x1, x2, x3));
+}
+
+// Q5_0 / Q5_1 quants: the qs words q (nibbles as Q4_0) and the high bits h (bit e:
+// element e). spread4 moves bits 0..3 of h to bits 4, 12, 20, 28 (bit 4 of each byte
+// lane) with one multiply: its 4 copies of the nibble, at bits 4, 11, 18 and 25, do
+// not overlap, so nothing carries.
+fn spread4(h: u32) -> u32 {
+    return ((h & 15u) * 0x02040810u) & 0x10101010u;
+}
+
+// qs word j, h = qh >> 4j: elements 4j.. (low nibbles, high bits h & 15) and 16 + 4j..
+// (high nibbles, high bits (h >> 16) & 15). Returns sum (q - off) x.
+fn q5w(w: u32, h: u32, xa: vec4<f32>, xb: vec4<f32>, off: f32) -> f32 {
+    return dot(mq((w & 0x0f0f0f0fu) | spread4(h), SH_LO, 0xffu) - off, xa)
+         + dot(mq(((w >> 4u) & 0x0f0f0f0fu) | spread4(h >> 16u), SH_LO, 0xffu) - off, xb);
+}
+
+fn q5dot(q: vec4<u32>, h: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+         x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>, off: f32) -> f32 {
+    return q5w(q.x, h, x0, x4, off) + q5w(q.y, h >> 4u, x1, x5, off)
+         + q5w(q.z, h >> 8u, x2, x6, off) + q5w(q.w, h >> 12u, x3, x7, off);
+}
+
+// Q5_0's qh and qs[16]: the 5 u32 at even byte offset q .. q + 16, funnel shifts of 6 words.
+struct Q5W { h: u32, q: vec4<u32> }
+
+fn q5_0_words(q: u32) -> Q5W {
+    let i = q >> 2u;
+    let sh = (q & 2u) * 8u;
+    let w = w4(i);
+    let e = vec2<u32>(W[i + 4u], W[i + 5u]);
+    let s = vec4<u32>(sh);
+    let f = (w >> s) | ((vec4<u32>(w.yzw, e.x) << vec4<u32>(1u)) << (vec4<u32>(31u) - s));
+    return Q5W(f.x, vec4<u32>(f.yzw, (e.x >> sh) | ((e.y << 1u) << (31u - sh))));
+}
+
+// Q5_0, UNIT 32, 22-byte blocks (d f16 | qh | qs): d * sum (q - 16) x
+fn udot_q5_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let ba = ra + u * 22u;
+    let bb = rb + u * 22u;
+    let a = q5_0_words(ba + 2u);
+    let b = q5_0_words(bb + 2u);
+    let da = whf(ba);
+    let db = whf(bb);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    let off = TWO23 + 16.0;
+    return vec2<f32>(da * q5dot(a.q, a.h, x0, x1, x2, x3, x4, x5, x6, x7, off),
+                     db * q5dot(b.q, b.h, x0, x1, x2, x3, x4, x5, x6, x7, off));
+}
+
+// Q5_1, UNIT 32, 24-byte blocks (d f16 | m f16 | qh | qs; rows word aligned):
+// sum (d q + m) x = d sum q x + m sum x
+fn udot_q5_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let ia = (ra + u * 24u) >> 2u;
+    let ib = (rb + u * 24u) >> 2u;
+    let dma = W[ia];
+    let ha = W[ia + 1u];
+    let qa = w4(ia + 2u);
+    let dmb = W[ib];
+    let hb = W[ib + 1u];
+    let qb = w4(ib + 2u);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    let sx = hsum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
+    return vec2<f32>(half_f32(dma & 0xffffu) * q5dot(qa, ha, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dma >> 16u) * sx,
+                     half_f32(dmb & 0xffffu) * q5dot(qb, hb, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dmb >> 16u) * sx);
+}
+
+// IQ4_NL / IQ4_XS: a nibble indexes IQ4_TABLE (quant.wgsl), copied to workgroup memory
+// before the loop (KVT below): 16 words in 16 banks, so lookups never conflict.
+var<workgroup> kvt: array<f32, 16>;
+
+// Table values of the low nibbles of the 4 bytes of w.
+fn kv4(w: u32) -> vec4<f32> {
+    return vec4<f32>(kvt[w & 15u], kvt[(w >> 8u) & 15u], kvt[(w >> 16u) & 15u], kvt[(w >> 24u) & 15u]);
+}
+
+// 4 words of nibbles as Q4_0 (word j: elements 4j.. low nibbles, 16 + 4j.. high): sum table[q] x
+fn iq4dot(q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+          x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
+    return dot(kv4(q.x), x0) + dot(kv4(q.x >> 4u), x4) + dot(kv4(q.y), x1) + dot(kv4(q.y >> 4u), x5)
+         + dot(kv4(q.z), x2) + dot(kv4(q.z >> 4u), x6) + dot(kv4(q.w), x3) + dot(kv4(q.w >> 4u), x7);
+}
+
+// IQ4_NL, UNIT 32, 18-byte blocks (d f16 | qs): d * sum table[q] x
+fn udot_iq4_nl(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let ba = ra + u * 18u;
+    let bb = rb + u * 18u;
+    let qa = fun4(ba + 2u);
+    let qb = fun4(bb + 2u);
+    let da = whf(ba);
+    let db = whf(bb);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    return vec2<f32>(da * iq4dot(qa, x0, x1, x2, x3, x4, x5, x6, x7), db * iq4dot(qb, x0, x1, x2, x3, x4, x5, x6, x7));
+}
+
+// IQ4_XS, UNIT 64: sub-blocks 2g, 2g + 1 (g = u % 4) of a 136-byte super-block
+// (d f16 | scales_h u16 | scales_l[4] | qs[128]; rows word aligned): qs words
+// 2 + 8g .. 10 + 8g, each sub-block an IQ4_NL block's nibbles. h = header words 0, 1.
+fn iq4xs_row(p: vec4<u32>, q: vec4<u32>, h: vec2<u32>, g: u32, xi: u32) -> f32 {
+    let s0 = iq4dot(p, xv(xi), xv(xi + 1u), xv(xi + 2u), xv(xi + 3u), xv(xi + 4u), xv(xi + 5u), xv(xi + 6u), xv(xi + 7u));
+    let s1 = iq4dot(q, xv(xi + 8u), xv(xi + 9u), xv(xi + 10u), xv(xi + 11u), xv(xi + 12u), xv(xi + 13u), xv(xi + 14u), xv(xi + 15u));
+    let lo = h.y >> (8u * g);           // scales_l[g]: sub-block 2g low nibble, 2g + 1 high
+    let hi = h.x >> (16u + 4u * g);     // scales_h bits 4g..4g+3
+    let sc = vec2<i32>(vec2<u32>((lo & 15u) | ((hi & 3u) << 4u), ((lo >> 4u) & 15u) | (((hi >> 2u) & 3u) << 4u))) - vec2<i32>(32);
+    return half_f32(h.x & 0xffffu) * dot(vec2<f32>(sc), vec2<f32>(s0, s1));
+}
+
+fn udot_iq4_xs(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let g = u & 3u;
+    let ia = (ra + (u >> 2u) * 136u) >> 2u;
+    let ib = (rb + (u >> 2u) * 136u) >> 2u;
+    let pa = w4(ia + 2u + 8u * g);
+    let qa = w4(ia + 6u + 8u * g);
+    let pb = w4(ib + 2u + 8u * g);
+    let qb = w4(ib + 6u + 8u * g);
+    let ha = vec2<u32>(W[ia], W[ia + 1u]);
+    let hb = vec2<u32>(W[ib], W[ib + 1u]);
+    return vec2<f32>(iq4xs_row(pa, qa, ha, g, xi), iq4xs_row(pb, qb, hb, g, xi));
+}
+
+// Q2_K / Q3_K, UNIT 64: with c4 = u % 4 = 2g + h, the unit is the 64 elements
+// 128g + 32s + 16h + i (s = 0..3, i = 0..15): four runs of 16, one scale each
+// (16-element group 8g + 2s + h), from bits 2s..2s+1 of the 16 qs bytes
+// 32g + 16h + i (4 words: word t, byte c is i = 4t + c). xs = x vec4 index of
+// element 128g + 16h, so run s, word t pairs with x vec4 xs + 8s + t.
+// sum over a run of (q - off) x, q = bits 2s.. of p (plus bit 2 from hq, Q3_K).
+fn q2run(q: vec4<u32>, xs: u32, off: f32) -> f32 {
+    return dot(mq(q.x, SH_LO, 0xffu) - off, xv(xs)) + dot(mq(q.y, SH_LO, 0xffu) - off, xv(xs + 1u))
+         + dot(mq(q.z, SH_LO, 0xffu) - off, xv(xs + 2u)) + dot(mq(q.w, SH_LO, 0xffu) - off, xv(xs + 3u));
+}
+
+fn xsum4(xs: u32) -> f32 {
+    return hsum(xv(xs) + xv(xs + 1u) + xv(xs + 2u) + xv(xs + 3u));
+}
+
+// Q2_K, 84-byte super-blocks (scales[16] | qs[64] | d f16 | dmin f16; rows word
+// aligned): scale byte 8g + 2s + h = byte h (s even) or h + 2 (s odd) of scale word
+// 2g + s / 2; low nibble scale, high nibble min.  sum_s d sc_s S_s - dmin mn_s X_s
+fn q2_row(i: u32, g: u32, h: u32, p: vec4<u32>, xs: u32, sx: vec4<f32>) -> f32 {
+    let m = vec4<u32>(0x03030303u);
+    let s = vec4<f32>(q2run(p & m, xs, TWO23), q2run((p >> vec4<u32>(2u)) & m, xs + 8u, TWO23),
+                      q2run((p >> vec4<u32>(4u)) & m, xs + 16u, TWO23), q2run((p >> vec4<u32>(6u)) & m, xs + 24u, TWO23));
+    let sw = vec2<u32>(W[i + 2u * g], W[i + 2u * g + 1u]);
+    let sc = (vec4<u32>(sw.xx, sw.yy) >> vec4<u32>(8u * h, 8u * h + 16u, 8u * h, 8u * h + 16u)) & vec4<u32>(0xffu);
+    let dm = W[i + 20u];
+    return half_f32(dm & 0xffffu) * dot(vec4<f32>(sc & vec4<u32>(15u)), s) - half_f32(dm >> 16u) * dot(vec4<f32>(sc >> vec4<u32>(4u)), sx);
+}
+
+fn udot_q2_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let c4 = u & 3u;
+    let g = c4 >> 1u;
+    let h = c4 & 1u;
+    let ia = (ra + (u >> 2u) * 84u) >> 2u;
+    let ib = (rb + (u >> 2u) * 84u) >> 2u;
+    let pa = w4(ia + 4u + 8u * g + 4u * h);
+    let pb = w4(ib + 4u + 8u * g + 4u * h);
+    let xs = xi - 12u * h;
+    let sx = vec4<f32>(xsum4(xs), xsum4(xs + 8u), xsum4(xs + 16u), xsum4(xs + 24u));
+    return vec2<f32>(q2_row(ia, g, h, pa, xs, sx), q2_row(ib, g, h, pb, xs, sx));
+}
+
+// Q3_K, 110-byte super-blocks (hmask[32] | qs[64] | scales[12] | d f16; a block may
+// start at 2 mod 4, so every field is read with funnel shifts). Element 128g + 32s + i
+// is q - 4 with q = bits 2s.. of qs[32g + i] | (bit 4g + s of hmask[i]) << 2. Scale
+// 8g + 2s + h (6 bits, minus 32): low nibble g of scales[2s + h], high bits
+// 2 (2g + s / 2) of scales[8 + 2 (s % 2) + h].  d sum_s sc_s S_s
+fn q3_row(base: u32, g: u32, h: u32, xs: u32) -> f32 {
+    let ql = fun4(base + 32u + 32u * g + 16u * h);
+    let hm = fun4(base + 16u * h) >> vec4<u32>(4u * g);   // bit s of each byte: run s's bit
+    let j = (base + 96u) >> 2u;
+    let sh = (base & 2u) * 8u;
+    let w = w4(j);
+    let sw = (w.xyz >> vec3<u32>(sh)) | ((w.yzw << vec3<u32>(1u)) << (vec3<u32>(31u) - vec3<u32>(sh)));
+    let d = half_f32((w.w >> sh) & 0xffffu);
+    let hh = vec4<u32>(8u * h, 8u * h + 16u, 8u * h, 8u * h + 16u);
+    let lo = (vec4<u32>(sw.xx, sw.yy) >> (hh + vec4<u32>(4u * g))) & vec4<u32>(15u);
+    let hi = (vec4<u32>(sw.z) >> (hh + vec4<u32>(4u * g, 4u * g, 4u * g + 2u, 4u * g + 2u))) & vec4<u32>(3u);
+    let sc = vec4<f32>(vec4<i32>(lo | (hi << vec4<u32>(4u))) - vec4<i32>(32));
+    let m = vec4<u32>(0x03030303u);
+    let b = vec4<u32>(0x04040404u);
+    let z = TWO23 + 4.0;
+    let s = vec4<f32>(q2run((ql & m) | ((hm << vec4<u32>(2u)) & b), xs, z),
+                      q2run(((ql >> vec4<u32>(2u)) & m) | ((hm << vec4<u32>(1u)) & b), xs + 8u, z),
+                      q2run(((ql >> vec4<u32>(4u)) & m) | (hm & b), xs + 16u, z),
+                      q2run(((ql >> vec4<u32>(6u)) & m) | ((hm >> vec4<u32>(1u)) & b), xs + 24u, z));
+    return d * dot(sc, s);
+}
+
+fn udot_q3_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let c4 = u & 3u;
+    let g = c4 >> 1u;
+    let h = c4 & 1u;
+    let xs = xi - 12u * h;
+    return vec2<f32>(q3_row(ra + (u >> 2u) * 110u, g, h, xs), q3_row(rb + (u >> 2u) * 110u, g, h, xs));
+}
+
+// Q5_K, UNIT 64: as Q4_K (sub-blocks 2g, 2g + 1: low / high nibbles of qs[32g ..
+// 32g + 32), the same scales and mins), plus bit 4 = bit 2g / 2g + 1 of qh[i]; 176-byte
+// super-blocks (d | dmin | scales[12] | qh[32] | qs[128]) keep rows word aligned.
+fn q5k_lo(w: u32, h: u32) -> vec4<f32> {
+    return mq((w & 0x0f0f0f0fu) | ((h << 4u) & 0x10101010u), SH_LO, 0xffu) - TWO23;
+}
+
+fn q5k_hi(w: u32, h: u32) -> vec4<f32> {
+    return mq(((w >> 4u) & 0x0f0f0f0fu) | ((h << 3u) & 0x10101010u), SH_LO, 0xffu) - TWO23;
+}
+
+// h, e: qh words 0..3, 4..7 shifted right by 2g (bit 0 / 1 of each byte: sub-block 2g / 2g + 1).
+fn q5k_dots(p: vec4<u32>, q: vec4<u32>, h: vec4<u32>, e: vec4<u32>, xi: u32) -> vec2<f32> {
+    let lo = dot(q5k_lo(p.x, h.x), xv(xi)) + dot(q5k_lo(p.y, h.y), xv(xi + 1u))
+           + dot(q5k_lo(p.z, h.z), xv(xi + 2u)) + dot(q5k_lo(p.w, h.w), xv(xi + 3u))
+           + dot(q5k_lo(q.x, e.x), xv(xi + 4u)) + dot(q5k_lo(q.y, e.y), xv(xi + 5u))
+           + dot(q5k_lo(q.z, e.z), xv(xi + 6u)) + dot(q5k_lo(q.w, e.w), xv(xi + 7u));
+    let hi = dot(q5k_hi(p.x, h.x), xv(xi + 8u)) + dot(q5k_hi(p.y, h.y), xv(xi + 9u))
+           + dot(q5k_hi(p.z, h.z), xv(xi + 10u)) + dot(q5k_hi(p.w, h.w), xv(xi + 11u))
+           + dot(q5k_hi(q.x, e.x), xv(xi + 12u)) + dot(q5k_hi(q.y, e.y), xv(xi + 13u))
+           + dot(q5k_hi(q.z, e.z), xv(xi + 14u)) + dot(q5k_hi(q.w, e.w), xv(xi + 15u));
+    return vec2<f32>(lo, hi);
+}
+
+fn udot_q5_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let g = u & 3u;
+    let ba = ra + (u >> 2u) * 176u;
+    let bb = rb + (u >> 2u) * 176u;
+    let ia = ba >> 2u;
+    let ib = bb >> 2u;
+    let pa = w4(ia + 12u + 8u * g);
+    let qa = w4(ia + 16u + 8u * g);
+    let pb = w4(ib + 12u + 8u * g);
+    let qb = w4(ib + 16u + 8u * g);
+    let s = vec4<u32>(2u * g);
+    let ha = w4(ia + 4u) >> s;
+    let ea = w4(ia + 8u) >> s;
+    let hb = w4(ib + 4u) >> s;
+    let eb = w4(ib + 8u) >> s;
+    let sx = vec2<f32>(hsum(xv(xi) + xv(xi + 1u) + xv(xi + 2u) + xv(xi + 3u) + xv(xi + 4u) + xv(xi + 5u) + xv(xi + 6u) + xv(xi + 7u)),
+                       hsum(xv(xi + 8u) + xv(xi + 9u) + xv(xi + 10u) + xv(xi + 11u) + xv(xi + 12u) + xv(xi + 13u) + xv(xi + 14u) + xv(xi + 15u)));
+    return vec2<f32>(q4k_finish(ba, g, q5k_dots(pa, qa, ha, ea, xi), sx), q4k_finish(bb, g, q5k_dots(pb, qb, hb, eb, xi), sx));
+}
+
+// 1: this type's udot reads kvt, which main fills first (one barrier).
+const KVT_f32 = 0u;
+const KVT_f16 = 0u;
+const KVT_bf16 = 0u;
+const KVT_q8_0 = 0u;
+const KVT_q4_0 = 0u;
+const KVT_q4_1 = 0u;
+const KVT_q5_0 = 0u;
+const KVT_q5_1 = 0u;
+const KVT_iq4_nl = 1u;
+const KVT_q2_k = 0u;
+const KVT_q3_k = 0u;
+const KVT_q4_k = 0u;
+const KVT_q5_k = 0u;
+const KVT_q6_k = 0u;
+const KVT_iq4_xs = 1u;
+const KVT: u32 = KVT_{{QT}};
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    if (KVT == 1u) {
+        if (lid < 16u) { kvt[lid] = IQ4_TABLE[lid]; }
+        workgroupBarrier();
+    }
     let t = wid.z;
     if (t >= S.T) { return; }  // uniform per workgroup
     let r = lid / TPR;

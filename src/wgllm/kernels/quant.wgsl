@@ -1,20 +1,24 @@
 // GGUF weights in their raw ggml block layout, read from an array<u32>.
 //
 // A kernel that includes this file binds the weight bytes at binding 0 as `W`
-// and sets {{QT}} to one of f32 f16 q8_0 q4_0 q4_1 q4_k q6_k. A weight matrix is
-// rows of `row_bytes` bytes laid end to end (row n starts at byte n*row_bytes);
-// blocks are NOT 4-byte aligned in general (18, 34, 210-byte blocks), but every
-// block size is even, so every f16 field sits at an even byte offset and never
-// straddles a word. Everything here works without the shader-f16 feature.
+// and sets {{QT}} to the kernel suffix of a type in kernels/qtypes.py (f32 f16
+// bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_k q3_k q4_k q5_k q6_k iq4_xs). A weight
+// matrix is rows of `row_bytes` bytes laid end to end (row n starts at byte
+// n*row_bytes); blocks are NOT 4-byte aligned in general (18, 22, 34, 110,
+// 210-byte blocks), but every block size is even, so every f16 field sits at an
+// even byte offset and never straddles a word, and every multi-byte field is read
+// with wword / whalf, which take any even offset. Everything here works without
+// the shader-f16 feature.
 //
 // dq8(rb, k) dequantizes the 8 consecutive elements k..k+7 (k % 8 == 0) of the
 // row starting at byte rb. It reproduces gguf.quants.dequantize bit for bit:
 // f16 fields are decoded exactly (subnormals too, see half_f32), and in every
 // type each product of the formula is EXACT in f32 (an f16 has 11 significant
-// bits, a 4/6/8-bit quant or 6-bit scale at most 8, and 11+8+6 < 24), so the only
-// rounding is the final add/subtract of Q4_1 / Q4_K: a fused multiply-add and a
-// separate multiply+add give the same bits, and so does any reassociation of the
-// products. The formulas below still follow the numpy order literally.
+// bits, a 2..8-bit quant or 4/6-bit scale at most 8, an IQ4 table value 7, and
+// 11+8+6 < 24), so the only rounding is the final add/subtract of Q4_1 / Q5_1 /
+// Q2_K / Q4_K / Q5_K: a fused multiply-add and a separate multiply+add give the
+// same bits, and so does any reassociation of the products. The formulas below
+// still follow the numpy order literally.
 
 @group(0) @binding(0) var<storage, read> W: array<u32>;
 
@@ -170,6 +174,144 @@ fn dq8_q6_k(rb: u32, k: u32) -> D8 {
     let q0 = nibs4(wword(ql), lsh) | (((bytes4(wword(qh)) >> vec4<u32>(hsh)) & vec4<u32>(3u)) << vec4<u32>(4u));
     let q1 = nibs4(wword(ql + 4u), lsh) | (((bytes4(wword(qh + 4u)) >> vec4<u32>(hsh)) & vec4<u32>(3u)) << vec4<u32>(4u));
     return D8(d * vec4<f32>(vec4<i32>(q0) - vec4<i32>(32)), d * vec4<f32>(vec4<i32>(q1) - vec4<i32>(32)));
+}
+
+// BF16: row = K bf16 (2K bytes; K % 32 == 0 keeps rows word aligned), each the top
+// 16 bits of an f32.
+fn bf16x2(w: u32) -> vec2<f32> {
+    return bitcast<vec2<f32>>(vec2<u32>(w << 16u, w & 0xffff0000u));
+}
+
+fn dq8_bf16(rb: u32, k: u32) -> D8 {
+    let i = (rb >> 2u) + (k >> 1u);
+    return D8(vec4<f32>(bf16x2(W[i]), bf16x2(W[i + 1u])), vec4<f32>(bf16x2(W[i + 2u]), bf16x2(W[i + 3u])));
+}
+
+// Bit 4 of lane j = bit j of h (j = 0..3, the 5th bit of Q5_0 / Q5_1 / Q5_K quants).
+fn hbit4(h: u32) -> vec4<u32> {
+    return ((vec4<u32>(h) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+}
+
+// Q5_0, 22-byte block of 32: d f16 | qh u32 | qs[16]. Element e: low 4 bits as in
+// Q4_0 (nibble e / 16 of qs[e % 16]), bit 4 = bit e of qh.  x = d * (q - 16)
+fn dq8_q5_0(rb: u32, k: u32) -> D8 {
+    let base = rb + (k >> 5u) * 22u;
+    let d = whf(base);
+    let e = k & 31u;
+    let h = wword(base + 2u) >> e;
+    let q = base + 6u + (e & 15u);
+    let sh = (e >> 4u) * 4u;
+    let lo = vec4<f32>(vec4<i32>(nibs4(wword(q), sh) | hbit4(h)) - vec4<i32>(16));
+    let hi = vec4<f32>(vec4<i32>(nibs4(wword(q + 4u), sh) | hbit4(h >> 4u)) - vec4<i32>(16));
+    return D8(d * lo, d * hi);
+}
+
+// Q5_1, 24-byte block of 32: d f16 | m f16 | qh u32 | qs[16] (quants as Q5_0).  x = d * q + m
+fn dq8_q5_1(rb: u32, k: u32) -> D8 {
+    let base = rb + (k >> 5u) * 24u;
+    let d = whf(base);
+    let m = whf(base + 2u);
+    let e = k & 31u;
+    let h = wword(base + 4u) >> e;
+    let q = base + 8u + (e & 15u);
+    let sh = (e >> 4u) * 4u;
+    return D8(d * vec4<f32>(nibs4(wword(q), sh) | hbit4(h)) + m,
+              d * vec4<f32>(nibs4(wword(q + 4u), sh) | hbit4(h >> 4u)) + m);
+}
+
+// IQ4_NL / IQ4_XS: a 4-bit quant indexes this table of int8 values.
+var<private> IQ4_TABLE: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
+                                                        1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+
+fn iq4v(n: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(IQ4_TABLE[n.x], IQ4_TABLE[n.y], IQ4_TABLE[n.z], IQ4_TABLE[n.w]);
+}
+
+// IQ4_NL, 18-byte block of 32: d f16 | qs[16] (nibbles as Q4_0).  x = d * table[q]
+fn dq8_iq4_nl(rb: u32, k: u32) -> D8 {
+    let base = rb + (k >> 5u) * 18u;
+    let d = whf(base);
+    let e = k & 31u;
+    let q = base + 2u + (e & 15u);
+    let sh = (e >> 4u) * 4u;
+    return D8(d * iq4v(nibs4(wword(q), sh)), d * iq4v(nibs4(wword(q + 4u), sh)));
+}
+
+// IQ4_XS, 136-byte super-block of 256: d f16 | scales_h u16 | scales_l[4] | qs[128].
+// Sub-block j (32 elements) has the 6-bit scale ((scales_l[j / 2] >> 4 (j % 2)) & 15)
+// | ((scales_h >> 2j) & 3) << 4, minus 32; its quants are an IQ4_NL block's
+// nibbles in qs[16j .. 16j + 16).  x = (d * scale) * table[q]
+fn dq8_iq4_xs(rb: u32, k: u32) -> D8 {
+    let base = rb + (k >> 8u) * 136u;
+    let r = k & 255u;
+    let j = r >> 5u;
+    let e = r & 31u;
+    let lo = (wbyte(base + 4u + (j >> 1u)) >> ((j & 1u) * 4u)) & 15u;
+    let hi = (whalf(base + 2u) >> (2u * j)) & 3u;
+    let dl = whf(base) * f32(i32(lo | (hi << 4u)) - 32);
+    let q = base + 8u + 16u * j + (e & 15u);
+    let sh = (e >> 4u) * 4u;
+    return D8(dl * iq4v(nibs4(wword(q), sh)), dl * iq4v(nibs4(wword(q + 4u), sh)));
+}
+
+// Q2_K, 84-byte super-block of 256: scales[16] | qs[64] | d f16 | dmin f16.
+// Element e = 128g + 32s + i (g = 0..1, s = 0..3, i = 0..31) is bits 2s..2s+1 of
+// qs[32g + i]; scales[e / 16] holds its 4-bit scale (low nibble) and min (high).
+// x = (d * sc) * q - (dmin * mn)
+fn dq8_q2_k(rb: u32, k: u32) -> D8 {
+    let base = rb + (k >> 8u) * 84u;
+    let r = k & 255u;
+    let s = (r >> 5u) & 3u;
+    let q = base + 16u + 32u * (r >> 7u) + (r & 31u);
+    let sc = wbyte(base + (r >> 4u));
+    let dl = whf(base + 80u) * f32(sc & 15u);
+    let ml = whf(base + 82u) * f32(sc >> 4u);
+    let sh = vec4<u32>(2u * s);
+    return D8(dl * vec4<f32>((bytes4(wword(q)) >> sh) & vec4<u32>(3u)) - ml,
+              dl * vec4<f32>((bytes4(wword(q + 4u)) >> sh) & vec4<u32>(3u)) - ml);
+}
+
+// Q3_K, 110-byte super-block of 256: hmask[32] | qs[64] | scales[12] | d f16.
+// Element e = 128g + 32s + i: low 2 bits are bits 2s..2s+1 of qs[32g + i], and
+// 4 is subtracted when bit e / 32 of hmask[i] is clear. Scale j = e / 16 (6 bits,
+// minus 32): low 4 bits nibble j / 8 of scales[j % 8], high 2 bits bits
+// 2 (j / 4) .. of scales[8 + j % 4].  x = (d * scale) * q
+fn dq8_q3_k(rb: u32, k: u32) -> D8 {
+    let base = rb + (k >> 8u) * 110u;
+    let r = k & 255u;
+    let s = (r >> 5u) & 3u;
+    let i = r & 31u;
+    let j = r >> 4u;
+    let sl = (wbyte(base + 96u + (j & 7u)) >> ((j >> 3u) * 4u)) & 15u;
+    let sh = (wbyte(base + 104u + (j & 3u)) >> ((j >> 2u) * 2u)) & 3u;
+    let dl = whf(base + 108u) * f32(i32(sl | (sh << 4u)) - 32);
+    let q = base + 32u + 32u * (r >> 7u) + i;
+    let hb = vec4<u32>(r >> 5u);
+    let h0 = (bytes4(wword(base + i)) >> hb) & vec4<u32>(1u);
+    let h1 = (bytes4(wword(base + i + 4u)) >> hb) & vec4<u32>(1u);
+    let l0 = (bytes4(wword(q)) >> vec4<u32>(2u * s)) & vec4<u32>(3u);
+    let l1 = (bytes4(wword(q + 4u)) >> vec4<u32>(2u * s)) & vec4<u32>(3u);
+    return D8(dl * vec4<f32>(vec4<i32>(l0) - vec4<i32>((h0 ^ vec4<u32>(1u)) << vec4<u32>(2u))),
+              dl * vec4<f32>(vec4<i32>(l1) - vec4<i32>((h1 ^ vec4<u32>(1u)) << vec4<u32>(2u))));
+}
+
+// Q5_K, 176-byte super-block of 256: d f16 | dmin f16 | scales[12] | qh[32] | qs[128].
+// Sub-block s (32 elements) has Q4_K's scale and min and low 4 bits (nibble s % 2
+// of qs[32 (s / 2) + i]); bit 4 is bit s of qh[i].  x = (d * sc) * q - (dmin * mn)
+fn dq8_q5_k(rb: u32, k: u32) -> D8 {
+    let base = rb + (k >> 8u) * 176u;
+    let r = k & 255u;
+    let s = r >> 5u;
+    let i = r & 31u;
+    let scm = q4k_scale_min(base, s);
+    let d = whf(base) * scm.x;
+    let dm = whf(base + 2u) * scm.y;
+    let q = base + 48u + (s >> 1u) * 32u + i;
+    let sh = (s & 1u) * 4u;
+    let hs = vec4<u32>(s);
+    let h0 = ((bytes4(wword(base + 16u + i)) >> hs) & vec4<u32>(1u)) << vec4<u32>(4u);
+    let h1 = ((bytes4(wword(base + 20u + i)) >> hs) & vec4<u32>(1u)) << vec4<u32>(4u);
+    return D8(d * vec4<f32>(nibs4(wword(q), sh) | h0) - dm, d * vec4<f32>(nibs4(wword(q + 4u), sh) | h1) - dm);
 }
 
 // The weight type of this specialisation.
