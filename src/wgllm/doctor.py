@@ -89,7 +89,7 @@ def _adapter_hazards(b: AdapterBudget) -> list[str]:
     if b.kind != "cpu" and b.backend != "OpenGL" and not b.shader_f16:
         out.append(f"{b.summary} lacks shader-f16: activations and the KV cache run in f32, twice the memory.")
     if b.max_storage_binding < SMALL_BINDING:
-        phi = catalog.CATALOG["phi-3.5-mini"].shape
+        phi = catalog.CATALOG["phi-3.5-mini"].config
         tokens = b.max_storage_binding // (phi.n_kv_heads * phi.head_dim * 4)
         out.append(f"{b.summary} binds at most {fmt_bytes(b.max_storage_binding)} per storage buffer: weights "
                    f"are split into many chunks, and one layer's K or V cache must fit in one binding (e.g. "

@@ -3,6 +3,7 @@ total bytes within a few % of published file sizes otherwise), lookups, smaller 
 and header-only GGUF stand-ins of full-size models (sparse data: no gigabytes written) that go
 through GGUFFile -> ModelLayout -> plan."""
 
+import dataclasses
 import os
 
 import pytest
@@ -139,7 +140,7 @@ def test_identify_by_hyperparameters():
     anon = ModelLayout(**{**lay.__dict__, "name": "my finetune", "quantization": ""})
     entry, quant = identify(anon)
     assert entry.name == "llama-3.2-1b" and quant == "Q8_0"
-    other = ModelLayout(**{**lay.__dict__, "n_layers": 17})
+    other = dataclasses.replace(lay, config=dataclasses.replace(lay.config, n_layers=17))
     assert identify(other) is None
 
 

@@ -9,18 +9,14 @@ import pytest
 
 from wgllm.kernels import constants as C
 from wgllm.plan import memory
-from wgllm.plan.layout import ModelLayout, TensorSpec
+from wgllm.plan.layout import ModelLayout
 from wgllm.plan.memory import estimate, kv_bytes_per_token
 from wgllm.testing import synth
 
 
 def layout_of(shape: synth.LlamaShape, types="F32") -> ModelLayout:
     """A ModelLayout of a synth shape: the tensor list a GGUF header of it would give (ggml order)."""
-    plan = synth.tensor_plan(shape, types)
-    tensors = tuple(TensorSpec(n, t, tuple(reversed(dims))) for n, (dims, t) in plan.items())
-    return ModelLayout(name=shape.name, arch=shape.arch, n_vocab=shape.n_vocab, dim=shape.dim,
-                       n_layers=shape.n_layers, n_heads=shape.n_heads, n_kv_heads=shape.n_kv_heads,
-                       head_dim=shape.head_dim, ffn_dim=shape.ffn_dim, n_ctx_train=shape.ctx, tensors=tensors)
+    return shape.layout(types)
 
 
 TINY = synth.LlamaShape("hand", n_vocab=64, dim=64, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64)
@@ -171,7 +167,6 @@ def test_constants_agree_with_engine():
     assert ops.STEP_BYTES == C.STEP_BYTES
     for k in ("ATTN_WG", "ATTN_MINK", "ATTN_TARGET_GROUPS", "ATTN_MAX_SPLITS", "ATTN_MAX_ROWS"):
         assert getattr(ops, k) == getattr(C, k), k
-    assert engine.PIPELINE_DEPTH == memory.PIPELINE_DEPTH
 
 
 @pytest.mark.parametrize("T", [1, 7, 64, 128, 512])

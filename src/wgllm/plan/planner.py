@@ -49,6 +49,7 @@ from typing import Iterator, Union
 
 from wgllm.errors import AdapterNotFoundError, FeatureMissingError, ModelTooLargeError, NoAdapterError, RequestError
 from wgllm.gpu.inventory import AdapterBudget
+from wgllm.kernels.qtypes import runnable_types
 from wgllm.model.arch import SUPPORTED as RUNNABLE_ARCHES
 from wgllm.plan import catalog
 from wgllm.plan.layout import ModelLayout, TensorSpec
@@ -60,7 +61,7 @@ MIN_AUTO_CTX = 512  # automatic context reduction stops here
 MIN_ALT_CTX = 128  # smallest context offered as an alternative
 MIN_CTX = 8
 POLICIES = ("auto", "high-performance", "low-power")
-RUNNABLE_TYPES = frozenset({"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"})  # the engine's kernels
+RUNNABLE_TYPES = runnable_types()  # the engine's kernels read these
 MiB, GiB = 1 << 20, 1 << 30
 _KIND_ORDER = {
     "auto": ("discrete", "integrated", "virtual", "unknown", "cpu"),
@@ -124,12 +125,12 @@ def _engine_tensor(name: str) -> bool:
 
 @lru_cache(maxsize=64)
 def engine_view(layout: ModelLayout) -> tuple[ModelLayout, int]:
-    """`layout` as the llama engine would hold it, and the bytes of tensors it leaves out.
+    """`layout` as the engine would hold it, and the bytes of tensors it leaves out.
 
-    Runnable archs are unchanged. For plannable-only ones the estimate is an
-    approximation: phi3's fused attn_qkv / ffn_up are split into q, k, v /
-    gate, up (same bytes), and other tensors (gemma3's extra norms, rope
-    factors) are counted as extra weight bytes."""
+    Runnable archs are unchanged. For plannable-only ones (no forward pass yet) the
+    estimate is an approximation: the llama build of the same hyperparameters, with
+    phi3's fused attn_qkv / ffn_up split into q, k, v / gate, up (same bytes), and other
+    tensors (gemma3's extra norms, rope factors) counted as extra weight bytes."""
     if layout.arch in RUNNABLE_ARCHES:
         return layout, 0
     q_rows, kv_rows = layout.n_heads * layout.head_dim, layout.n_kv_heads * layout.head_dim
@@ -148,7 +149,8 @@ def engine_view(layout: ModelLayout) -> tuple[ModelLayout, int]:
             tensors.append(t)
         else:
             extra += t.nbytes
-    return dataclasses.replace(layout, tensors=tuple(tensors)), extra
+    cfg = dataclasses.replace(layout.config, arch="llama", fused_qkv=False, fused_gate_up=False, rope_freqs=False)
+    return dataclasses.replace(layout, config=cfg, tensors=tuple(tensors)), extra
 
 
 @lru_cache(maxsize=512)

@@ -4,6 +4,6 @@
 imported on first use.
 """
 
-from .synth import SHAPES, WEIGHT_TYPES, LlamaShape, llama_cpp_types, tensor_plan, write_llama_gguf
+from .synth import SHAPES, WEIGHT_TYPES, LlamaShape, tensor_plan, write_llama_gguf
 
-__all__ = ["SHAPES", "WEIGHT_TYPES", "LlamaShape", "llama_cpp_types", "tensor_plan", "write_llama_gguf"]
+__all__ = ["SHAPES", "WEIGHT_TYPES", "LlamaShape", "tensor_plan", "write_llama_gguf"]

@@ -16,10 +16,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from wgllm.plan.layout import ModelLayout
-
-FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15}
-
+from wgllm.kernels.qtypes import FTYPES
+from wgllm.plan.layout import ModelLayout, hparams
+from wgllm.testing.synth import write_metadata
 
 def write_standin(path: str | os.PathLike, layout: ModelLayout, *, rope_base: float = 500000.0,
                   rms_eps: float = 1e-5) -> Path:
@@ -40,18 +39,12 @@ def write_standin(path: str | os.PathLike, layout: ModelLayout, *, rope_base: fl
 
 
 def _metadata(w: gguf.GGUFWriter, L: ModelLayout, rope_base: float, rms_eps: float) -> None:
+    c = L.config
     w.add_name(L.name)
-    if L.quantization in FILE_TYPES:
-        w.add_file_type(FILE_TYPES[L.quantization])
-    w.add_vocab_size(L.n_vocab)
-    w.add_context_length(L.n_ctx_train)
-    w.add_embedding_length(L.dim)
-    w.add_block_count(L.n_layers)
-    w.add_feed_forward_length(L.ffn_dim)
-    w.add_head_count(L.n_heads)
-    w.add_head_count_kv(L.n_kv_heads)
-    w.add_key_length(L.head_dim)
-    w.add_value_length(L.head_dim)
-    w.add_rope_dimension_count(L.head_dim)
-    w.add_rope_freq_base(rope_base)
-    w.add_layer_norm_rms_eps(rms_eps)
+    if L.quantization in FTYPES:
+        w.add_file_type(FTYPES[L.quantization][0])
+    md = hparams(c.arch, n_vocab=c.n_vocab, dim=c.dim, n_layers=c.n_layers, n_heads=c.n_heads,
+                 n_kv_heads=c.n_kv_heads, ffn_dim=c.ffn_dim, ctx=c.n_ctx_train, rope_base=rope_base,
+                 rms_eps=rms_eps, head_dim=c.head_dim)
+    md[f"{c.arch}.attention.key_length"] = md[f"{c.arch}.attention.value_length"] = c.head_dim
+    write_metadata(w, md)

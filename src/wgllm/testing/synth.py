@@ -24,13 +24,15 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as QT
 
+from wgllm.kernels import qtypes
+from wgllm.plan.layout import ModelLayout, hparams, layout_for
+
 __all__ = [
     "LlamaShape",
     "SHAPES",
     "WEIGHT_TYPES",
     "SPECIAL_TOKENS",
     "CHATML_TEMPLATE",
-    "llama_cpp_types",
     "tensor_plan",
     "random_weight",
     "write_llama_gguf",
@@ -61,27 +63,24 @@ class LlamaShape:
         if self.n_heads % self.n_kv_heads or self.head_dim % 2:
             raise ValueError(f"{self.name}: n_heads must be a multiple of n_kv_heads and head_dim even")
 
+    def metadata(self) -> dict:
+        """The GGUF metadata (`general.architecture` and `{arch}.*` keys) of this shape."""
+        return hparams(self.arch, n_vocab=self.n_vocab, dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads,
+                       n_kv_heads=self.n_kv_heads, ffn_dim=self.ffn_dim, ctx=self.ctx, rope_base=self.rope_base,
+                       rms_eps=self.rms_eps, head_dim=self.head_dim)
+
+    def layout(self, types="F32", strict: bool = False) -> ModelLayout:
+        """The planning layout of a file of this shape (see `tensor_plan` for `types`)."""
+        if isinstance(types, str):
+            ftype, table = (None, types) if types in qtypes.TYPES else (types, "F32")
+        else:
+            ftype, table = types.get("ftype"), types
+        return layout_for(self.name, self.metadata(), tied=self.tied_embeddings, ftype=ftype, types=table,
+                          strict=strict)
+
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         """GGUF tensor name -> numpy shape (rows, cols) = (out features, in features), in file order."""
-        d, q, kv, f = self.dim, self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.ffn_dim
-        out: dict[str, tuple[int, ...]] = {"token_embd.weight": (self.n_vocab, d)}
-        for i in range(self.n_layers):
-            b = f"blk.{i}."
-            out.update({
-                b + "attn_norm.weight": (d,), b + "attn_q.weight": (q, d), b + "attn_k.weight": (kv, d),
-                b + "attn_v.weight": (kv, d), **self._biases(b, q, kv),
-                b + "attn_output.weight": (d, q), b + "ffn_norm.weight": (d,),
-                b + "ffn_gate.weight": (f, d), b + "ffn_up.weight": (f, d), b + "ffn_down.weight": (d, f),
-            })
-        out["output_norm.weight"] = (d,)
-        if not self.tied_embeddings:
-            out["output.weight"] = (self.n_vocab, d)
-        return out
-
-    def _biases(self, b: str, q: int, kv: int) -> dict[str, tuple[int, ...]]:
-        if self.arch != "qwen2":
-            return {}
-        return {b + "attn_q.bias": (q,), b + "attn_k.bias": (kv,), b + "attn_v.bias": (kv,)}
+        return {t.name: tuple(reversed(t.shape)) for t in self.layout().tensors}
 
     @property
     def n_params(self) -> int:
@@ -113,63 +112,25 @@ WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K")
 
 # gguf 0.19 quantizes F32/F16/BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 (+TQ1_0/TQ2_0/MXFP4) but not K-quants.
 _GGUF_CAN_QUANTIZE = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0"}
-# llama.cpp's fallback when a row is not a whole number of blocks (llama_tensor_get_type)
-_FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}
-_FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q4_K": 14, "Q4_K_M": 15,
-               "Q6_K": 18}
 FAST_THRESHOLD = 200_000_000  # params; above it `fast=None` writes random blocks directly
-
-
-def _use_more_bits(i: int, n: int) -> bool:
-    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
-
-
-def llama_cpp_types(ftype: str, shape: LlamaShape) -> dict[str, str]:
-    """Per-tensor types llama.cpp's `llama-quantize` picks for `ftype` ("F16", "Q8_0", "Q4_0", "Q4_1",
-    "Q4_K_M", "Q6_K"), as a `types` dict for `write_llama_gguf` (approximates llama_tensor_get_type:
-    output (or tied token_embd) -> Q6_K, Q4_K_M's attn_v/ffn_down -> Q6_K on "more bits" layers)."""
-    base = {"Q4_K_M": "Q4_K"}.get(ftype, ftype)
-    if base not in WEIGHT_TYPES:
-        raise ValueError(f"unknown ftype {ftype!r}")
-    types = {"default": base, "file_type": ftype}
-    if base not in ("F32", "F16", "Q8_0"):
-        types["token_embd" if shape.tied_embeddings else "output"] = "Q6_K"
-    if ftype == "Q4_K_M":
-        for i in range(shape.n_layers):
-            if _use_more_bits(i, shape.n_layers):
-                types[f"blk.{i}.attn_v"] = types[f"blk.{i}.ffn_down"] = "Q6_K"
-    return types
-
-
-def _type_for(name: str, cols: int, types: dict[str, str], strict: bool) -> str:
-    if name.endswith("_norm.weight") or name.endswith(".bias"):
-        return "F32"
-    base = name.removesuffix(".weight")
-    role = base.split(".")[-1]
-    t = types.get(base) or types.get(role) or types.get("default", "F32")
-    if t not in WEIGHT_TYPES:
-        raise ValueError(f"unsupported weight type {t!r} for {name} (supported: {WEIGHT_TYPES})")
-    if cols % gguf.GGML_QUANT_SIZES[QT[t]][0] and not strict:
-        t = _FALLBACK.get(t, "F16")
-        if cols % gguf.GGML_QUANT_SIZES[QT[t]][0]:
-            t = "F16"
-    if cols % gguf.GGML_QUANT_SIZES[QT[t]][0]:
-        raise ValueError(f"{name}: row of {cols} is not a whole number of {t} blocks")
-    return t
 
 
 def tensor_plan(shape: LlamaShape, types: dict[str, str] | str = "F32", strict: bool = False
                 ) -> dict[str, tuple[tuple[int, ...], str]]:
-    """GGUF tensor name -> (numpy shape, GGML type name), in file order.
+    """GGUF tensor name -> (numpy shape, GGML type name), in file order: the architecture's declared
+    tensors (wgllm.model.arch) in the types of `wgllm.plan.layout.tensor_type`.
 
-    `types` is one type for every 2-D weight, a llama.cpp mix name ("Q4_K_M", see `llama_cpp_types`),
-    or a dict looked up by tensor base name ("blk.3.attn_v"), then role ("attn_v", "token_embd",
-    "output", ...), then "default". A type whose block does not divide a row falls back like llama.cpp
-    (Q4_K -> Q5_0, Q6_K -> Q8_0, else F16), or raises if `strict`.
+    `types` is one type for every 2-D weight ("Q4_0"), a llama-quantize file type that is not a
+    type name ("Q4_K_M": its mix, `wgllm.kernels.qtypes.ftype_tensor_type`), or a dict looked up
+    by tensor base name ("blk.3.attn_v"), then role ("attn_v", "token_embd", "output", ...), then
+    "default" (a key "ftype" picks a mix instead). A type whose block does not divide a row falls
+    back like llama.cpp (Q4_K -> Q5_0, Q6_K -> Q8_0, else F16), or raises if `strict`.
     """
-    if isinstance(types, str):
-        types = llama_cpp_types(types, shape) if types not in WEIGHT_TYPES else {"default": types}
-    return {n: (s, _type_for(n, s[-1], types, strict)) for n, s in shape.tensor_shapes().items()}
+    tensors = shape.layout(types, strict).tensors
+    for t in tensors:
+        if t.ggml_type not in WEIGHT_TYPES:
+            raise ValueError(f"unsupported weight type {t.ggml_type!r} for {t.name} (supported: {WEIGHT_TYPES})")
+    return {t.name: (tuple(reversed(t.shape)), t.ggml_type) for t in tensors}
 
 
 # ---------------------------------------------------------------- tensor data
@@ -304,27 +265,23 @@ def _add_metadata(w: gguf.GGUFWriter, s: LlamaShape, file_type: int) -> None:
     w.add_file_type(file_type)
     if file_type not in (0, 1):
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    w.add_vocab_size(s.n_vocab)
-    w.add_context_length(s.ctx)
-    w.add_embedding_length(s.dim)
-    w.add_block_count(s.n_layers)
-    w.add_feed_forward_length(s.ffn_dim)
-    w.add_head_count(s.n_heads)
-    w.add_head_count_kv(s.n_kv_heads)
-    w.add_rope_freq_base(s.rope_base)
-    w.add_layer_norm_rms_eps(s.rms_eps)
-    w.add_rope_dimension_count(s.head_dim)
-    if s.head_dim != s.dim // s.n_heads:  # llama.cpp writes these only when not implied
-        w.add_key_length(s.head_dim)
-        w.add_value_length(s.head_dim)
+    write_metadata(w, s.metadata())
+
+
+def write_metadata(w: gguf.GGUFWriter, metadata: dict) -> None:
+    """Write hyperparameter keys (ints as uint32, floats as float32, as llama.cpp does); the
+    architecture key is written by GGUFWriter itself."""
+    for key, value in metadata.items():
+        if key != "general.architecture":
+            (w.add_float32 if isinstance(value, float) else w.add_uint32)(key, value)
 
 
 def _file_type(types: dict[str, str] | str, plan) -> int:
-    name = types if isinstance(types, str) else types.get("file_type") or types.get("default")
+    name = types if isinstance(types, str) else types.get("ftype") or types.get("default")
     if name is None:
         weights = [t for n, (_, t) in plan.items() if "_norm" not in n]
         name = max(set(weights), key=weights.count)
-    return _FILE_TYPES.get(name, 0)
+    return qtypes.FTYPES.get(name, (0,))[0]
 
 
 def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[str, str] | str = "F32",
@@ -337,7 +294,7 @@ def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[s
     seed: tensor i is drawn from `default_rng([seed, i])`. tokenizer: "byte" (gpt2-style byte-level
     BPE with ChatML specials and template, padded to n_vocab) or "none". fast: write random quantized
     blocks directly instead of quantizing floats (default: when the model has > 200M weights).
-    general.file_type comes from types["file_type"] (set by `llama_cpp_types`), else the default type.
+    general.file_type is the file type's id (a mix name, or types["ftype"]), else the default type's.
     Tensors are generated and written one at a time, so memory stays about one tensor.
     chat_template: the tokenizer.chat_template text (tests use hostile ones).
     """

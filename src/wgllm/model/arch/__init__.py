@@ -16,11 +16,13 @@ from wgllm.errors import UnsupportedModelError
 from wgllm.model.config import Meta, ModelConfig, check_tensors
 
 SUPPORTED = ("llama", "qwen2")  # runnable families (module names)
+PLANNABLE = ("gemma3", "phi3")  # declared (config and tensors) for planning; no forward pass yet
 
 
-def family(arch: str, source: str = "the model") -> ModuleType:
-    """The module of architecture `arch` (UnsupportedModelError for unknown families)."""
-    if arch not in SUPPORTED:
+def family(arch: str, source: str = "the model", plannable: bool = False) -> ModuleType:
+    """The module of architecture `arch` (UnsupportedModelError for unknown families; with
+    `plannable`, also the families declared for planning only)."""
+    if arch not in SUPPORTED and not (plannable and arch in PLANNABLE):
         raise UnsupportedModelError(
             f"{source} uses the '{arch}' architecture, which wgllm does not run yet "
             f"(supported: {', '.join(SUPPORTED)}). Pick a model of a supported family, e.g. "
@@ -29,21 +31,21 @@ def family(arch: str, source: str = "the model") -> ModuleType:
 
 
 def config_from(metadata: Mapping[str, Any], tensors: Mapping[str, Any], source: str = "the model",
-                check: bool = True) -> ModelConfig:
+                check: bool = True, plannable: bool = False) -> ModelConfig:
     """The config of a model given its GGUF metadata and tensors (name -> object with a ggml
     `shape`); with `check`, every declared tensor is verified against the file."""
     meta = Meta(metadata, source)
-    fam = family(meta.arch, source)
+    fam = family(meta.arch, source, plannable)
     cfg = fam.config(meta, tensors)
     if check:
         check_tensors(fam.tensors(cfg), tensors, source)
     return cfg
 
 
-def config_for(g) -> ModelConfig:
+def config_for(g, plannable: bool = False) -> ModelConfig:
     """The architecture config of an opened GGUF file (raises UnsupportedModelError for unknown
     families, InvalidModelFileError for a file its architecture cannot read)."""
-    return config_from(g.metadata, g.tensors, f"'{g.path.name}'")
+    return config_from(g.metadata, g.tensors, f"'{g.path.name}'", plannable=plannable)
 
 
 def build(dev, tensors: Mapping[str, Any], cfg: ModelConfig, *, act: str, n_ctx: int, chunk: int):
