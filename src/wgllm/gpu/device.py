@@ -20,8 +20,8 @@ import wgpu
 from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError
 from wgllm.gpu import health
 from wgllm.gpu.dispatch import STAGING, STORAGE, UNIFORM, Dispatch, grid, write_parts  # noqa: F401 (re-exported)
-from wgllm.kernels.constants import buffer_size, uniform_size
-from wgllm.kernels.registry import specialise
+from wgllm.gpu.dispatch import align, buffer_size, uniform_size
+from wgllm.gpu.shaders import specialise
 
 BU = wgpu.BufferUsage
 assert (STORAGE, UNIFORM, STAGING) == (BU.STORAGE | BU.COPY_SRC | BU.COPY_DST, BU.UNIFORM | BU.STORAGE | BU.COPY_DST,
@@ -41,10 +41,6 @@ _WANTED_LIMITS = (
     "max-compute-workgroups-per-dimension",
     "max-uniform-buffer-binding-size",
 )
-
-
-def align(n: int, a: int) -> int:
-    return (n + a - 1) // a * a
 
 
 _OOM_WORDS = ("not enough memory", "out of memory", "buffer size")  # wgpu-native create_buffer refusals

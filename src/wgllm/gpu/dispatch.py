@@ -24,6 +24,24 @@ STORAGE = STORAGE_BIT | COPY_SRC | COPY_DST
 UNIFORM = UNIFORM_BIT | STORAGE_BIT | COPY_DST
 STAGING = MAP_READ | COPY_DST  # read-back buffers
 STAGE = 16 << 20  # bytes of the staging array of `write_parts`
+BUFFER_ALIGN = 4  # every buffer is rounded up to a multiple of 4 bytes ...
+MIN_BUFFER = 4  # ... and is at least 4 bytes
+UNIFORM_ALIGN = 16  # a uniform (parameter struct) buffer is first rounded up to 16 bytes
+
+
+def align(n: int, a: int) -> int:
+    """`n` rounded up to a multiple of `a`."""
+    return (n + a - 1) // a * a
+
+
+def buffer_size(size: int) -> int:
+    """Bytes a device really allocates for a buffer of `size` bytes."""
+    return max(MIN_BUFFER, align(int(size), BUFFER_ALIGN))
+
+
+def uniform_size(nbytes: int) -> int:
+    """Bytes a device really allocates for a uniform of `nbytes` of parameters."""
+    return buffer_size(align(int(nbytes), UNIFORM_ALIGN))
 
 
 @dataclass

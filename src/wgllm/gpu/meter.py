@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wgllm.gpu.dispatch import STORAGE, STORAGE_BIT, Dispatch, grid
-from wgllm.kernels.constants import buffer_size, uniform_size
+from wgllm.gpu.dispatch import STORAGE, STORAGE_BIT, Dispatch, buffer_size, grid, uniform_size
 
 DEFAULT_MAX_BINDING = 2**31 - 4  # wgpu's cap on max-storage-buffer-binding-size
 DEFAULT_MAX_GROUPS = 65535

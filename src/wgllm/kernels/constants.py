@@ -1,36 +1,12 @@
-"""Numbers the GPU code and the memory planner must agree on, without `wgpu`.
-
-The engine's allocations depend on a few constants (buffer rounding, padding
-after weight chunks, parameter-struct sizes) and on the attention tiling
-(`attention_plan`, which sizes the split-attention scratch). They live here,
-in a module that imports nothing from the GPU side, so that
-`wgllm.plan.memory` can mirror the engine exactly while `wgllm.plan` stays
-free of `wgpu`. `kernels/linear.py`, `kernels/ops.py` and `gpu/device.py`
-take these values from here (tests/unit/test_memory_estimate.py checks
-that the rest agree).
+"""Kernel constants that tests and the planner read without `wgpu`: padding after weight chunks,
+parameter-struct sizes and the attention tiling (`attention_plan`, which sizes the
+split-attention scratch). `kernels/linear.py` and `kernels/ops.py` take them from here; the
+buffer rounding of devices (gpu/dispatch.py) is re-exported.
 """
 
 from __future__ import annotations
 
-# --- gpu/device.py: buffer sizes ---------------------------------------------
-BUFFER_ALIGN = 4  # every buffer is rounded up to a multiple of 4 bytes ...
-MIN_BUFFER = 4  # ... and is at least 4 bytes
-UNIFORM_ALIGN = 16  # a uniform (parameter struct) buffer is first rounded up to 16 bytes
-
-
-def align(n: int, a: int) -> int:
-    """`n` rounded up to a multiple of `a`."""
-    return (n + a - 1) // a * a
-
-
-def buffer_size(size: int) -> int:
-    """Bytes `Device.buffer(size, ...)` really allocates."""
-    return max(MIN_BUFFER, align(int(size), BUFFER_ALIGN))
-
-
-def uniform_size(nbytes: int) -> int:
-    """Bytes `Device.uniform(data)` really allocates for `nbytes` of parameters."""
-    return buffer_size(align(int(nbytes), UNIFORM_ALIGN))
+from wgllm.gpu.dispatch import BUFFER_ALIGN, MIN_BUFFER, UNIFORM_ALIGN, align, buffer_size, uniform_size  # noqa: F401
 
 
 # --- kernels/linear.py ---------------------------------------------------------
