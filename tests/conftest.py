@@ -29,6 +29,22 @@ def device():
     return _device_or_skip()
 
 
+@pytest.fixture(scope="session")
+def gpu_kernel_device():
+    """A second Device whose kernel variants are the GPU ones even on a CPU adapter (lavapipe),
+    so CI also runs the kernels a hardware adapter gets."""
+    dev = _device_or_skip()
+    dev.kind = "gpu"
+    return dev
+
+
+@pytest.fixture(params=["native", "gpu-kernels"])
+def kdevice(request, device, gpu_kernel_device):
+    """The session device with its own kernel variants, then with the GPU variants (the same
+    device twice on a hardware adapter)."""
+    return device if request.param == "native" or device.kind == "gpu" else gpu_kernel_device
+
+
 @pytest.fixture(params=["f32", "f16"])
 def act(request, device):
     """Activation precision; f16 is skipped on adapters without shader-f16."""

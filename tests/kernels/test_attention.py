@@ -10,22 +10,31 @@ from wgllm.kernels import ops
 TOL = {"f32": 1e-4, "f16": 3e-3}
 
 
-def attention_ref(q, kc, vc, pos):
-    """float64 causal attention. q: [T, Hq, hd]; kc, vc: [>= pos+T, Hkv, hd] -> [T, Hq, hd]."""
+def attention_ref(q, kc, vc, pos, *, scale=None, softcap=0.0, window=0):
+    """float64 causal attention. q: [T, Hq, hd]; kc, vc: [>= pos+T, Hkv, hd] -> [T, Hq, hd].
+    scale: of q.k (default 1/sqrt(hd)); softcap: c * tanh(s / c) when > 0; window: each row
+    sees only its last `window` positions (0: all)."""
     T, Hq, hd = q.shape
     Hkv = kc.shape[1]
     L = pos + T
     k = np.repeat(kc[:L].astype(np.float64), Hq // Hkv, axis=1)  # [L, Hq, hd]
     v = np.repeat(vc[:L].astype(np.float64), Hq // Hkv, axis=1)
-    s = np.einsum("thd,lhd->htl", q.astype(np.float64), k) / np.sqrt(hd)  # [Hq, T, L]
-    s[:, np.arange(L)[None, :] > pos + np.arange(T)[:, None]] = -np.inf  # causal mask
+    scale = 1 / np.sqrt(hd) if scale is None else scale
+    s = np.einsum("thd,lhd->htl", q.astype(np.float64), k) * scale  # [Hq, T, L]
+    if softcap:
+        s = softcap * np.tanh(s / softcap)
+    key, row = np.arange(L)[None, :], pos + np.arange(T)[:, None]
+    s[:, key > row] = -np.inf  # causal mask
+    if window:
+        s[:, row - key >= window] = -np.inf
     p = np.exp(s - s.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     return np.einsum("htl,lhd->thd", p, v)
 
 
-def run_attention(device, act, rng, *, Hq, Hkv, hd, pos, T, T_max, n_ctx, splits=None):
-    """Random qkv and cache (positions < pos + T), attention on the GPU; returns (got, ref)."""
+def run_attention(device, act, rng, *, Hq, Hkv, hd, pos, T, T_max, n_ctx, splits=None, plain=False, **opts):
+    """Random qkv and cache (positions < pos + T), attention on the GPU; returns (got, ref), and
+    with `plain` also the reference without opts (scale, softcap, window: see attention_ref)."""
     dt = NP[act]
     qkv = rng.standard_normal((T_max, Hq + 2 * Hkv, hd)).astype(dt)
     kc = (rng.standard_normal((n_ctx, Hkv, hd)) * 1.5).astype(dt)
@@ -33,11 +42,12 @@ def run_attention(device, act, rng, *, Hq, Hkv, hd, pos, T, T_max, n_ctx, splits
     out = put(device, nan_like((T_max, Hq, hd), dt))
     st = step(device, T, pos)
     d = ops.attention(device, put(device, qkv), put(device, kc), put(device, vc), out, st, T_max=T_max,
-                      n_heads=Hq, n_kv_heads=Hkv, head_dim=hd, n_ctx=n_ctx, act=act, splits=splits)
+                      n_heads=Hq, n_kv_heads=Hkv, head_dim=hd, n_ctx=n_ctx, act=act, splits=splits, **opts)
     device.run(d)
     got = get(device, out, dt, (T_max, Hq, hd))
     assert_nan(got[T:])  # rows past T untouched
-    return got[:T], attention_ref(qkv[:T, :Hq], kc, vc, pos)
+    ref = attention_ref(qkv[:T, :Hq], kc, vc, pos, **opts)
+    return (got[:T], ref, attention_ref(qkv[:T, :Hq], kc, vc, pos)) if plain else (got[:T], ref)
 
 
 CASES = [
@@ -64,6 +74,32 @@ def test_attention_matches_numpy(device, act, rng, Hq, Hkv, hd, pos, T, T_max, n
                              splits=splits)
     assert np.isfinite(got).all()
     assert rel_err(got, ref) < TOL[act]
+
+
+WINDOW_CASES = [
+    # Hq, Hkv, hd, pos, T, T_max, n_ctx, splits, window, softcap, scale
+    (4, 1, 32, 700, 1, 1, 800, None, 100, 0.0, None),  # decode, window shorter than the cache, split keys
+    (4, 1, 32, 700, 1, 1, 800, 1, 100, 0.0, None),  # the same in one pass
+    (8, 2, 64, 40, 37, 40, 128, None, 16, 0.0, None),  # prefill: window shorter than the tile's span
+    (8, 2, 64, 40, 37, 40, 128, 3, 16, 0.0, None),  # the same with split keys
+    (6, 2, 48, 0, 30, 32, 64, None, 64, 0.0, None),  # window longer than every row's history
+    (4, 2, 32, 50, 9, 12, 128, None, 0, 50.0, None),  # soft-capped scores (Gemma 2), scores scaled up
+    (4, 2, 32, 500, 1, 1, 600, None, 64, 30.0, 0.0625),  # window, soft cap and a query scale together
+]
+
+
+@pytest.mark.parametrize("Hq,Hkv,hd,pos,T,T_max,n_ctx,splits,window,softcap,scale", WINDOW_CASES)
+def test_attention_window_softcap_scale(kdevice, act, rng, Hq, Hkv, hd, pos, T, T_max, n_ctx, splits, window,
+                                        softcap, scale):
+    if softcap:  # scores large enough for the cap to matter
+        scale = scale or 4.0 / np.sqrt(hd)
+    got, ref, plain = run_attention(kdevice, act, rng, Hq=Hq, Hkv=Hkv, hd=hd, pos=pos, T=T, T_max=T_max,
+                                    n_ctx=n_ctx, splits=splits, window=window, softcap=softcap, scale=scale,
+                                    plain=True)
+    assert np.isfinite(got).all()
+    assert rel_err(got, ref) < TOL[act]
+    if window < pos + T or softcap:  # the options change the result here: the test can fail
+        assert rel_err(plain, ref) > 10 * TOL[act]
 
 
 def test_attention_plan_decode_splits():

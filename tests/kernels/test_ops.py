@@ -226,3 +226,52 @@ def test_argmax_marks_non_finite_logits(device, rng, bad):
     x[:] = rng.standard_normal(V).astype(np.float32)  # the mark does not stick to later runs
     for _ in range(3):
         assert _argmax_gpu(device, x, 1, 3) == int(np.argmax(x))
+
+
+# --- post-norm add, qk-norm, row maps ------------------------------------------------
+
+
+@pytest.mark.parametrize("D", [300, 640])  # 300: the GPU kernel's strided loop; both % 4 == 0 for rmsnorm_rows
+def test_rmsnorm_add_into_residual(kdevice, act, rng, D):
+    T, T_max = 5, 8
+    h = rng.standard_normal((T_max, D)).astype(NP[act])  # a block's output
+    x = rng.standard_normal((T_max, D)).astype(np.float32)  # the residual stream
+    w = rng.standard_normal(D).astype(np.float32)
+    xb = put(kdevice, x)
+    kdevice.run(ops.rmsnorm(kdevice, put(kdevice, h), put(kdevice, w), xb, D, T_max, 1e-6, step(kdevice, T, 0),
+                            in_type=act, out_type="f32", add=True))
+    got = get(kdevice, xb, np.float32, (T_max, D))
+    r = h[:T].astype(np.float64)
+    ref = x[:T] + r / np.sqrt((r**2).mean(-1, keepdims=True) + 1e-6) * w
+    assert rel_err(got[:T], ref) < TOL[act]
+    assert np.array_equal(got[T:], x[T:])  # rows past T untouched
+
+
+@pytest.mark.parametrize("Hq,Hkv,hd,T,T_max", [(4, 1, 256, 3, 4), (9, 3, 64, 70, 80), (2, 2, 16, 1, 1)])
+def test_head_norm(kdevice, act, rng, Hq, Hkv, hd, T, T_max):
+    qkv = (rng.standard_normal((T_max, Hq + 2 * Hkv, hd)) * 3).astype(NP[act])
+    w = rng.standard_normal((2, hd)).astype(np.float32)
+    buf = put(kdevice, qkv)
+    kdevice.run(ops.head_norm(kdevice, buf, put(kdevice, w), step(kdevice, T, 5), T_max=T_max, n_heads=Hq,
+                              n_kv_heads=Hkv, head_dim=hd, eps=1e-6, act=act))
+    got = get(kdevice, buf, NP[act], qkv.shape)
+    r = qkv[:T, : Hq + Hkv].astype(np.float64)
+    normed = r / np.sqrt((r**2).mean(-1, keepdims=True) + 1e-6)
+    ref = np.concatenate([normed[:, :Hq] * w[0], normed[:, Hq:] * w[1]], axis=1)
+    assert rel_err(got[:T, : Hq + Hkv], ref) < TOL[act]
+    assert np.array_equal(got[:T, Hq + Hkv :], qkv[:T, Hq + Hkv :])  # v heads untouched
+    assert np.array_equal(got[T:], qkv[T:])  # rows past T untouched
+
+
+@pytest.mark.parametrize("op,c,per_token", [("scale", 25.3, True), ("softcap", 30.0, False), ("softcap", 2.0, True)])
+def test_rowmap(device, rng, op, c, per_token):
+    rows, D, T = 6, 1000, 4
+    x = (rng.standard_normal((rows, D)) * 40).astype(np.float32)
+    buf = put(device, x)
+    device.run(ops.rowmap(device, buf, step(device, T, 0), D=D, rows=rows, op=op, c=c, per_token=per_token))
+    got = get(device, buf, np.float32, (rows, D))
+    n = T if per_token else rows
+    x64 = x[:n].astype(np.float64)
+    ref = x64 * c if op == "scale" else c * np.tanh(x64 / c)
+    assert rel_err(got[:n], ref) < 1e-6
+    assert np.array_equal(got[n:], x[n:])

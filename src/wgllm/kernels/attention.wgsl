@@ -1,7 +1,8 @@
 // Causal multi-head attention over the KV cache, flash style (online softmax).
 // qkv: [T_max, (HQ + 2 HKV) * HD] ACT (q heads first, already rotated),
 // k_cache, v_cache: [n_ctx, HKV, HD] ACT, out: [T_max, HQ * HD] ACT.
-// Row t < Step.T (position Step.pos + t) attends cache positions 0..Step.pos+t.
+// Row t < Step.T (position Step.pos + t) attends cache positions 0..Step.pos+t (with a
+// sliding WINDOW, the last WINDOW of them; a tile's keys start at its first row's first).
 //
 // Workgroup (split s, tile y, head block z). A tile is QT consecutive token rows
 // times HB query heads of one kv head (GQA: they share every K/V row read): QN
@@ -37,7 +38,8 @@ const JPT: u32 = (BK + KG - 1u) / KG;     // keys per thread (values)
 const ROWV: u32 = (HQ + 2u * HKV) * HDV;
 const KVROWV: u32 = HKV * HDV;      // cache vectors per position
 const SPLIT: bool = {{SPLIT}};
-const QSCALE: f32 = {{QSCALE}};     // log2(e) / sqrt(HD)
+const QSCALE: f32 = {{QSCALE}};     // log2(e) * the score scale (default 1 / sqrt(HD))
+const SOFTCAP: f32 = {{SOFTCAP}};   // score soft cap in log2 units (0: none): s = C tanh(s / C)
 
 @group(0) @binding(0) var<storage, read> qkv: array<VA>;
 @group(0) @binding(1) var<storage, read> k_cache: array<VA>;
@@ -65,10 +67,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h0 = kvh * G + (wid.z % NHB) * HB;
     if (t0 >= sp.T) { return; }
     let L = tile_keys(t0);
-    let ns = n_splits(L);
+    let K0 = tile_first_key(t0);
+    let ns = n_splits(L - K0);
     if (s >= ns) { return; }
-    let chunk = (L + ns - 1u) / ns;
-    let k0 = min(s * chunk, L);
+    let chunk = (L - K0 + ns - 1u) / ns;
+    let k0 = K0 + min(s * chunk, L - K0);
     let k1 = min(k0 + chunk, L);
 
     // queries of the tile -> workgroup memory (rows past Step.T zero)
@@ -134,8 +137,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     d = 0.0;
                     for (var p = 0u; p < TPK; p++) { d += sc_part[(row * BK + j) * TPK + p]; }
                 }
+                if (SOFTCAP > 0.0) { d = SOFTCAP * tanh(d / SOFTCAP); }
                 let kk = kb + j;
-                let v = select(NEG, d, kk < k1 && t < sp.T && kk <= sp.pos + t);
+                let v = select(NEG, d, kk < k1 && t < sp.T && visible(kk, sp.pos + t));
                 sc[row * BK + j] = v;
                 bm = max(bm, v);
             }

@@ -37,7 +37,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let g = wid.x + wid.y * nwg.x;   // t * HQ + h
     let t = g / HQ;
     if (t >= sp.T) { return; }
-    let ns = n_splits(tile_keys(t / QT * QT));
+    let t0 = t / QT * QT;
+    let ns = n_splits(tile_keys(t0) - tile_first_key(t0));
     let base = g * S;
     var m = NEG;
     for (var s = lid; s < ns; s += WG) { m = max(m, part_ml[base + s].x); }

@@ -12,6 +12,7 @@ const MINK: u32 = {{MINK}}u;         // fewest keys per split (the decode block 
 const VEC: u32 = {{VEC}}u;          // elements per vector load (4, or 2 when HD % 4 != 0)
 const HDV: u32 = HD / VEC;          // vectors per head
 const NEG: f32 = -3.0e38;           // "minus infinity" (scores of masked keys)
+const WINDOW: u32 = {{WINDOW}}u;    // sliding window: a row sees its last WINDOW positions (0: all)
 
 alias VA = vec{{VEC}}<{{ACT}}>;     // a vector of stored activations
 alias VF = vec{{VEC}}<f32>;         // the same in f32
@@ -24,6 +25,17 @@ fn ex(a: f32, m: f32) -> f32 {
 // Keys visible to the tile of token rows starting at t0: those of its last row.
 fn tile_keys(t0: u32) -> u32 {
     return sp.pos + min(t0 + QT, sp.T);
+}
+
+// First key visible to the tile of token rows starting at t0: that of its first row.
+fn tile_first_key(t0: u32) -> u32 {
+    let p = sp.pos + t0 + 1u;
+    return select(0u, p - WINDOW, WINDOW > 0u && p > WINDOW);
+}
+
+// Whether the row at position qp sees key k (causal, and within the window).
+fn visible(k: u32, qp: u32) -> bool {
+    return k <= qp && (WINDOW == 0u || k + WINDOW > qp);
 }
 
 // Splits used for `keys` keys: at most S, and at least MINK keys each.

@@ -4,7 +4,7 @@
 // barriers and workgroup reductions cost more there than they save).
 // qkv: [T_max, (HQ + 2 HKV) * HD] ACT (q already rotated), k_cache, v_cache:
 // [n_ctx, HKV, HD] ACT, out: [T_max, HQ * HD] ACT. Row t < Step.T sits at
-// position Step.pos + t and attends cache positions 0 .. Step.pos + t.
+// position Step.pos + t and attends cache positions 0 .. Step.pos + t (the last WINDOW).
 // The query row and the output accumulator live in registers (HD / VEC vectors,
 // an unrolled constant loop); keys go one at a time with the online softmax
 // (running max m and sum l, scores in log2 units).
@@ -18,7 +18,9 @@ const VEC: u32 = {{VEC}}u;
 const HDV: u32 = HD / VEC;
 const ROWV: u32 = (HQ + 2u * HKV) * HDV;
 const KVROWV: u32 = HKV * HDV;
-const QSCALE: f32 = {{QSCALE}};     // log2(e) / sqrt(HD)
+const QSCALE: f32 = {{QSCALE}};     // log2(e) * the score scale (default 1 / sqrt(HD))
+const SOFTCAP: f32 = {{SOFTCAP}};   // score soft cap in log2 units (0: none)
+const WINDOW: u32 = {{WINDOW}}u;    // sliding window (0: none)
 const WG: u32 = {{WG}}u;
 
 alias VA = vec{{VEC}}<{{ACT}}>;
@@ -46,10 +48,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var m = -3.0e38;
     var l = 0.0;
     let keys = sp.pos + t + 1u;
-    for (var j = 0u; j < keys; j++) {
+    let first = select(0u, keys - WINDOW, WINDOW > 0u && keys > WINDOW);
+    for (var j = first; j < keys; j++) {
         let kb = j * KVROWV + kvo;
         var s = 0.0;
         for (var c = 0u; c < HDV; c++) { s += dot(q[c], VF(k_cache[kb + c])); }
+        if (SOFTCAP > 0.0) { s = SOFTCAP * tanh(s / SOFTCAP); }
         let mn = max(m, s);
         let a = exp2(m - mn);
         let p = exp2(s - mn);

@@ -52,11 +52,12 @@ def _check_act(act: str) -> None:
 
 
 def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="f32", out_type="f32",
-            last_row_only: bool = False) -> list[Dispatch]:
+            last_row_only: bool = False, add: bool = False) -> list[Dispatch]:
     """y[t, :] = rmsnorm(x[t, :]) * w for t < Step.T.  x: [T, D], w: [D] f32, y: [T, D].
 
     `T` is the row capacity. With `last_row_only`, only row Step.T - 1 of x is
-    normalised, into y[0, :] (y: [1, D]); `T` is then ignored. On a CPU adapter one
+    normalised, into y[0, :] (y: [1, D]); `T` is then ignored. With `add`, the normed
+    row is added to y (y[t, :] += ...: a post-norm into the residual stream). On a CPU adapter one
     invocation per row does it (rmsnorm_rows.wgsl); elsewhere one workgroup per row.
     """
     params = np.zeros(4, np.uint32)
@@ -68,10 +69,42 @@ def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="
         groups = (1, 1) if last_row_only else (_ceil(T, RMSNORM_ROWS_WG), 1)
         return [dev.dispatch("rmsnorm_rows", [x, w, y, u, step], groups,
                              per_token=None if last_row_only else (0, 1, RMSNORM_ROWS_WG), IN=in_type,
-                             OUT=out_type, ACT=act, WG=RMSNORM_ROWS_WG)]
+                             OUT=out_type, ACT=act, WG=RMSNORM_ROWS_WG, ADD=_bool(add))]
     groups = (1, 1) if last_row_only else dev.grid(T)
     return [dev.dispatch("rmsnorm", [x, w, y, u, step], groups, per_token=None if last_row_only else (0, 1, 1),
-                         IN=in_type, OUT=out_type, ACT=act)]
+                         IN=in_type, OUT=out_type, ACT=act, ADD=_bool(add))]
+
+
+def _bool(b: bool) -> str:
+    return "true" if b else "false"
+
+
+HEAD_NORM_WG = 64  # head_norm: (token, head) rows per workgroup
+
+
+def head_norm(dev: Device, qkv, w, step, *, T_max: int, n_heads: int, n_kv_heads: int, head_dim: int,
+              eps: float, act: str) -> list[Dispatch]:
+    """RMSNorm of each q and k head of qkv in place, for rows t < Step.T (qk-norm).
+
+    qkv: [T_max, (Hq + 2 Hkv) * hd] (act), w: [2, hd] f32: the q norm's weights, then the k
+    norm's (each shared by all heads). One invocation per (token, head)."""
+    _check_act(act)
+    if head_dim % 4:
+        raise ValueError(f"head_norm: head_dim {head_dim} must be a multiple of 4")
+    rows_per_token = n_heads + n_kv_heads
+    groups = dev.grid(_ceil(T_max * rows_per_token, HEAD_NORM_WG))
+    return [dev.dispatch("head_norm", [qkv, w, step], groups, per_token=(0, rows_per_token, HEAD_NORM_WG),
+                         HD=head_dim, HQ=n_heads, HKV=n_kv_heads, EPS=f"{float(eps)!r}", WG=HEAD_NORM_WG, ACT=act)]
+
+
+def rowmap(dev: Device, x, step, *, D: int, rows: int, op: str, c: float, per_token: bool = True) -> list[Dispatch]:
+    """x[r, :] = f(x[r, :]) in place for r < rows (and r < Step.T when `per_token`); x: [rows, D] f32.
+
+    op "scale": f(v) = c * v (Gemma's embedding scale); "softcap": f(v) = c * tanh(v / c)."""
+    if op not in ("scale", "softcap"):
+        raise ValueError(f"rowmap op must be 'scale' or 'softcap', not {op!r}")
+    return [dev.dispatch("rowmap", [x, step], (_ceil(D, 256), rows), per_token=(1, 1, 1) if per_token else None,
+                         D=D, ROWS=rows, PER_TOKEN=_bool(per_token), C=f"{float(c)!r}", SOFTCAP=_bool(op == "softcap"))]
 
 
 def bias_add(dev: Device, y, b, step, *, T_max: int, n: int, act: str) -> list[Dispatch]:
@@ -187,13 +220,16 @@ def _attn_scratch(dev: Device, part_bytes: int, ml_bytes: int):
 
 
 def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,
-              head_dim: int, n_ctx: int, act: str, splits: int | None = None) -> list[Dispatch]:
+              head_dim: int, n_ctx: int, act: str, splits: int | None = None, scale: float | None = None,
+              softcap: float = 0.0, window: int = 0) -> list[Dispatch]:
     """Causal attention of the q heads in qkv over the KV cache, for rows t < Step.T.
 
     qkv: [T_max, (Hq + 2 Hkv) * hd] (act; q already rotated), k_cache, v_cache:
     [n_ctx, Hkv, hd] (act, holding positions 0 .. Step.pos + Step.T - 1), out:
     [T_max, Hq * hd] (act). Row t sits at position Step.pos + t and attends cache
-    positions 0 .. Step.pos + t; scale 1/sqrt(hd); GQA head h uses kv head h // (Hq/Hkv).
+    positions 0 .. Step.pos + t (with a `window` W > 0, only the last W of them: sliding-window
+    attention); score = q.k * scale (default 1/sqrt(hd)), soft-capped to softcap * tanh(score /
+    softcap) when softcap > 0 (Gemma 2); GQA head h uses kv head h // (Hq/Hkv).
 
     On a CPU adapter (Device.kind "cpu") one invocation per (token, head) row walks
     its keys (attn_rows.wgsl). Elsewhere one workgroup per (key split, tile of token rows x query heads of one kv
@@ -209,15 +245,16 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
     plan = attention_plan(T_max, n_heads, n_kv_heads, head_dim, n_ctx, splits)
     S = plan["S"]
     consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, QT=plan["QT"], S=S, VEC=plan["VEC"], MINK=ATTN_MINK,
-                  ACT=act)
-    qscale = math.log2(math.e) / math.sqrt(head_dim)
+                  ACT=act, WINDOW=int(window), SOFTCAP=f"{float(softcap) * math.log2(math.e)!r}")
+    qscale = math.log2(math.e) * (1.0 / math.sqrt(head_dim) if scale is None else float(scale))
     rows = T_max * n_heads * S if S > 1 else 1  # partial results (unused with one split)
     part, part_ml = _attn_scratch(dev, rows * head_dim * 4, rows * 8)  # (also on "cpu": the planner counts it)
     if dev.kind == "cpu":
         wg = ATTN_ROWS_WG
         return [dev.dispatch("attn_rows", [qkv, k_cache, v_cache, out, step], dev.grid(_ceil(T_max * n_heads, wg)),
                              per_token=(0, n_heads, wg), HD=head_dim, HQ=n_heads, HKV=n_kv_heads, VEC=plan["VEC"],
-                             QSCALE=f"{qscale!r}", WG=wg, ACT=act)]
+                             QSCALE=f"{qscale!r}", WG=wg, ACT=act, WINDOW=consts["WINDOW"],
+                             SOFTCAP=consts["SOFTCAP"])]
     first = dev.dispatch(
         "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
         per_token=(1, 1, plan["QT"]),

@@ -2,6 +2,7 @@
 // x: [T_max, D] {{IN}}, w: [D] f32, y: [T_max, D] {{OUT}} (or [1, D] when last_only).
 // One workgroup per row; rows t >= Step.T do nothing.
 // last_only != 0: a single workgroup normalises row Step.T - 1 into y[0, :].
+// ADD: y[r, :] += the normed row instead (a post-norm added to the residual stream; OUT f32).
 //!include step
 struct Params { D: u32, last_only: u32, eps: f32, _pad: u32 }
 
@@ -36,6 +37,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let scale = inverseSqrt(partial[0] / f32(p.D) + p.eps);
     for (var i = lid; i < p.D; i += WG) {
-        y[obase + i] = {{OUT}}(f32(x[base + i]) * scale * w[i]);
+        var v = f32(x[base + i]) * scale * w[i];
+        if ({{ADD}}) { v += f32(y[obase + i]); }
+        y[obase + i] = {{OUT}}(v);
     }
 }

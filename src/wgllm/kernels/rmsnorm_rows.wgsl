@@ -4,6 +4,7 @@
 // y[r, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * w[:]
 // x: [T_max, D] {{IN}}, w: [D] f32, y: [T_max, D] {{OUT}} (or [1, D] when last_only).
 // D % 4 == 0. Rows t >= Step.T do nothing; last_only != 0: row Step.T - 1 into y[0, :].
+// ADD: y[r, :] += the normed row instead (a post-norm added to the residual stream).
 //!include step
 struct Params { D: u32, last_only: u32, eps: f32, _pad: u32 }
 
@@ -27,6 +28,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let scale = inverseSqrt(dot(ss, vec4<f32>(1.0)) / f32(p.D) + p.eps);
     for (var i = 0u; i < dv; i++) {
-        y[obase + i] = vec4<{{OUT}}>(vec4<f32>(x[base + i]) * scale * w[i]);
+        var v = vec4<f32>(x[base + i]) * scale * w[i];
+        if ({{ADD}}) { v += vec4<f32>(y[obase + i]); }
+        y[obase + i] = vec4<{{OUT}}>(v);
     }
 }
