@@ -142,10 +142,11 @@ def _act(*types: str) -> str:
 
 
 def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "f32",
-           y_type: str = "f32", add: bool = False, glu: bool = False) -> list[Dispatch]:
+           y_type: str = "f32", add: bool = False, glu: bool | str = False) -> list[Dispatch]:
     """y[t, n] = (add ? y[t, n] : 0) + sum_k W[n, k] * x[t, k] for t < Step.T.
 
-    glu: x is [T_max, 2K] = [gate | up] and x[t, k] = silu(gate[t, k]) * up[t, k]
+    glu: x is [T_max, 2K] = [gate | up] and x[t, k] = act(gate[t, k]) * up[t, k], act silu
+    ("silu" or True: SwiGLU) or the tanh form of GELU ("gelu": Gemma's GeGLU)
     (the SwiGLU activation fused into the FFN down projection).
 
     x: [T_max, K] of x_type, y: [T_max, N] of y_type, step: the Step uniform buffer
@@ -161,7 +162,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         assert params.size == _LINEAR_PARAMS
         u = dev.uniform(params, "linear params")
         binds = [buf, x, y, u, step]
-        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=int(glu))
+        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu))
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts))
             continue
@@ -176,7 +177,15 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     return out
 
 
-def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, glu: bool, consts) -> Dispatch:
+def _glu_code(glu: bool | str) -> int:
+    """The kernels' GLU constant: 0 no GLU, 1 silu(gate) * up, 2 gelu(gate) * up."""
+    codes = {False: 0, True: 1, "silu": 1, "gelu": 2}
+    if glu not in codes:
+        raise ValueError(f"glu must be False, 'silu' or 'gelu', not {glu!r}")
+    return codes[glu]
+
+
+def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, glu, consts) -> Dispatch:
     """The CPU-adapter kernel (rowdot.wgsl) for one chunk: R rows per invocation, all tokens."""
     rb = row_bytes(w.qtype, w.K)
     R = rowdot.rows_per_invocation(rb, ROWDOT_ROWS)
@@ -186,7 +195,7 @@ def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, gl
     f16 = consts["XT"] == "f16"
     xe = 8 if f16 else 4  # x elements per vec4 read
     consts = dict(consts, WG=ROWDOT_WG, R=R, TT=TT, XROW=w.K // xe * (2 if glu else 1), HALFX=w.K // xe,
-                  XW="u32" if f16 else "f32", ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT, glu, f16))
+                  XW="u32" if f16 else "f32", ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT, bool(glu), f16))
     return dev.dispatch("rowdot", binds, groups, **consts)
 
 

@@ -3,7 +3,7 @@
 // (T > 1) tiled matrix-matrix product.
 //
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
-// vec4 of {{XT}} (GLU = 1: [T_max, 2K], x = silu(first half) * second half);
+// vec4 of {{XT}} (GLU = 1 / 2: [T_max, 2K], x = silu / gelu(first half) * second half);
 // Y [T_max, N] {{YT}}.
 // Tiling: a workgroup of 256 invocations owns a tile of BN = 128 rows x BT = 64
 // tokens and walks K in steps of BK = 16. Per step each invocation dequantizes 8
@@ -16,6 +16,7 @@
 // Grid: x = row tiles, y = token tiles (tiles past step.T exit at once).
 //!include step
 //!include quant
+//!include glu
 
 struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
 
@@ -31,12 +32,12 @@ const BK: u32 = 16u;
 var<workgroup> Ws: array<vec4<f32>, 512>;   // [k][n / 4], BK * BN / 4
 var<workgroup> Xs: array<vec4<f32>, 256>;   // [k][t / 4], BK * BT / 4
 
-const GLU: u32 = {{GLU}};      // 1: X rows are [gate (K) | up (K)] and x = silu(gate) * up
+const GLU: u32 = {{GLU}};      // 1 / 2: X rows are [gate (K) | up (K)] and x = silu / gelu(gate) * up
 
 fn xload(i: u32) -> vec4<f32> {
-    if (GLU == 1u) {
+    if (GLU != 0u) {
         let g = vec4<f32>(X[i]);
-        return g / (1.0 + exp(-g)) * vec4<f32>(X[i + P.K / 4u]);
+        return glu_act(g) * vec4<f32>(X[i + P.K / 4u]);
     }
     return vec4<f32>(X[i]);
 }
@@ -71,7 +72,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let xt = lid % BT;           // token of the tile
     let xk = lid / BT;           // its vec4 of the K step
     let xok = t0 + xt < T;
-    let xi = select(0u, (t0 + xt) * (P.K / 4u) * (1u + GLU) + xk, xok);
+    let xi = select(0u, (t0 + xt) * (P.K / 4u) * select(1u, 2u, GLU != 0u) + xk, xok);
     // Compute role.
     let tn = lid % 16u;
     let tt = lid / 16u;

@@ -15,7 +15,7 @@
 // d * sum(q * x) (+ m * sum(x)), so a weight costs about three operations.
 //
 // Layout: W (binding 0) raw rows of row_bytes as vec4<u32>; X [T_max, K] as
-// vec4 of {{XT}} (GLU = 1: [T_max, 2K], x = silu(first half) * second half);
+// vec4 of {{XT}} (GLU = 1 / 2: [T_max, 2K], x = silu / gelu(first half) * second half);
 // Y [T_max, N] {{YT}}.  Grid: x, y flatten the row groups of R rows.
 //!include step
 
@@ -34,13 +34,18 @@ const XROW: u32 = {{XROW}}u;      // vec4 of X per token row (K / XE, or 2 K / X
 const HALFX: u32 = {{HALFX}}u;    // K / XE: offset of the "up" half with GLU (XE: x elements per vec4)
 const ROWV: u32 = {{ROWV}}u;      // vec4 of W per group of R rows (R * row_bytes / 16)
 
+// The GLU product act(gate) * up: GLU 1 silu, 2 GELU (tanh form, written as the equal
+// g * sigmoid(2 sqrt(2/pi) (g + 0.044715 g^3)), which cannot overflow).
 fn silu_mul(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
+    if (GLU == 2u) {
+        return g / (1.0 + exp(-1.5957691216057308 * (g + 0.044715 * g * g * g))) * u;
+    }
     return g / (1.0 + exp(-g)) * u;
 }
 
-// f32 x: the 4 elements of vec4 i (GLU: silu(gate) * up).
+// f32 x: the 4 elements of vec4 i (GLU: act(gate) * up).
 fn xv(i: u32) -> vec4<f32> {
-    if (GLU == 1u) {
+    if (GLU != 0u) {
         return silu_mul(vec4<f32>(X[i]), vec4<f32>(X[i + HALFX]));
     }
     return vec4<f32>(X[i]);
