@@ -24,6 +24,9 @@ class LayerWeights:
     wgu: list[lin.GpuWeight]  # [2*ffn, dim]: gate rows then up rows
     wdown: list[lin.GpuWeight]  # [dim, ffn]
     bqkv: object = None  # f32 [qkv_dim] (q/k/v biases)
+    qk_norm: object = None  # f32 [2, head_dim]: q norm then k norm weights (qk-norm)
+    attn_post_norm: object = None  # f32 [dim] (post-norms)
+    ffn_post_norm: object = None  # f32 [dim] (post-norms)
 
 
 def linear(dev, ws: list[lin.GpuWeight], x, y, T: int, step, **kw) -> list[Dispatch]:
@@ -32,27 +35,41 @@ def linear(dev, ws: list[lin.GpuWeight], x, y, T: int, step, **kw) -> list[Dispa
 
 
 def attention(m, L: LayerWeights, i: int, T: int) -> list[Dispatch]:
-    """x += wo @ attention(rope(wqkv @ rmsnorm(x))), appending layer i's K/V to its cache."""
+    """x += [post-norm] wo @ attention(rope([qk-norm] wqkv @ rmsnorm(x))), appending layer i's
+    K/V to its cache; the config's flags pick bias, qk-norm, window, scale, soft cap, post-norm."""
     dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
     hd, Hq, Hkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
     d = ops.rmsnorm(dev, a.x, L.attn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
     d += linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act)  # qkv: [T, (Hq+2Hkv)*hd]
     if L.bqkv is not None:
         d += ops.bias_add(dev, a.qkv, L.bqkv, st, T_max=T, n=cfg.qkv_dim, act=act)
+    if L.qk_norm is not None:
+        d += ops.head_norm(dev, a.qkv, L.qk_norm, st, T_max=T, n_heads=Hq, n_kv_heads=Hkv, head_dim=hd,
+                           eps=cfg.rms_eps, act=act)
+    base, scale = cfg.rope_of(i)
     d += ops.rope_kv(dev, a.qkv, m.k_cache[i], m.v_cache[i], st, T_max=T, n_heads=Hq, n_kv_heads=Hkv,
-                     head_dim=hd, rope_base=cfg.rope_base, rope_dim=cfg.rope_dim, mode=cfg.rope_mode, act=act,
-                     freq_factors=m.rope_factors)
+                     head_dim=hd, rope_base=base, rope_dim=cfg.rope_dim, mode=cfg.rope_mode, act=act,
+                     freq_scale=scale, freq_factors=m.rope_factors)
     d += ops.attention(dev, a.qkv, m.k_cache[i], m.v_cache[i], a.attn, st, T_max=T, n_heads=Hq,
-                       n_kv_heads=Hkv, head_dim=hd, n_ctx=m.n_ctx, act=act)  # attn: [T, Hq*hd]
-    d += linear(dev, L.wo, a.attn, a.x, T, st, x_type=act, y_type="f32", add=True)  # x += attn @ wo
-    return d
+                       n_kv_heads=Hkv, head_dim=hd, n_ctx=m.n_ctx, act=act, scale=cfg.attn_scale or None,
+                       softcap=cfg.attn_softcap, window=cfg.sliding_window if cfg.is_swa(i) else 0)
+    return d + _residual(m, L.wo, a.attn, L.attn_post_norm, T)  # x += attn @ wo
 
 
 def gated_ffn(m, L: LayerWeights, T: int) -> list[Dispatch]:
-    """x += wdown @ (silu(gate) * up), [gate | up] = wgu @ rmsnorm(x); the SwiGLU product is
-    formed as the down projection loads its input."""
+    """x += [post-norm] wdown @ (act(gate) * up), [gate | up] = wgu @ rmsnorm(x); the GLU product
+    (SwiGLU, or GELU for Gemma) is formed as the down projection loads its input."""
     dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
     d = ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
     d += linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act)  # gu: [T, 2*ffn]
-    d += linear(dev, L.wdown, a.gu, a.x, T, st, x_type=act, y_type="f32", add=True, glu=True)
-    return d
+    return d + _residual(m, L.wdown, a.gu, L.ffn_post_norm, T, glu=cfg.ffn_act)
+
+
+def _residual(m, w, x, post_norm, T: int, glu=False) -> list[Dispatch]:
+    """x_resid += w @ x, or with a post-norm x_resid += rmsnorm(w @ x) (through the f32 buffer h)."""
+    dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
+    if post_norm is None:
+        return linear(dev, w, x, a.x, T, st, x_type=act, y_type="f32", add=True, glu=glu)
+    d = linear(dev, w, x, a.h, T, st, x_type=act, y_type="f32", glu=glu)  # h: [T, dim] f32
+    return d + ops.rmsnorm(dev, a.h, post_norm, a.x, cfg.dim, T, cfg.rms_eps, st, in_type="f32",
+                           out_type="f32", add=True)

@@ -36,6 +36,27 @@ class ModelConfig:
     rope_freqs: bool = False  # rope_freqs.weight scales each rotary frequency (llama 3.1+)
     fused_qkv: bool = False  # one attn_qkv tensor instead of attn_q/k/v
     fused_gate_up: bool = False  # ffn_up holds [gate | up] rows (no ffn_gate)
+    qk_norm: bool = False  # RMSNorm of each q and k head before rope (attn_q_norm / attn_k_norm)
+    post_norms: bool = False  # RMSNorm of the attention and FFN outputs before the residual add
+    ffn_act: str = "silu"  # the GLU's activation: "silu" (SwiGLU) or "gelu" (GELU, tanh form)
+    embed_scale: float = 1.0  # the embedding rows are multiplied by this (Gemma: sqrt(dim))
+    attn_scale: float = 0.0  # score scale (0: 1 / sqrt(head_dim))
+    attn_softcap: float = 0.0  # score soft cap c: c * tanh(s / c) (0: none)
+    final_softcap: float = 0.0  # logit soft cap (0: none)
+    sliding_window: int = 0  # window of the sliding-window layers (0: none)
+    swa_layers: tuple[bool, ...] = ()  # per layer: sliding-window attention? (empty: none)
+    rope_base_swa: float = 0.0  # rope base of the sliding-window layers (0: rope_base)
+    rope_scale: float = 1.0  # linear rope scaling of the other layers (positions / factor)
+
+    def is_swa(self, i: int) -> bool:
+        """Whether layer i attends through the sliding window."""
+        return bool(self.sliding_window) and bool(self.swa_layers) and self.swa_layers[i]
+
+    def rope_of(self, i: int) -> tuple[float, float]:
+        """(rope base, frequency scale) of layer i."""
+        if self.is_swa(i):
+            return (self.rope_base_swa or self.rope_base, 1.0)
+        return (self.rope_base, 1.0 / self.rope_scale)
 
     @property
     def qkv_dim(self) -> int:

@@ -45,6 +45,8 @@ class Activations:
         self.attn = dev.buffer(T * cfg.n_heads * cfg.head_dim * a, "act")  # attn: [T, Hq*hd]
         self.gu = dev.buffer(T * 2 * cfg.ffn_dim * a, "act")  # gu: [T, 2*ffn]
         self.xlast = dev.buffer(cfg.dim * a, "act")  # xlast: [1, dim] normed last row
+        if cfg.post_norms:
+            self.h = dev.buffer(T * cfg.dim * 4, "act")  # h: [T, dim] f32 block output before its post-norm
         self.logits = dev.buffer(cfg.n_vocab * 4, "logits")  # logits: [vocab] f32
 
 
@@ -122,6 +124,9 @@ class Transformer:
         """The dispatches of a pass over up to T tokens, per segment: the embedding, then one
         segment per layer (x = layers(embed(tokens[pos:pos+T])))."""
         embed = lin.get_rows(self.dev, self.token_embd, self.tokens, self.acts.x, T, self.step, y_type="f32")
+        if self.cfg.embed_scale != 1.0:
+            embed += ops.rowmap(self.dev, self.acts.x, self.step, D=self.cfg.dim, rows=T, op="scale",
+                                c=self.cfg.embed_scale)
         return [embed] + [self.family.layer(self, i, T) for i in range(self.cfg.n_layers)]
 
     def body(self, T: int) -> list[Dispatch]:
@@ -135,8 +140,16 @@ class Transformer:
         d = ops.rmsnorm(dev, a.x, self.output_norm, a.xlast, cfg.dim, 1, cfg.rms_eps, self.step,
                         in_type="f32", out_type=act, last_row_only=True)
         d += blocks.linear(dev, self.output, a.xlast, a.logits, 1, self.step_one, x_type=act, y_type="f32")
+        d += self._softcap(a.logits, 1)
         d += ops.argmax(dev, a.logits, self.tokens, self.step, V=cfg.n_vocab)
         return d
+
+    def _softcap(self, logits, rows: int) -> list[Dispatch]:
+        """The final-logit soft cap (Gemma 2) over `rows` rows of logits, if the model has one."""
+        if not self.cfg.final_softcap:
+            return []
+        return ops.rowmap(self.dev, logits, self.step, D=self.cfg.n_vocab, rows=rows, op="softcap",
+                          c=self.cfg.final_softcap, per_token=rows > 1)
 
     def all_logits(self) -> tuple[list[Dispatch], object]:
         """Extra dispatches (run after a prefill pass) giving logits of every row: [chunk, vocab] f32."""
@@ -146,6 +159,7 @@ class Transformer:
             d = ops.rmsnorm(dev, a.x, self.output_norm, a.xn, cfg.dim, T, cfg.rms_eps, self.step,
                             in_type="f32", out_type=self.act)
             d += blocks.linear(dev, self.output, a.xn, out, T, self.step, x_type=self.act, y_type="f32")
+            d += self._softcap(out, T)
             self._all_logits = (d, out)
         return self._all_logits
 

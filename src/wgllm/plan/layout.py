@@ -118,11 +118,13 @@ def hparams(arch: str, *, n_vocab: int, dim: int, n_layers: int, n_heads: int, n
     return md
 
 
-def declared_config(metadata: Mapping[str, Any], *, tied: bool) -> tuple[ModelConfig, list]:
-    """(config, declared tensors) of a model described by metadata alone (`tied`: no output.weight)."""
-    arch, dim, vocab = (metadata["general.architecture"], metadata[f"{metadata['general.architecture']}"
-                        ".embedding_length"], metadata[f"{metadata['general.architecture']}.vocab_size"])
-    stub = {"token_embd.weight": _Shape((dim, vocab))}
+def declared_config(metadata: Mapping[str, Any], *, tied: bool, optional: tuple[str, ...] = ()
+                    ) -> tuple[ModelConfig, list]:
+    """(config, declared tensors) of a model described by metadata alone (`tied`: no output.weight;
+    `optional`: names of optional tensors the file holds, e.g. "rope_freqs.weight")."""
+    arch = metadata["general.architecture"]
+    dim, vocab = metadata[f"{arch}.embedding_length"], metadata[f"{arch}.vocab_size"]
+    stub = {"token_embd.weight": _Shape((dim, vocab)), **{n: _Shape(()) for n in optional}}
     if not tied:
         stub["output.weight"] = _Shape((dim, vocab))
     fam = arches.family(arch, plannable=True)
@@ -153,11 +155,11 @@ def tensor_type(name: str, cols: int, cfg: ModelConfig, *, ftype: str | None = N
 
 
 def layout_for(name: str, metadata: Mapping[str, Any], *, tied: bool, ftype: str | None = None, types="F32",
-               strict: bool = False) -> ModelLayout:
+               strict: bool = False, optional: tuple[str, ...] = ()) -> ModelLayout:
     """The layout a GGUF file with this metadata would have: the architecture's declared tensors
-    (optional ones left out; `tied`: no output matrix) in the types of `tensor_type`; the
-    quantization is `ftype` (or the single type of `types`)."""
-    cfg, decls = declared_config(metadata, tied=tied)
+    (optional ones left out unless named in `optional`; `tied`: no output matrix) in the types
+    of `tensor_type`; the quantization is `ftype` (or the single type of `types`)."""
+    cfg, decls = declared_config(metadata, tied=tied, optional=optional)
     tensors = tuple(TensorSpec(d.name, tensor_type(d.name, d.shape[0], cfg, ftype=ftype, types=types,
                                                    strict=strict), d.shape) for d in decls)
     quantization = ftype or (types if isinstance(types, str) else "")

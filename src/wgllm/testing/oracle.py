@@ -27,9 +27,10 @@ def _file_key(path: str | Path) -> tuple:
     return (os.path.realpath(path), st.st_mtime_ns, st.st_size)
 
 
-def _hf_model(gguf_path: str | Path):
-    """The transformers model for a GGUF file, loaded once per process (per path, mtime and size)."""
-    key = _file_key(gguf_path)
+def _hf_model(gguf_path: str | Path, config: dict | None = None):
+    """The transformers model for a GGUF file, loaded once per process (per path, mtime, size and
+    config overrides: values the GGUF does not carry, e.g. llama 3.1's rope_scaling)."""
+    key = (*_file_key(gguf_path), repr(sorted((config or {}).items())))
     if key not in _HF_MODELS:
         import torch
         from transformers import AutoModelForCausalLM
@@ -38,26 +39,48 @@ def _hf_model(gguf_path: str | Path):
         logging.set_verbosity_error()
         logging.disable_progress_bar()
         p = Path(key[0])
-        model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32,
+                                                     **{**hf_overrides(p), **(config or {})})
         _HF_MODELS[key] = model.eval()
     return _HF_MODELS[key]
 
 
-def reference_logits(gguf_path: str | Path, token_ids) -> np.ndarray:
+def hf_overrides(gguf_path: str | Path) -> dict:
+    """Config values transformers' GGUF loader does not read, set as llama.cpp reads the file:
+    the head dim (qwen3 and gemma default it), Gemma's score scale 1/sqrt(head_dim)
+    (transformers' default query_pre_attn_scalar is 256) and Gemma 2's soft caps."""
+    import gguf
+
+    r = gguf.GGUFReader(str(gguf_path))
+    arch = _field(r, "general.architecture")
+    dim, heads = _field(r, f"{arch}.embedding_length"), _field(r, f"{arch}.attention.head_count")
+    head_dim = _field(r, f"{arch}.attention.key_length", dim // heads)
+    out = {"head_dim": head_dim}  # qwen3's and gemma's configs default it to 128 / 256
+    if arch not in ("gemma2", "gemma3"):
+        return out
+    out["query_pre_attn_scalar"] = head_dim
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        value = _field(r, f"{arch}.{key}")
+        if value is not None:
+            out[key] = float(value)
+    return out
+
+
+def reference_logits(gguf_path: str | Path, token_ids, config: dict | None = None) -> np.ndarray:
     """Transformers' logits for `token_ids` (positions 0..T-1) as float32 [T, vocab]."""
     import torch
 
-    model = _hf_model(gguf_path)
+    model = _hf_model(gguf_path, config)
     with torch.no_grad():
         out = model(input_ids=torch.tensor([list(token_ids)], dtype=torch.long))
     return out.logits[0].float().numpy()
 
 
-def reference_greedy(gguf_path: str | Path, prompt_ids, n: int) -> list[int]:
+def reference_greedy(gguf_path: str | Path, prompt_ids, n: int, config: dict | None = None) -> list[int]:
     """The n tokens transformers picks greedily (argmax, KV-cached, no stop on EOS) after the prompt."""
     import torch
 
-    model = _hf_model(gguf_path)
+    model = _hf_model(gguf_path, config)
     # the KV cache argument is `cache` in transformers >= 5.24, `past_key_values` before
     key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     ids, past, new = torch.tensor([list(prompt_ids)], dtype=torch.long), None, []

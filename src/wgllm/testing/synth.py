@@ -55,7 +55,11 @@ class LlamaShape:
     rms_eps: float = 1e-5
     tied_embeddings: bool = False
     head_dim: int = 0  # 0: dim // n_heads
-    arch: str = "llama"  # "llama" or "qwen2" (q/k/v biases, neox rope: no q/k permutation)
+    arch: str = "llama"  # a family of wgllm.model.arch: llama, qwen2, qwen3, gemma2, gemma3
+    extra: dict = dataclasses.field(default_factory=dict)  # more `{arch}.*` metadata, e.g. {"attention.sliding_window": 8}
+    # llama 3.1 rope scaling (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
+    # written as llama.cpp's converter does, as the rope_freqs.weight factors
+    rope_scaling: dict | None = None
 
     def __post_init__(self):
         if not self.head_dim:
@@ -65,9 +69,10 @@ class LlamaShape:
 
     def metadata(self) -> dict:
         """The GGUF metadata (`general.architecture` and `{arch}.*` keys) of this shape."""
-        return hparams(self.arch, n_vocab=self.n_vocab, dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads,
-                       n_kv_heads=self.n_kv_heads, ffn_dim=self.ffn_dim, ctx=self.ctx, rope_base=self.rope_base,
-                       rms_eps=self.rms_eps, head_dim=self.head_dim)
+        md = hparams(self.arch, n_vocab=self.n_vocab, dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads,
+                     n_kv_heads=self.n_kv_heads, ffn_dim=self.ffn_dim, ctx=self.ctx, rope_base=self.rope_base,
+                     rms_eps=self.rms_eps, head_dim=self.head_dim)
+        return {**md, **{f"{self.arch}.{k}": v for k, v in self.extra.items()}}
 
     def layout(self, types="F32", strict: bool = False) -> ModelLayout:
         """The planning layout of a file of this shape (see `tensor_plan` for `types`)."""
@@ -75,8 +80,9 @@ class LlamaShape:
             ftype, table = (None, types) if types in qtypes.TYPES else (types, "F32")
         else:
             ftype, table = types.get("ftype"), types
+        optional = ("rope_freqs.weight",) if self.rope_scaling else ()
         return layout_for(self.name, self.metadata(), tied=self.tied_embeddings, ftype=ftype, types=table,
-                          strict=strict)
+                          strict=strict, optional=optional)
 
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         """GGUF tensor name -> numpy shape (rows, cols) = (out features, in features), in file order."""
@@ -199,7 +205,30 @@ def random_weight(t: str, shape: tuple[int, ...], *, std: float, rng: np.random.
     return gguf.quants.quantize(rng.standard_normal((rows, cols)).astype(np.float32) * std, QT[t])
 
 
-def _tensor_data(name: str, shape: tuple[int, ...], t: str, rng, fast: bool) -> np.ndarray:
+def llama3_rope_factors(shape: LlamaShape) -> np.ndarray:
+    """rope_freqs.weight of llama 3.1 scaling, as llama.cpp's converter computes it: per rotary
+    pair, the divisor of its frequency (1 for short wavelengths, `factor` for long, smooth between)."""
+    p = shape.rope_scaling
+    factor, lo, hi = p["factor"], p["low_freq_factor"], p["high_freq_factor"]
+    old = p["original_max_position_embeddings"]
+    freqs = 1.0 / shape.rope_base ** (np.arange(0, shape.head_dim, 2, dtype=np.float64) / shape.head_dim)
+    out = []
+    for f in freqs:
+        wavelen = 2 * np.pi / f
+        if wavelen < old / hi:
+            out.append(1.0)
+        elif wavelen > old / lo:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, np.float32)
+
+
+def _tensor_data(name: str, shape: tuple[int, ...], t: str, rng, fast: bool, model: LlamaShape | None = None
+                 ) -> np.ndarray:
+    if name == "rope_freqs.weight":
+        return llama3_rope_factors(model)
     if name.endswith("_norm.weight"):
         return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
     if name.endswith(".bias"):
@@ -310,7 +339,7 @@ def write_llama_gguf(path: str | Path, shape: LlamaShape | str, *, types: dict[s
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     for i, (name, (dims, t)) in enumerate(plan.items()):
-        w.write_tensor_data(_tensor_data(name, dims, t, np.random.default_rng([seed, i]), fast))
+        w.write_tensor_data(_tensor_data(name, dims, t, np.random.default_rng([seed, i]), fast, shape))
     w.close()
     return Path(path)
 

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 from wgllm.errors import UnsupportedModelError
 from wgllm.model.config import Meta, ModelConfig, check_tensors
 
-SUPPORTED = ("llama", "qwen2")  # runnable families (module names)
-PLANNABLE = ("gemma3", "phi3")  # declared (config and tensors) for planning; no forward pass yet
+SUPPORTED = ("llama", "qwen2", "qwen3", "gemma2", "gemma3")  # runnable families (module names)
+PLANNABLE = ("phi3",)  # declared (config and tensors) for planning; no forward pass yet
 
 
 def family(arch: str, source: str = "the model", plannable: bool = False) -> ModuleType:

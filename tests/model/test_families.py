@@ -1,0 +1,78 @@
+"""Every family's forward pass on WebGPU vs transformers loading the same tiny random GGUF:
+qwen3 (qk-norm), gemma3 (qk-norm, post-norms, GELU, embedding scale, sliding window shorter
+than the prompt, local rope base), gemma2 (soft caps, alternating window), llama 3.1 rope scaling."""
+
+import numpy as np
+import pytest
+
+from wgllm.testing import oracle, synth
+
+LLAMA3 = dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=32)
+# (name, shape kwargs, weight types, transformers config overrides)
+CASES = [
+    ("qwen3-tied-f32", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96,
+                            tied_embeddings=True, arch="qwen3", head_dim=32), "F32", None),
+    ("qwen3-untied-q8_0", dict(n_vocab=280, dim=128, n_layers=2, n_heads=4, n_kv_heads=1, ffn_dim=224,
+                               arch="qwen3"), "Q8_0", None),
+    ("gemma3-swa8", dict(n_vocab=300, dim=64, n_layers=6, n_heads=2, n_kv_heads=1, ffn_dim=160, head_dim=32,
+                         tied_embeddings=True, arch="gemma3", rope_base=1e6, rms_eps=1e-6,
+                         extra={"attention.sliding_window": 8}), "F32", None),
+    ("gemma3-untied-q4_0", dict(n_vocab=300, dim=128, n_layers=7, n_heads=4, n_kv_heads=2, ffn_dim=256,
+                                head_dim=32, arch="gemma3", rope_base=1e6, extra={"attention.sliding_window": 5}),
+     "Q4_0", None),
+    ("gemma2-caps", dict(n_vocab=300, dim=64, n_layers=3, n_heads=2, n_kv_heads=1, ffn_dim=160, head_dim=32,
+                         tied_embeddings=True, arch="gemma2",
+                         extra={"attention.sliding_window": 6, "attn_logit_softcapping": 0.5,
+                                "final_logit_softcapping": 1.5}), "F32", None),
+    ("llama3-rope-scaling", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96,
+                                 rope_base=500000.0, rope_scaling=LLAMA3), "F32",
+     {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, **LLAMA3}}),
+]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def case(request, tmp_path_factory):
+    name, kw, types, hf = request.param
+    shape = synth.LlamaShape(name="tiny", ctx=256, **kw)
+    path = tmp_path_factory.mktemp(name) / f"{name}.gguf"
+    synth.write_llama_gguf(path, shape, types=types, seed=sum(map(ord, name)))
+    return path, hf
+
+
+def _engine(path, precision, chunk=16):
+    from wgllm.runtime.engine import Engine
+
+    return Engine(str(path), ctx=128, precision=precision, chunk=chunk)
+
+
+def _prompt(n, vocab, seed):
+    return np.random.default_rng(seed).integers(0, vocab, n).tolist()
+
+
+def test_logits_every_position_f32(case, device):
+    path, hf = case
+    eng = _engine(path, "f32")
+    prompt = _prompt(37, eng.cfg.n_vocab, 1)  # 3 prefill chunks of 16; longer than every window
+    got = eng.logits(prompt).astype(np.float64)
+    ref = oracle.reference_logits(path, prompt, hf).astype(np.float64)
+    rel = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    assert rel.max() < 1e-3, f"per-position relative error {rel.max():.2e}"
+
+
+def test_greedy_32_tokens_identical_f32(case, device):
+    path, hf = case
+    eng = _engine(path, "f32", chunk=5)
+    prompt = _prompt(11, eng.cfg.n_vocab, 2)
+    assert list(eng.generate(prompt, max_tokens=32, stop_ids=[])) == oracle.reference_greedy(path, prompt, 32, hf)
+
+
+def test_f16_close_to_reference(case, device):
+    if not device.has_f16:
+        pytest.skip("adapter has no shader-f16")
+    path, hf = case
+    eng = _engine(path, "f16")
+    prompt = _prompt(21, eng.cfg.n_vocab, 3)
+    got = eng.logits(prompt).astype(np.float64)
+    ref = oracle.reference_logits(path, prompt, hf).astype(np.float64)
+    rel = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    assert rel.max() < 2e-2, f"f16 per-position relative error {rel.max():.2e}"
