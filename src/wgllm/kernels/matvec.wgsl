@@ -3,7 +3,7 @@
 // matrix-vector product, memory bound.
 //
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
-// vec4 of {{XT}} (GLU = 1: [T_max, 2K], x = silu(first half) * second half);
+// vec4 of {{XT}} (GLU = 1 / 2: [T_max, 2K], x = silu / gelu(first half) * second half);
 // Y [T_max, N] {{YT}}.
 // Work split: a workgroup is RG row groups of TPR = 32 invocations; each group
 // owns NR = 2 * PAIRS rows. Its 32 invocations walk the rows' "units" (UNIT
@@ -19,6 +19,7 @@
 // removing the type's zero point) replace an int-to-float conversion.
 //!include step
 //!include quant
+//!include glu
 
 struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
 
@@ -47,9 +48,9 @@ var<workgroup> red: array<f32, NR * WG>;   // partial sums [invocation][row of i
 const GLU: u32 = {{GLU}};      // 1: X rows are [gate (K) | up (K)] and x = silu(gate) * up
 
 fn xv(i: u32) -> vec4<f32> {
-    if (GLU == 1u) {
+    if (GLU != 0u) {
         let g = vec4<f32>(X[i]);
-        return g / (1.0 + exp(-g)) * vec4<f32>(X[i + P.K / 4u]);
+        return glu_act(g) * vec4<f32>(X[i + P.K / 4u]);
     }
     return vec4<f32>(X[i]);
 }
@@ -612,7 +613,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let r1 = min(n0 + 1u, last) * P.row_bytes;
         let r2 = min(n0 + 2u, last) * P.row_bytes;
         let r3 = min(n0 + 3u, last) * P.row_bytes;
-        let xi = t * (P.K / 4u) * (1u + GLU);
+        let xi = t * (P.K / 4u) * select(1u, 2u, GLU != 0u);
         let units = P.K / UNIT;
         for (var u = l; u < units; u += TPR * UNROLL) {
             let xu = xi + u * (UNIT / 4u);
