@@ -3,6 +3,9 @@
     python bench/bench_linear.py                      # default shapes, T = 1
     python bench/bench_linear.py --shape Q4_0:4096x14336 --T 512
 
+TYPE is any runnable type of kernels/qtypes.py (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
+IQ4_NL Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS).
+
 For each shape KxN (K = row length, N = rows) it uploads enough copies of a
 random weight to exceed the GPU's last-level cache (cycled, so every dispatch
 reads its weight from memory), encodes `iters` linear calls in one submission,
@@ -25,7 +28,9 @@ from wgllm.gpu.discovery import choose_adapter
 from wgllm.kernels import linear as L
 from wgllm.kernels import ops
 
-DEFAULT_SHAPES = ["Q4_0:4096x14336", "Q4_1:576x1536", "Q8_0:4096x4096", "Q4_K:4096x14336", "Q6_K:4096x14336", "F16:4096x4096", "F32:4096x4096"]
+DEFAULT_SHAPES = ["Q4_0:4096x14336", "Q4_1:576x1536", "Q8_0:4096x4096", "Q4_K:4096x14336", "Q6_K:4096x14336", "F16:4096x4096",
+                  "F32:4096x4096", "BF16:4096x4096", "Q5_0:4096x14336", "Q5_1:4096x14336", "IQ4_NL:4096x14336",
+                  "Q2_K:4096x14336", "Q3_K:4096x14336", "Q5_K:4096x14336", "IQ4_XS:4096x14336"]
 COLD_BYTES = 512 << 20  # weight copies cycled per run: more than any L2
 MAX_COPIES = 256
 

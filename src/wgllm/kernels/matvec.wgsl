@@ -16,7 +16,9 @@
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
 // exactly 2^23 + q for an integer q < 2^23, so one OR and one subtraction (also
-// removing the type's zero point) replace an int-to-float conversion.
+// removing the type's zero point) replace an int-to-float conversion. The 5-, 3-
+// and 2-bit types save the subtraction too (1 + q / 2^n, see `top`), and the
+// super-block types interleave their lanes so that x reads coalesce (see below).
 //!include step
 //!include quant
 //!include glu
@@ -45,7 +47,7 @@ const SH_HI = vec4<u32>(4u, 12u, 20u, 28u);
 
 var<workgroup> red: array<f32, NR * WG>;   // partial sums [invocation][row of its group]
 
-const GLU: u32 = {{GLU}};      // 1: X rows are [gate (K) | up (K)] and x = silu(gate) * up
+const GLU: u32 = {{GLU}};      // 1 / 2: X rows are [gate (K) | up (K)] and x = silu / gelu(gate) * up
 
 fn xv(i: u32) -> vec4<f32> {
     if (GLU != 0u) {
@@ -317,25 +319,57 @@ fn udot_bf16(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     return vec2<f32>(bf8dot(pa, qa, x0, x1, x2, x3), bf8dot(pb, qb, x0, x1, x2, x3));
 }
 
-// Q5_0 / Q5_1 quants: the qs words q (nibbles as Q4_0) and the high bits h (bit e:
-// element e). spread4 moves bits 0..3 of h to bits 4, 12, 20, 28 (bit 4 of each byte
-// lane) with one multiply: its 4 copies of the nibble, at bits 4, 11, 18 and 25, do
-// not overlap, so nothing carries.
-fn spread4(h: u32) -> u32 {
-    return ((h & 15u) * 0x02040810u) & 0x10101010u;
+// --- the 5-, 3- and 2-bit types: quants as 1 + q / 2^n ---
+// top(w, l, r, m) moves the n-bit field at bit b of each byte lane j of w (bits
+// 8j + b ..) to the top n bits of the mantissa of 1.0 (mask m): exactly 1 + q / 2^n,
+// with one shift and one and-or per element and no subtraction (l, r: each lane's
+// left or right shift, constants at every call). A dot of such values with x is
+// X + S / 2^n (S = sum q x, X = sum x over the same elements, computed once for both
+// rows), so S = 2^n (dot - X): the products are exact, and the subtraction costs a
+// few bits of f32 (|X| and |S| / 2^n are of a size), not the 23 of 2^23 + q.
+const ONE: u32 = 0x3f800000u;
+
+fn top(w: u32, l: vec4<u32>, r: vec4<u32>, m: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>((((vec4<u32>(w) << l) >> r) & vec4<u32>(m)) | vec4<u32>(ONE));
 }
 
-// qs word j, h = qh >> 4j: elements 4j.. (low nibbles, high bits h & 15) and 16 + 4j..
-// (high nibbles, high bits (h >> 16) & 15). Returns sum (q - off) x.
-fn q5w(w: u32, h: u32, xa: vec4<f32>, xb: vec4<f32>, off: f32) -> f32 {
-    return dot(mq((w & 0x0f0f0f0fu) | spread4(h), SH_LO, 0xffu) - off, xa)
-         + dot(mq(((w >> 4u) & 0x0f0f0f0fu) | spread4(h >> 16u), SH_LO, 0xffu) - off, xb);
+const M5: u32 = 0x007c0000u;   // 5 bits at bit 0 of each byte -> mantissa bits 18..22
+const L5 = vec4<u32>(18u, 10u, 2u, 0u);
+const R5 = vec4<u32>(0u, 0u, 0u, 6u);
+const M3: u32 = 0x00700000u;   // 3 bits at bit 0 -> 20..22
+const L3 = vec4<u32>(20u, 12u, 4u, 0u);
+const R3 = vec4<u32>(0u, 0u, 0u, 4u);
+const M2: u32 = 0x00600000u;   // 2 bits at bit 2s -> 21..22
+const L20 = vec4<u32>(21u, 13u, 5u, 0u);
+const R20 = vec4<u32>(0u, 0u, 0u, 3u);
+const L22 = vec4<u32>(19u, 11u, 3u, 0u);
+const R22 = vec4<u32>(0u, 0u, 0u, 5u);
+const L24 = vec4<u32>(17u, 9u, 1u, 0u);
+const R24 = vec4<u32>(0u, 0u, 0u, 7u);
+const L26 = vec4<u32>(15u, 7u, 0u, 0u);
+const R26 = vec4<u32>(0u, 0u, 1u, 9u);
+
+// Bits of a where k is 0, of b where k is 1 (one and-or: the quants' low bits from a,
+// a high bit from b; top ignores the bits above the field).
+fn merge(a: u32, b: u32, k: u32) -> u32 {
+    return (a & ~k) | (b & k);
 }
 
+// Q5_0 / Q5_1: qs words q (nibbles as Q4_0) and qh (bit e: bit 4 of element e). The
+// 4 high bits of a word's byte lanes go to bit 4 of each lane with one multiply:
+// (h & 15) * 0x02040810 puts copies of the nibble at bits 4, 11, 18, 25 (no overlap,
+// no carries), so bit 4 + 8j is bit j of h.
+fn q5w(w: u32, h: u32, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
+    let k = 0x10101010u;
+    return dot(top(merge(w, (h & 15u) * 0x02040810u, k), L5, R5, M5), xa)
+         + dot(top(merge(w >> 4u, ((h >> 16u) & 15u) * 0x02040810u, k), L5, R5, M5), xb);
+}
+
+// sum (1 + q / 32) x over a block; word j: elements 4j.. (low nibbles, high bits
+// bits 4j.. of qh) and 16 + 4j.. (high nibbles, bits 16 + 4j..).
 fn q5dot(q: vec4<u32>, h: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
-         x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>, off: f32) -> f32 {
-    return q5w(q.x, h, x0, x4, off) + q5w(q.y, h >> 4u, x1, x5, off)
-         + q5w(q.z, h >> 8u, x2, x6, off) + q5w(q.w, h >> 12u, x3, x7, off);
+         x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
+    return q5w(q.x, h, x0, x4) + q5w(q.y, h >> 4u, x1, x5) + q5w(q.z, h >> 8u, x2, x6) + q5w(q.w, h >> 12u, x3, x7);
 }
 
 // Q5_0's qh and qs[16]: the 5 u32 at even byte offset q .. q + 16, funnel shifts of 6 words.
@@ -351,7 +385,8 @@ fn q5_0_words(q: u32) -> Q5W {
     return Q5W(f.x, vec4<u32>(f.yzw, (e.x >> sh) | ((e.y << 1u) << (31u - sh))));
 }
 
-// Q5_0, UNIT 32, 22-byte blocks (d f16 | qh | qs): d * sum (q - 16) x
+// Q5_0, UNIT 32, 22-byte blocks (d f16 | qh | qs):
+// d sum (q - 16) x = d (32 (dot - X) - 16 X)
 fn udot_q5_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let ba = ra + u * 22u;
     let bb = rb + u * 22u;
@@ -367,13 +402,14 @@ fn udot_q5_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let x5 = xv(xi + 5u);
     let x6 = xv(xi + 6u);
     let x7 = xv(xi + 7u);
-    let off = TWO23 + 16.0;
-    return vec2<f32>(da * q5dot(a.q, a.h, x0, x1, x2, x3, x4, x5, x6, x7, off),
-                     db * q5dot(b.q, b.h, x0, x1, x2, x3, x4, x5, x6, x7, off));
+    let sx = hsum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
+    let sa = q5dot(a.q, a.h, x0, x1, x2, x3, x4, x5, x6, x7) - sx;
+    let sb = q5dot(b.q, b.h, x0, x1, x2, x3, x4, x5, x6, x7) - sx;
+    return vec2<f32>(da * (32.0 * sa - 16.0 * sx), db * (32.0 * sb - 16.0 * sx));
 }
 
 // Q5_1, UNIT 32, 24-byte blocks (d f16 | m f16 | qh | qs; rows word aligned):
-// sum (d q + m) x = d sum q x + m sum x
+// sum (d q + m) x = d 32 (dot - X) + m X
 fn udot_q5_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let ia = (ra + u * 24u) >> 2u;
     let ib = (rb + u * 24u) >> 2u;
@@ -392,12 +428,14 @@ fn udot_q5_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let x6 = xv(xi + 6u);
     let x7 = xv(xi + 7u);
     let sx = hsum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
-    return vec2<f32>(half_f32(dma & 0xffffu) * q5dot(qa, ha, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dma >> 16u) * sx,
-                     half_f32(dmb & 0xffffu) * q5dot(qb, hb, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dmb >> 16u) * sx);
+    let sa = q5dot(qa, ha, x0, x1, x2, x3, x4, x5, x6, x7) - sx;
+    let sb = q5dot(qb, hb, x0, x1, x2, x3, x4, x5, x6, x7) - sx;
+    return vec2<f32>(32.0 * half_f32(dma & 0xffffu) * sa + half_f32(dma >> 16u) * sx,
+                     32.0 * half_f32(dmb & 0xffffu) * sb + half_f32(dmb >> 16u) * sx);
 }
 
-// IQ4_NL / IQ4_XS: a nibble indexes IQ4_TABLE (quant.wgsl), copied to workgroup memory
-// before the loop (KVT below): 16 words in 16 banks, so lookups never conflict.
+// IQ4_NL / IQ4_XS: a nibble indexes the IQ4 table (quant.wgsl), copied to workgroup
+// memory before the loop (KVT below): 16 words in 16 banks, so lookups never conflict.
 var<workgroup> kvt: array<f32, 16>;
 
 // Table values of the low nibbles of the 4 bytes of w.
@@ -431,149 +469,184 @@ fn udot_iq4_nl(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     return vec2<f32>(da * iq4dot(qa, x0, x1, x2, x3, x4, x5, x6, x7), db * iq4dot(qb, x0, x1, x2, x3, x4, x5, x6, x7));
 }
 
-// IQ4_XS, UNIT 64: sub-blocks 2g, 2g + 1 (g = u % 4) of a 136-byte super-block
-// (d f16 | scales_h u16 | scales_l[4] | qs[128]; rows word aligned): qs words
-// 2 + 8g .. 10 + 8g, each sub-block an IQ4_NL block's nibbles. h = header words 0, 1.
-fn iq4xs_row(p: vec4<u32>, q: vec4<u32>, h: vec2<u32>, g: u32, xi: u32) -> f32 {
-    let s0 = iq4dot(p, xv(xi), xv(xi + 1u), xv(xi + 2u), xv(xi + 3u), xv(xi + 4u), xv(xi + 5u), xv(xi + 6u), xv(xi + 7u));
-    let s1 = iq4dot(q, xv(xi + 8u), xv(xi + 9u), xv(xi + 10u), xv(xi + 11u), xv(xi + 12u), xv(xi + 13u), xv(xi + 14u), xv(xi + 15u));
-    let lo = h.y >> (8u * g);           // scales_l[g]: sub-block 2g low nibble, 2g + 1 high
-    let hi = h.x >> (16u + 4u * g);     // scales_h bits 4g..4g+3
-    let sc = vec2<i32>(vec2<u32>((lo & 15u) | ((hi & 3u) << 4u), ((lo >> 4u) & 15u) | (((hi >> 2u) & 3u) << 4u))) - vec2<i32>(32);
-    return half_f32(h.x & 0xffffu) * dot(vec2<f32>(sc), vec2<f32>(s0, s1));
+// --- super-block types, UNIT 64, interleaved: lane v = u % 4 of a 256-element
+// super-block takes 8 elements (IQ4_XS: 4 + 4) of each of its 8 runs of 32, so the 4
+// lanes of a super-block read neighbouring x (4 lanes per 128-byte line of x, not 1:
+// measured 1.3x faster than 64 consecutive elements per lane). xs = x vec4 index of
+// super-block element 8v; run m's x is at xs + 8m, xs + 8m + 1.
+
+// The 2 u32 at even byte offset q (funnel shifts of 3 words).
+fn fun2(q: u32) -> vec2<u32> {
+    let i = q >> 2u;
+    let sh = vec2<u32>((q & 2u) * 8u);
+    let w = vec2<u32>(W[i], W[i + 1u]);
+    let nx = vec2<u32>(w.y, W[i + 2u]);
+    return (w >> sh) | ((nx << vec2<u32>(1u)) << (vec2<u32>(31u) - sh));
 }
 
-fn udot_iq4_xs(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    let g = u & 3u;
-    let ia = (ra + (u >> 2u) * 136u) >> 2u;
-    let ib = (rb + (u >> 2u) * 136u) >> 2u;
-    let pa = w4(ia + 2u + 8u * g);
-    let qa = w4(ia + 6u + 8u * g);
-    let pb = w4(ib + 2u + 8u * g);
-    let qb = w4(ib + 6u + 8u * g);
-    let ha = vec2<u32>(W[ia], W[ia + 1u]);
-    let hb = vec2<u32>(W[ib], W[ib + 1u]);
-    return vec2<f32>(iq4xs_row(pa, qa, ha, g, xi), iq4xs_row(pb, qb, hb, g, xi));
+fn xsum2(xs: u32) -> f32 {
+    return hsum(xv(xs) + xv(xs + 1u));
 }
 
-// Q2_K / Q3_K, UNIT 64: with c4 = u % 4 = 2g + h, the unit is the 64 elements
-// 128g + 32s + 16h + i (s = 0..3, i = 0..15): four runs of 16, one scale each
-// (16-element group 8g + 2s + h), from bits 2s..2s+1 of the 16 qs bytes
-// 32g + 16h + i (4 words: word t, byte c is i = 4t + c). xs = x vec4 index of
-// element 128g + 16h, so run s, word t pairs with x vec4 xs + 8s + t.
-// sum over a run of (q - off) x, q = bits 2s.. of p (plus bit 2 from hq, Q3_K).
-fn q2run(q: vec4<u32>, xs: u32, off: f32) -> f32 {
-    return dot(mq(q.x, SH_LO, 0xffu) - off, xv(xs)) + dot(mq(q.y, SH_LO, 0xffu) - off, xv(xs + 1u))
-         + dot(mq(q.z, SH_LO, 0xffu) - off, xv(xs + 2u)) + dot(mq(q.w, SH_LO, 0xffu) - off, xv(xs + 3u));
+// X of the 8 runs of lane v (both rows use them).
+struct X8 { a: vec4<f32>, b: vec4<f32> }
+
+fn xsum8(xs: u32) -> X8 {
+    return X8(vec4<f32>(xsum2(xs), xsum2(xs + 8u), xsum2(xs + 16u), xsum2(xs + 24u)),
+              vec4<f32>(xsum2(xs + 32u), xsum2(xs + 40u), xsum2(xs + 48u), xsum2(xs + 56u)));
 }
 
-fn xsum4(xs: u32) -> f32 {
-    return hsum(xv(xs) + xv(xs + 1u) + xv(xs + 2u) + xv(xs + 3u));
+// One run of 8 elements (byte lanes of a: elements 0..3, of b: 4..7): sum (1 + q / 2^n) x.
+fn trun(a: u32, b: u32, l: vec4<u32>, r: vec4<u32>, m: u32, xs: u32) -> f32 {
+    return dot(top(a, l, r, m), xv(xs)) + dot(top(b, l, r, m), xv(xs + 1u));
 }
 
 // Q2_K, 84-byte super-blocks (scales[16] | qs[64] | d f16 | dmin f16; rows word
-// aligned): scale byte 8g + 2s + h = byte h (s even) or h + 2 (s odd) of scale word
-// 2g + s / 2; low nibble scale, high nibble min.  sum_s d sc_s S_s - dmin mn_s X_s
-fn q2_row(i: u32, g: u32, h: u32, p: vec4<u32>, xs: u32, sx: vec4<f32>) -> f32 {
-    let m = vec4<u32>(0x03030303u);
-    let s = vec4<f32>(q2run(p & m, xs, TWO23), q2run((p >> vec4<u32>(2u)) & m, xs + 8u, TWO23),
-                      q2run((p >> vec4<u32>(4u)) & m, xs + 16u, TWO23), q2run((p >> vec4<u32>(6u)) & m, xs + 24u, TWO23));
-    let sw = vec2<u32>(W[i + 2u * g], W[i + 2u * g + 1u]);
-    let sc = (vec4<u32>(sw.xx, sw.yy) >> vec4<u32>(8u * h, 8u * h + 16u, 8u * h, 8u * h + 16u)) & vec4<u32>(0xffu);
+// aligned). Run m = 4g + s of lane v: elements 128g + 32s + 8v + c (c = 0..7), bits
+// 2s of qs bytes 32g + 8v + c (words 4 + 8g + 2v, +1); scale byte 2m + v / 2 (low
+// nibble scale, high nibble min).  sum_m d sc_m 4 (dot_m - X_m) - dmin mn_m X_m
+fn q2_row(i: u32, v: u32, xs: u32, x: X8) -> f32 {
+    let a = vec2<u32>(W[i + 4u + 2u * v], W[i + 5u + 2u * v]);
+    let b = vec2<u32>(W[i + 12u + 2u * v], W[i + 13u + 2u * v]);
+    let sw = w4(i);
     let dm = W[i + 20u];
-    return half_f32(dm & 0xffffu) * dot(vec4<f32>(sc & vec4<u32>(15u)), s) - half_f32(dm >> 16u) * dot(vec4<f32>(sc >> vec4<u32>(4u)), sx);
+    let o = 8u * (v >> 1u);
+    let so = vec4<u32>(o, o + 16u, o, o + 16u);
+    let b0 = (vec4<u32>(sw.xx, sw.yy) >> so) & vec4<u32>(0xffu);
+    let b1 = (vec4<u32>(sw.zz, sw.ww) >> so) & vec4<u32>(0xffu);
+    let s0 = vec4<f32>(trun(a.x, a.y, L20, R20, M2, xs), trun(a.x, a.y, L22, R22, M2, xs + 8u),
+                       trun(a.x, a.y, L24, R24, M2, xs + 16u), trun(a.x, a.y, L26, R26, M2, xs + 24u)) - x.a;
+    let s1 = vec4<f32>(trun(b.x, b.y, L20, R20, M2, xs + 32u), trun(b.x, b.y, L22, R22, M2, xs + 40u),
+                       trun(b.x, b.y, L24, R24, M2, xs + 48u), trun(b.x, b.y, L26, R26, M2, xs + 56u)) - x.b;
+    let f = vec4<u32>(15u);
+    let n = vec4<u32>(4u);
+    return 4.0 * half_f32(dm & 0xffffu) * (dot(vec4<f32>(b0 & f), s0) + dot(vec4<f32>(b1 & f), s1))
+         - half_f32(dm >> 16u) * (dot(vec4<f32>(b0 >> n), x.a) + dot(vec4<f32>(b1 >> n), x.b));
 }
 
 fn udot_q2_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    let c4 = u & 3u;
-    let g = c4 >> 1u;
-    let h = c4 & 1u;
+    let v = u & 3u;
+    let xs = xi - 14u * v;
+    let x = xsum8(xs);
     let ia = (ra + (u >> 2u) * 84u) >> 2u;
     let ib = (rb + (u >> 2u) * 84u) >> 2u;
-    let pa = w4(ia + 4u + 8u * g + 4u * h);
-    let pb = w4(ib + 4u + 8u * g + 4u * h);
-    let xs = xi - 12u * h;
-    let sx = vec4<f32>(xsum4(xs), xsum4(xs + 8u), xsum4(xs + 16u), xsum4(xs + 24u));
-    return vec2<f32>(q2_row(ia, g, h, pa, xs, sx), q2_row(ib, g, h, pb, xs, sx));
+    return vec2<f32>(q2_row(ia, v, xs, x), q2_row(ib, v, xs, x));
 }
 
 // Q3_K, 110-byte super-blocks (hmask[32] | qs[64] | scales[12] | d f16; a block may
-// start at 2 mod 4, so every field is read with funnel shifts). Element 128g + 32s + i
-// is q - 4 with q = bits 2s.. of qs[32g + i] | (bit 4g + s of hmask[i]) << 2. Scale
-// 8g + 2s + h (6 bits, minus 32): low nibble g of scales[2s + h], high bits
-// 2 (2g + s / 2) of scales[8 + 2 (s % 2) + h].  d sum_s sc_s S_s
-fn q3_row(base: u32, g: u32, h: u32, xs: u32) -> f32 {
-    let ql = fun4(base + 32u + 32u * g + 16u * h);
-    let hm = fun4(base + 16u * h) >> vec4<u32>(4u * g);   // bit s of each byte: run s's bit
+// start at 2 mod 4, so every field is read with funnel shifts). Run m = 4g + s of lane
+// v: elements 128g + 32s + 8v + c, q = bits 2s.. of qs bytes 32g + 8v + c | bit 4g + s
+// of hmask bytes 8v + c << 2, x = q - 4. Scale 8g + 2s + v / 2 (6 bits, minus 32): low
+// nibble g of scales[2s + v / 2] (the same 4 bytes for g = 0, 1), high bits
+// 2 (2g + s / 2) of scales[8 + 2 (s % 2) + v / 2].
+// Runs 4g .. 4g + 3: sum (q - 4) x = 8 (dot - X) - 4 X; hm = hmask words << 2 >> 4g.
+fn q3_g(ql: vec2<u32>, hm: vec2<u32>, xs: u32, x: vec4<f32>) -> vec4<f32> {
+    let k = 0x04040404u;
+    let t = vec4<f32>(trun(merge(ql.x, hm.x, k), merge(ql.y, hm.y, k), L3, R3, M3, xs),
+                      trun(merge(ql.x >> 2u, hm.x >> 1u, k), merge(ql.y >> 2u, hm.y >> 1u, k), L3, R3, M3, xs + 8u),
+                      trun(merge(ql.x >> 4u, hm.x >> 2u, k), merge(ql.y >> 4u, hm.y >> 2u, k), L3, R3, M3, xs + 16u),
+                      trun(merge(ql.x >> 6u, hm.x >> 3u, k), merge(ql.y >> 6u, hm.y >> 3u, k), L3, R3, M3, xs + 24u));
+    return 8.0 * (t - x) - 4.0 * x;
+}
+
+fn q3_row(base: u32, v: u32, xs: u32, x: X8) -> f32 {
+    let qa = fun2(base + 32u + 8u * v);
+    let qb = fun2(base + 64u + 8u * v);
+    let hm = fun2(base + 8u * v);
     let j = (base + 96u) >> 2u;
     let sh = (base & 2u) * 8u;
     let w = w4(j);
     let sw = (w.xyz >> vec3<u32>(sh)) | ((w.yzw << vec3<u32>(1u)) << (vec3<u32>(31u) - vec3<u32>(sh)));
     let d = half_f32((w.w >> sh) & 0xffffu);
-    let hh = vec4<u32>(8u * h, 8u * h + 16u, 8u * h, 8u * h + 16u);
-    let lo = (vec4<u32>(sw.xx, sw.yy) >> (hh + vec4<u32>(4u * g))) & vec4<u32>(15u);
-    let hi = (vec4<u32>(sw.z) >> (hh + vec4<u32>(4u * g, 4u * g, 4u * g + 2u, 4u * g + 2u))) & vec4<u32>(3u);
-    let sc = vec4<f32>(vec4<i32>(lo | (hi << vec4<u32>(4u))) - vec4<i32>(32));
-    let m = vec4<u32>(0x03030303u);
-    let b = vec4<u32>(0x04040404u);
-    let z = TWO23 + 4.0;
-    let s = vec4<f32>(q2run((ql & m) | ((hm << vec4<u32>(2u)) & b), xs, z),
-                      q2run(((ql >> vec4<u32>(2u)) & m) | ((hm << vec4<u32>(1u)) & b), xs + 8u, z),
-                      q2run(((ql >> vec4<u32>(4u)) & m) | (hm & b), xs + 16u, z),
-                      q2run(((ql >> vec4<u32>(6u)) & m) | ((hm >> vec4<u32>(1u)) & b), xs + 24u, z));
-    return d * dot(sc, s);
+    let o = 8u * (v >> 1u);
+    let so = vec4<u32>(o, o + 16u, o, o + 16u);
+    let bl = (vec4<u32>(sw.xx, sw.yy) >> so) & vec4<u32>(0xffu);
+    let bh = vec4<u32>(sw.z) >> so;
+    let h0 = (bh >> vec4<u32>(0u, 0u, 2u, 2u)) & vec4<u32>(3u);
+    let h1 = (bh >> vec4<u32>(4u, 4u, 6u, 6u)) & vec4<u32>(3u);
+    let sc0 = vec4<f32>(vec4<i32>((bl & vec4<u32>(15u)) | (h0 << vec4<u32>(4u))) - vec4<i32>(32));
+    let sc1 = vec4<f32>(vec4<i32>((bl >> vec4<u32>(4u)) | (h1 << vec4<u32>(4u))) - vec4<i32>(32));
+    return d * (dot(sc0, q3_g(qa, hm << vec2<u32>(2u), xs, x.a)) + dot(sc1, q3_g(qb, hm >> vec2<u32>(2u), xs + 32u, x.b)));
 }
 
 fn udot_q3_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    let c4 = u & 3u;
-    let g = c4 >> 1u;
-    let h = c4 & 1u;
-    let xs = xi - 12u * h;
-    return vec2<f32>(q3_row(ra + (u >> 2u) * 110u, g, h, xs), q3_row(rb + (u >> 2u) * 110u, g, h, xs));
+    let v = u & 3u;
+    let xs = xi - 14u * v;
+    let x = xsum8(xs);
+    return vec2<f32>(q3_row(ra + (u >> 2u) * 110u, v, xs, x), q3_row(rb + (u >> 2u) * 110u, v, xs, x));
 }
 
-// Q5_K, UNIT 64: as Q4_K (sub-blocks 2g, 2g + 1: low / high nibbles of qs[32g ..
-// 32g + 32), the same scales and mins), plus bit 4 = bit 2g / 2g + 1 of qh[i]; 176-byte
-// super-blocks (d | dmin | scales[12] | qh[32] | qs[128]) keep rows word aligned.
-fn q5k_lo(w: u32, h: u32) -> vec4<f32> {
-    return mq((w & 0x0f0f0f0fu) | ((h << 4u) & 0x10101010u), SH_LO, 0xffu) - TWO23;
+// Q5_K, 176-byte super-blocks (d | dmin | scales[12] | qh[32] | qs[128]; rows word
+// aligned). Sub-block s of lane v: elements 32s + 8v + c, low 4 bits nibble s % 2 of qs
+// bytes 32 (s / 2) + 8v + c (words 12 + 8 (s / 2) + 2v, +1), bit 4 = bit s of qh bytes
+// 8v + c (words 4 + 2v, +1); all 8 scales and mins (Q4_K's packing, see q4k_scale_min).
+// Sub-blocks 2p, 2p + 1 from qs words a, h = qh words >> 2p: (dot - X) = S / 32.
+fn q5k_pair(a: vec2<u32>, h: vec2<u32>, xs: u32, x: vec2<f32>) -> vec2<f32> {
+    let k = 0x10101010u;
+    return vec2<f32>(trun(merge(a.x, h.x << 4u, k), merge(a.y, h.y << 4u, k), L5, R5, M5, xs),
+                     trun(merge(a.x >> 4u, h.x << 3u, k), merge(a.y >> 4u, h.y << 3u, k), L5, R5, M5, xs + 8u)) - x;
 }
 
-fn q5k_hi(w: u32, h: u32) -> vec4<f32> {
-    return mq(((w >> 4u) & 0x0f0f0f0fu) | ((h << 3u) & 0x10101010u), SH_LO, 0xffu) - TWO23;
-}
-
-// h, e: qh words 0..3, 4..7 shifted right by 2g (bit 0 / 1 of each byte: sub-block 2g / 2g + 1).
-fn q5k_dots(p: vec4<u32>, q: vec4<u32>, h: vec4<u32>, e: vec4<u32>, xi: u32) -> vec2<f32> {
-    let lo = dot(q5k_lo(p.x, h.x), xv(xi)) + dot(q5k_lo(p.y, h.y), xv(xi + 1u))
-           + dot(q5k_lo(p.z, h.z), xv(xi + 2u)) + dot(q5k_lo(p.w, h.w), xv(xi + 3u))
-           + dot(q5k_lo(q.x, e.x), xv(xi + 4u)) + dot(q5k_lo(q.y, e.y), xv(xi + 5u))
-           + dot(q5k_lo(q.z, e.z), xv(xi + 6u)) + dot(q5k_lo(q.w, e.w), xv(xi + 7u));
-    let hi = dot(q5k_hi(p.x, h.x), xv(xi + 8u)) + dot(q5k_hi(p.y, h.y), xv(xi + 9u))
-           + dot(q5k_hi(p.z, h.z), xv(xi + 10u)) + dot(q5k_hi(p.w, h.w), xv(xi + 11u))
-           + dot(q5k_hi(q.x, e.x), xv(xi + 12u)) + dot(q5k_hi(q.y, e.y), xv(xi + 13u))
-           + dot(q5k_hi(q.z, e.z), xv(xi + 14u)) + dot(q5k_hi(q.w, e.w), xv(xi + 15u));
-    return vec2<f32>(lo, hi);
+fn q5k_row(i: u32, v: u32, xs: u32, x: X8) -> f32 {
+    let dm = W[i];
+    let sw = vec3<u32>(W[i + 1u], W[i + 2u], W[i + 3u]);
+    let h = vec2<u32>(W[i + 4u + 2u * v], W[i + 5u + 2u * v]);
+    let a0 = vec2<u32>(W[i + 12u + 2u * v], W[i + 13u + 2u * v]);
+    let a1 = vec2<u32>(W[i + 20u + 2u * v], W[i + 21u + 2u * v]);
+    let a2 = vec2<u32>(W[i + 28u + 2u * v], W[i + 29u + 2u * v]);
+    let a3 = vec2<u32>(W[i + 36u + 2u * v], W[i + 37u + 2u * v]);
+    let s0 = vec4<f32>(q5k_pair(a0, h, xs, x.a.xy), q5k_pair(a1, h >> vec2<u32>(2u), xs + 16u, x.a.zw));
+    let s1 = vec4<f32>(q5k_pair(a2, h >> vec2<u32>(4u), xs + 32u, x.b.xy), q5k_pair(a3, h >> vec2<u32>(6u), xs + 48u, x.b.zw));
+    let b0 = bytes4(sw.x);
+    let b1 = bytes4(sw.y);
+    let b2 = bytes4(sw.z);
+    let c = vec4<u32>(63u);
+    let sc1 = (b2 & vec4<u32>(15u)) | ((b0 >> vec4<u32>(6u)) << vec4<u32>(4u));
+    let mn1 = (b2 >> vec4<u32>(4u)) | ((b1 >> vec4<u32>(6u)) << vec4<u32>(4u));
+    return 32.0 * half_f32(dm & 0xffffu) * (dot(vec4<f32>(b0 & c), s0) + dot(vec4<f32>(sc1), s1))
+         - half_f32(dm >> 16u) * (dot(vec4<f32>(b1 & c), x.a) + dot(vec4<f32>(mn1), x.b));
 }
 
 fn udot_q5_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    let g = u & 3u;
-    let ba = ra + (u >> 2u) * 176u;
-    let bb = rb + (u >> 2u) * 176u;
-    let ia = ba >> 2u;
-    let ib = bb >> 2u;
-    let pa = w4(ia + 12u + 8u * g);
-    let qa = w4(ia + 16u + 8u * g);
-    let pb = w4(ib + 12u + 8u * g);
-    let qb = w4(ib + 16u + 8u * g);
-    let s = vec4<u32>(2u * g);
-    let ha = w4(ia + 4u) >> s;
-    let ea = w4(ia + 8u) >> s;
-    let hb = w4(ib + 4u) >> s;
-    let eb = w4(ib + 8u) >> s;
-    let sx = vec2<f32>(hsum(xv(xi) + xv(xi + 1u) + xv(xi + 2u) + xv(xi + 3u) + xv(xi + 4u) + xv(xi + 5u) + xv(xi + 6u) + xv(xi + 7u)),
-                       hsum(xv(xi + 8u) + xv(xi + 9u) + xv(xi + 10u) + xv(xi + 11u) + xv(xi + 12u) + xv(xi + 13u) + xv(xi + 14u) + xv(xi + 15u)));
-    return vec2<f32>(q4k_finish(ba, g, q5k_dots(pa, qa, ha, ea, xi), sx), q4k_finish(bb, g, q5k_dots(pb, qb, hb, eb, xi), sx));
+    let v = u & 3u;
+    let xs = xi - 14u * v;
+    let x = xsum8(xs);
+    let ia = (ra + (u >> 2u) * 176u) >> 2u;
+    let ib = (rb + (u >> 2u) * 176u) >> 2u;
+    return vec2<f32>(q5k_row(ia, v, xs, x), q5k_row(ib, v, xs, x));
+}
+
+// IQ4_XS, 136-byte super-blocks (d f16 | scales_h u16 | scales_l[4] | qs[128]; rows
+// word aligned). Sub-block j (an IQ4_NL block's nibbles in qs[16j .. 16j + 16), scale
+// ((scales_l >> 4j) & 15 | ((scales_h >> 2j) & 3) << 4) - 32): lane v takes the nibbles
+// of qs word 4j + v, elements 32j + 4v .. (low) and 32j + 16 + 4v .. (high).
+fn iq4xs_row(i: u32, v: u32, xs: u32) -> f32 {
+    let h = vec2<u32>(W[i], W[i + 1u]);
+    let p = vec4<u32>(W[i + 2u + v], W[i + 6u + v], W[i + 10u + v], W[i + 14u + v]);
+    let q = vec4<u32>(W[i + 18u + v], W[i + 22u + v], W[i + 26u + v], W[i + 30u + v]);
+    let s0 = vec4<f32>(dot(kv4(p.x), xv(xs)) + dot(kv4(p.x >> 4u), xv(xs + 4u)),
+                       dot(kv4(p.y), xv(xs + 8u)) + dot(kv4(p.y >> 4u), xv(xs + 12u)),
+                       dot(kv4(p.z), xv(xs + 16u)) + dot(kv4(p.z >> 4u), xv(xs + 20u)),
+                       dot(kv4(p.w), xv(xs + 24u)) + dot(kv4(p.w >> 4u), xv(xs + 28u)));
+    let s1 = vec4<f32>(dot(kv4(q.x), xv(xs + 32u)) + dot(kv4(q.x >> 4u), xv(xs + 36u)),
+                       dot(kv4(q.y), xv(xs + 40u)) + dot(kv4(q.y >> 4u), xv(xs + 44u)),
+                       dot(kv4(q.z), xv(xs + 48u)) + dot(kv4(q.z >> 4u), xv(xs + 52u)),
+                       dot(kv4(q.w), xv(xs + 56u)) + dot(kv4(q.w >> 4u), xv(xs + 60u)));
+    let f = vec4<u32>(15u);
+    let t = vec4<u32>(3u);
+    let hh = h.x >> 16u;
+    let sc0 = vec4<i32>(((vec4<u32>(h.y) >> vec4<u32>(0u, 4u, 8u, 12u)) & f) | (((vec4<u32>(hh) >> vec4<u32>(0u, 2u, 4u, 6u)) & t) << vec4<u32>(4u)));
+    let sc1 = vec4<i32>(((vec4<u32>(h.y) >> vec4<u32>(16u, 20u, 24u, 28u)) & f) | (((vec4<u32>(hh) >> vec4<u32>(8u, 10u, 12u, 14u)) & t) << vec4<u32>(4u)));
+    let z = vec4<i32>(32);
+    return half_f32(h.x & 0xffffu) * (dot(vec4<f32>(sc0 - z), s0) + dot(vec4<f32>(sc1 - z), s1));
+}
+
+fn udot_iq4_xs(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let v = u & 3u;
+    let xs = xi - 15u * v;
+    let ia = (ra + (u >> 2u) * 136u) >> 2u;
+    let ib = (rb + (u >> 2u) * 136u) >> 2u;
+    return vec2<f32>(iq4xs_row(ia, v, xs), iq4xs_row(ib, v, xs));
 }
 
 // 1: this type's udot reads kvt, which main fills first (one barrier).
@@ -598,7 +671,7 @@ const KVT: u32 = KVT_{{QT}};
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     if (KVT == 1u) {
-        if (lid < 16u) { kvt[lid] = IQ4_TABLE[lid]; }
+        if (lid < 16u) { kvt[lid] = iq4_value(lid); }
         workgroupBarrier();
     }
     let t = wid.z;

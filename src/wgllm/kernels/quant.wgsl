@@ -219,12 +219,16 @@ fn dq8_q5_1(rb: u32, k: u32) -> D8 {
               d * vec4<f32>(nibs4(wword(q + 4u), sh) | hbit4(h >> 4u)) + m);
 }
 
-// IQ4_NL / IQ4_XS: a 4-bit quant indexes this table of int8 values.
-var<private> IQ4_TABLE: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
-                                                        1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+// IQ4_NL / IQ4_XS: a 4-bit quant n indexes a table of 16 int8 values, packed 4 to a
+// word (little endian): -127 -104 -83 -65 -49 -35 -22 -10 1 13 25 38 53 69 89 113.
+const IQ4_PACKED = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
+
+fn iq4_value(n: u32) -> f32 {
+    return f32(bitcast<i32>(IQ4_PACKED[n >> 2u] << (24u - 8u * (n & 3u))) >> 24u);
+}
 
 fn iq4v(n: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(IQ4_TABLE[n.x], IQ4_TABLE[n.y], IQ4_TABLE[n.z], IQ4_TABLE[n.w]);
+    return vec4<f32>(iq4_value(n.x), iq4_value(n.y), iq4_value(n.z), iq4_value(n.w));
 }
 
 // IQ4_NL, 18-byte block of 32: d f16 | qs[16] (nibbles as Q4_0).  x = d * table[q]
