@@ -349,6 +349,12 @@ const R24 = vec4<u32>(0u, 0u, 0u, 7u);
 const L26 = vec4<u32>(15u, 7u, 0u, 0u);
 const R26 = vec4<u32>(0u, 0u, 1u, 9u);
 
+// Small integers (< 2^23) to f32 with the 2^23 trick: an or and a subtraction, not a
+// conversion instruction (a quarter-rate op on some GPUs).
+fn i2f(v: vec4<u32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(v | vec4<u32>(MAGIC)) - TWO23;
+}
+
 // Bits of a where k is 0, of b where k is 1 (one and-or: the quants' low bits from a,
 // a high bit from b; top ignores the bits above the field).
 fn merge(a: u32, b: u32, k: u32) -> u32 {
@@ -520,8 +526,8 @@ fn q2_row(i: u32, v: u32, xs: u32, x: X8) -> f32 {
                        trun(b.x, b.y, L24, R24, M2, xs + 48u), trun(b.x, b.y, L26, R26, M2, xs + 56u)) - x.b;
     let f = vec4<u32>(15u);
     let n = vec4<u32>(4u);
-    return 4.0 * half_f32(dm & 0xffffu) * (dot(vec4<f32>(b0 & f), s0) + dot(vec4<f32>(b1 & f), s1))
-         - half_f32(dm >> 16u) * (dot(vec4<f32>(b0 >> n), x.a) + dot(vec4<f32>(b1 >> n), x.b));
+    let dd = unpack2x16float(dm);   // d, dmin (subnormals may flush, as in udot_f16)
+    return 4.0 * dd.x * (dot(i2f(b0 & f), s0) + dot(i2f(b1 & f), s1)) - dd.y * (dot(i2f(b0 >> n), x.a) + dot(i2f(b1 >> n), x.b));
 }
 
 fn udot_q2_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
@@ -557,15 +563,15 @@ fn q3_row(base: u32, v: u32, xs: u32, x: X8) -> f32 {
     let sh = (base & 2u) * 8u;
     let w = w4(j);
     let sw = (w.xyz >> vec3<u32>(sh)) | ((w.yzw << vec3<u32>(1u)) << (vec3<u32>(31u) - vec3<u32>(sh)));
-    let d = half_f32((w.w >> sh) & 0xffffu);
+    let d = unpack2x16float(w.w >> sh).x;   // (subnormals may flush, as in udot_f16)
     let o = 8u * (v >> 1u);
     let so = vec4<u32>(o, o + 16u, o, o + 16u);
     let bl = (vec4<u32>(sw.xx, sw.yy) >> so) & vec4<u32>(0xffu);
     let bh = vec4<u32>(sw.z) >> so;
     let h0 = (bh >> vec4<u32>(0u, 0u, 2u, 2u)) & vec4<u32>(3u);
     let h1 = (bh >> vec4<u32>(4u, 4u, 6u, 6u)) & vec4<u32>(3u);
-    let sc0 = vec4<f32>(vec4<i32>((bl & vec4<u32>(15u)) | (h0 << vec4<u32>(4u))) - vec4<i32>(32));
-    let sc1 = vec4<f32>(vec4<i32>((bl >> vec4<u32>(4u)) | (h1 << vec4<u32>(4u))) - vec4<i32>(32));
+    let sc0 = i2f((bl & vec4<u32>(15u)) | (h0 << vec4<u32>(4u))) - 32.0;
+    let sc1 = i2f((bl >> vec4<u32>(4u)) | (h1 << vec4<u32>(4u))) - 32.0;
     return d * (dot(sc0, q3_g(qa, hm << vec2<u32>(2u), xs, x.a)) + dot(sc1, q3_g(qb, hm >> vec2<u32>(2u), xs + 32u, x.b)));
 }
 
