@@ -55,7 +55,8 @@ def hf_overrides(gguf_path: str | Path) -> dict:
     arch = _field(r, "general.architecture")
     dim, heads = _field(r, f"{arch}.embedding_length"), _field(r, f"{arch}.attention.head_count")
     head_dim = _field(r, f"{arch}.attention.key_length", dim // heads)
-    out = {"head_dim": head_dim}  # qwen3's and gemma's configs default it to 128 / 256
+    # qwen3's and gemma's configs default it to 128 / 256 (qwen2's has no such field)
+    out = {"head_dim": head_dim} if arch in ("qwen3", "gemma2", "gemma3") else {}
     if arch not in ("gemma2", "gemma3"):
         return out
     out["query_pre_attn_scalar"] = head_dim
