@@ -184,8 +184,15 @@ def test_llama32_1b_standin_on_laptop_and_phone(tmp_path):
     assert p.estimate.largest_binding <= 128 * 2**20
 
 
-def test_gemma3_standin_is_planned_but_not_runnable(tmp_path):
+def test_gemma3_standin_is_planned_and_runnable(tmp_path):
     path, _ = standin(tmp_path, "gemma-3-270m", "Q4_K_M")
+    g = GGUFFile(path)
+    assert ModelLayout.from_gguf(g).config.embed_scale > 1  # gemma's sqrt(dim) embedding scale, from its arch file
+    assert make_plan(layout_from_gguf(g), laptop()).runnable
+
+
+def test_phi3_standin_is_planned_but_not_runnable(tmp_path):
+    path, _ = standin(tmp_path, "phi-3.5-mini", "Q4_K_M")
     g = GGUFFile(path)
     with pytest.raises(UnsupportedModelError):
         ModelLayout.from_gguf(g)

@@ -492,9 +492,9 @@ def test_registry_declares_architectures_and_runnable_follows_supported(monkeypa
 
     assert hub.registry_entry("smollm2-135m").architecture == "llama" and hub.registry_entry("smollm2").runnable
     gemma = hub.registry_entry("gemma3-270m")
-    assert gemma.architecture == "gemma3" and not gemma.runnable
-    monkeypatch.setattr(arch, "SUPPORTED", (*arch.SUPPORTED, "gemma3"))  # the day gemma3 lands
-    assert gemma.runnable
+    assert gemma.architecture == "gemma3" and gemma.runnable
+    monkeypatch.setattr(arch, "SUPPORTED", tuple(a for a in arch.SUPPORTED if a != "gemma3"))  # a version without it
+    assert not gemma.runnable
     assert hub.registry_entry("hf:o/r/f.gguf").runnable  # undeclared: checked once the file is there
 
 
@@ -512,8 +512,10 @@ def test_pull_of_unrunnable_architecture_refuses_before_downloading(tiny, pypi, 
     assert "not runnable yet" in hub._known_names_text()
 
 
-def test_gemma_is_refused_without_network(home):
+def test_gemma_is_refused_without_network(home, monkeypatch):
     from wgllm.errors import UnsupportedModelError
+    from wgllm.model import arch
 
+    monkeypatch.setattr(arch, "SUPPORTED", tuple(a for a in arch.SUPPORTED if a != "gemma3"))
     with pytest.raises(UnsupportedModelError, match="gemma3"):
         hub.pull("gemma3-270m", progress=False)  # no_network: a download attempt would fail otherwise

@@ -50,7 +50,7 @@ from typing import Iterator, Union
 from wgllm.errors import AdapterNotFoundError, FeatureMissingError, ModelTooLargeError, NoAdapterError, RequestError
 from wgllm.gpu.inventory import AdapterBudget
 from wgllm.kernels.qtypes import runnable_types
-from wgllm.model.arch import SUPPORTED as RUNNABLE_ARCHES
+from wgllm.model import arch as _arch
 from wgllm.plan import catalog
 from wgllm.plan.layout import ModelLayout, TensorSpec
 from wgllm.plan.memory import MemoryEstimate, estimate, kv_bytes_per_token
@@ -131,7 +131,7 @@ def engine_view(layout: ModelLayout) -> tuple[ModelLayout, int]:
     estimate is an approximation: the llama build of the same hyperparameters, with
     phi3's fused attn_qkv / ffn_up split into q, k, v / gate, up (same bytes), and other
     tensors (gemma3's extra norms, rope factors) counted as extra weight bytes."""
-    if layout.arch in RUNNABLE_ARCHES:
+    if layout.arch in _arch.SUPPORTED:
         return layout, 0
     q_rows, kv_rows = layout.n_heads * layout.head_dim, layout.n_kv_heads * layout.head_dim
     tensors: list[TensorSpec] = []
@@ -166,9 +166,9 @@ def _estimate(layout: ModelLayout, n_ctx: int, act: str, chunk: int, max_binding
 
 def runnable(layout: ModelLayout) -> tuple[bool, str]:
     """Whether this version of wgllm can run `layout`, and a sentence saying so."""
-    if layout.arch not in RUNNABLE_ARCHES:
+    if layout.arch not in _arch.SUPPORTED:
         return False, (f"{layout.arch} is described for planning only: it is not runnable by this version of "
-                       f"wgllm, which runs {', '.join(RUNNABLE_ARCHES)} (the estimate is as if it did).")
+                       f"wgllm, which runs {', '.join(_arch.SUPPORTED)} (the estimate is as if it did).")
     bad = sorted({t.ggml_type for t in layout.tensors} - RUNNABLE_TYPES)
     if bad:
         return False, (f"Its tensors of type {', '.join(bad)} are not runnable by this version of wgllm "
