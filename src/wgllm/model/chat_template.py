@@ -15,7 +15,7 @@ exhaust memory either.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,13 +28,42 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from wgllm.errors import ChatTemplateError, RequestError
 from wgllm.model.gguf import GGUFFile
 
-# ChatML, used when a model ships no template of its own.
+# ChatML, used when a model ships no template of its own (and its vocabulary has no other turn markers).
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+# Gemma's turns (llama.cpp's LLM_CHAT_TEMPLATE_GEMMA): BOS, "model" for the assistant, and system text
+# (there is no system turn) put before the next user turn's text. For [system?, user, model, user, ...]
+# this renders what the Gemma 2/3 instruct templates render.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}"
+    "{% for message in messages %}"
+    "{% if message['role'] in ('system', 'developer') %}"
+    "{% set ns.system = ns.system + (message['content'] | trim) + '\n\n' %}"
+    "{% else %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' }}"
+    "{% if role != 'model' %}{{ ns.system }}{% set ns.system = '' %}{% endif %}"
+    "{{ (message['content'] | trim) + '<end_of_turn>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+# Without a template in the file, the first of these whose turn marker the vocabulary holds is used.
+FALLBACKS = (("<start_of_turn>", GEMMA_TEMPLATE),)
+
+
+def fallback_source(tokens: Collection[str]) -> str:
+    """The template used for a model without one: chosen by the turn markers in its vocabulary
+    (`tokens`, a set or list of token strings), ChatML when none is known."""
+    vocab = tokens if isinstance(tokens, (set, frozenset)) else set(tokens)
+    return next((source for marker, source in FALLBACKS if marker in vocab), CHATML_TEMPLATE)
+
 
 MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # a rendered prompt longer than this is an attack or a bug
 MAX_OPERAND_LEN = 1024 * 1024  # largest result of `*` on a string/list in a template
@@ -182,7 +211,7 @@ def _plain_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 
 class ChatTemplate:
-    """A compiled chat template (the model's own, or ChatML when it has none)."""
+    """A compiled chat template (the model's own, or a fallback when it has none)."""
 
     def __init__(
         self,
@@ -190,10 +219,12 @@ class ChatTemplate:
         bos_token: str = "",
         eos_token: str = "",
         special_tokens: Mapping[str, str] | None = None,
+        fallback: str = CHATML_TEMPLATE,
     ):
-        """Compile `source` (None or empty: the ChatML fallback). Raises ChatTemplateError on bad syntax."""
+        """Compile `source` (None or empty: `fallback`, ChatML unless given). Raises ChatTemplateError
+        on bad syntax."""
         self.is_fallback: bool = not source
-        self.source: str = CHATML_TEMPLATE if self.is_fallback else str(source)
+        self.source: str = fallback if self.is_fallback else str(source)
         self.bos_token = bos_token
         self.eos_token = eos_token
         self._variables = {"bos_token": bos_token, "eos_token": eos_token, **dict(special_tokens or {})}
@@ -218,7 +249,7 @@ class ChatTemplate:
                  if (text := token(key)) is not None}
         source = meta.get("tokenizer.chat_template")
         return cls(source if isinstance(source, str) else None, token("bos_token_id") or "",
-                   token("eos_token_id") or "", extra)
+                   token("eos_token_id") or "", extra, fallback_source(tokens))
 
     @classmethod
     def from_gguf(cls, gguf_file: GGUFFile) -> ChatTemplate:

@@ -53,6 +53,7 @@ from tokenizers import Tokenizer as _Backend
 
 from wgllm.errors import InvalidModelFileError, UnsupportedModelError
 from wgllm.model.gguf import GGUFFile
+from wgllm.model.chat_template import fallback_source
 
 log = logging.getLogger(__name__)
 
@@ -1218,8 +1219,8 @@ class Tokenizer:
 
     def _find_stop_ids(self, template: Any) -> frozenset[int]:
         ids = {i for i in (self._eos_id, self._eot_id, self._eom_id) if i is not None}
-        # Without a template the chat fallback is ChatML, which ends turns with <|im_end|>.
-        text = template if isinstance(template, str) else "<|im_end|>"
+        # Without a template, the turns end as the chat fallback for this vocabulary ends them.
+        text = template if isinstance(template, str) and template else fallback_source(self._tokens)
         for marker in END_OF_TURN_TOKENS:
             token_id = self.token_to_id(marker)
             if marker in text and token_id is not None:
