@@ -1,5 +1,5 @@
 """Every family's forward pass on WebGPU vs transformers loading the same tiny random GGUF:
-qwen3 (qk-norm), gemma3 (qk-norm, post-norms, GELU, embedding scale, sliding window shorter
+qwen3 (qk-norm), phi3 (fused weights, longrope), gemma3 (qk-norm, post-norms, GELU, embedding scale, sliding window shorter
 than the prompt, local rope base), gemma2 (soft caps, alternating window), llama 3.1 rope scaling."""
 
 import numpy as np
@@ -8,6 +8,8 @@ import pytest
 from wgllm.testing import oracle, synth
 
 LLAMA3 = dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=32)
+# phi3 longrope: the engine's context (128) is not beyond the original one, so both use the short factors
+LONGROPE = {"rope.scaling.original_context_length": 128, "rope.scaling.attn_factor": 1.19}
 # (name, shape kwargs, weight types, transformers config overrides)
 CASES = [
     ("qwen3-tied-f32", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96,
@@ -27,6 +29,10 @@ CASES = [
     ("llama3-rope-scaling", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96,
                                  rope_base=500000.0, rope_scaling=LLAMA3), "F32",
      {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, **LLAMA3}}),
+    ("phi3-mha-untied", dict(n_vocab=300, dim=96, n_layers=2, n_heads=3, n_kv_heads=3, ffn_dim=160, arch="phi3"),
+     "F32", None),
+    ("phi3-longrope-gqa-q8_0", dict(n_vocab=300, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192,
+                                    arch="phi3", tied_embeddings=True, longrope=True, extra=LONGROPE), "Q8_0", None),
 ]
 
 
@@ -76,3 +82,23 @@ def test_f16_close_to_reference(case, device):
     ref = oracle.reference_logits(path, prompt, hf).astype(np.float64)
     rel = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
     assert rel.max() < 2e-2, f"f16 per-position relative error {rel.max():.2e}"
+
+
+def test_phi3_long_factors_beyond_the_original_context(tmp_path, device):
+    """A context longer than the original one takes the long rope factors (as llama.cpp does;
+    transformers switches by sequence length, so it is given the long factors as its short ones)."""
+    from wgllm.runtime.engine import Engine
+
+    shape = synth.LlamaShape(name="tiny", ctx=512, n_vocab=300, dim=64, n_layers=2, n_heads=2, n_kv_heads=1,
+                             ffn_dim=96, arch="phi3", longrope=True, extra=LONGROPE)
+    path = synth.write_llama_gguf(tmp_path / "phi3-long.gguf", shape, types="F32", seed=7)
+    hf = oracle.hf_overrides(path)
+    rope = hf["rope_parameters"]
+    hf["rope_parameters"] = {**rope, "short_factor": rope["long_factor"]}
+    prompt = _prompt(23, shape.n_vocab, 4)
+    got = Engine(str(path), ctx=256, precision="f32", chunk=16).logits(prompt).astype(np.float64)
+    ref = oracle.reference_logits(path, prompt, hf).astype(np.float64)
+    rel = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    assert rel.max() < 1e-3, f"per-position relative error {rel.max():.2e}"
+    short = Engine(str(path), ctx=128, precision="f32", chunk=16).logits(prompt).astype(np.float64)
+    assert np.linalg.norm(short - ref) / np.linalg.norm(ref) > 1e-2  # the factors matter: this can fail

@@ -145,7 +145,8 @@ def test_identify_by_hyperparameters():
 
 
 def standin(tmp_path, name, quant):
-    path = write_standin(tmp_path / f"{name}-{quant}.gguf", catalog_layout(name, quant))
+    path = write_standin(tmp_path / f"{name}-{quant}.gguf", catalog_layout(name, quant),
+                         metadata=catalog.find_entry(name).metadata)
     st = os.stat(path)
     assert st.st_blocks * 512 < 4 * 2**20, "the stand-in's data should be a hole"
     return path, st.st_size
@@ -188,7 +189,19 @@ def test_gemma3_standin_is_planned_and_runnable(tmp_path):
     assert make_plan(layout_from_gguf(g), laptop()).runnable
 
 
-def test_phi3_standin_is_planned_but_not_runnable(tmp_path):
+def test_phi3_standin_is_planned_and_runnable(tmp_path):
+    path, _ = standin(tmp_path, "phi-3.5-mini", "Q4_K_M")
+    cfg = ModelLayout.from_gguf(GGUFFile(path)).config
+    assert cfg.rope_long_short and cfg.rope_factors_tensor(131072) == "rope_factors_long.weight"
+    assert cfg.rope_factors_tensor(4096) == "rope_factors_short.weight"
+    assert make_plan(layout_from_gguf(GGUFFile(path)), laptop()).runnable
+
+
+def test_a_plannable_only_standin_is_planned_but_not_runnable(tmp_path, monkeypatch):
+    from wgllm.model import arch
+
+    monkeypatch.setattr(arch, "SUPPORTED", tuple(a for a in arch.SUPPORTED if a != "phi3"))
+    monkeypatch.setattr(arch, "PLANNABLE", (*arch.PLANNABLE, "phi3"))
     path, _ = standin(tmp_path, "phi-3.5-mini", "Q4_K_M")
     g = GGUFFile(path)
     with pytest.raises(UnsupportedModelError):

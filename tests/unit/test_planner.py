@@ -284,8 +284,17 @@ def test_headroom_rule_is_ninety_percent_of_the_budget():
 # --- plannable-only architectures, output ---------------------------------------------------------------
 
 
+@pytest.fixture
+def phi3_plannable_only(monkeypatch):
+    """As a version of wgllm that declares phi3 for planning but has no forward pass for it."""
+    from wgllm.model import arch
+
+    monkeypatch.setattr(arch, "SUPPORTED", tuple(a for a in arch.SUPPORTED if a != "phi3"))
+    monkeypatch.setattr(arch, "PLANNABLE", (*arch.PLANNABLE, "phi3"))
+
+
 @pytest.mark.parametrize("name", ["phi-3.5-mini"])
-def test_non_runnable_archs_are_planned_and_flagged(name):
+def test_non_runnable_archs_are_planned_and_flagged(name, phi3_plannable_only):
     lay = catalog_layout(name)
     p = make_plan(lay, [adapter(0, "NVIDIA H100", "discrete", budget=70 * GiB)])
     assert not p.runnable and "not runnable by this version" in p.reasons["model"]

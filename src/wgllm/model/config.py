@@ -34,6 +34,8 @@ class ModelConfig:
     tied_embeddings: bool
     qkv_bias: bool = False  # q/k/v projections have biases
     rope_freqs: bool = False  # rope_freqs.weight scales each rotary frequency (llama 3.1+)
+    rope_long_short: bool = False  # rope_factors_long/short.weight: long when the context > rope_ctx_orig
+    rope_ctx_orig: int = 0  # the original training context of long/short rope factors
     fused_qkv: bool = False  # one attn_qkv tensor instead of attn_q/k/v
     fused_gate_up: bool = False  # ffn_up holds [gate | up] rows (no ffn_gate)
     qk_norm: bool = False  # RMSNorm of each q and k head before rope (attn_q_norm / attn_k_norm)
@@ -57,6 +59,12 @@ class ModelConfig:
         if self.is_swa(i):
             return (self.rope_base_swa or self.rope_base, 1.0)
         return (self.rope_base, 1.0 / self.rope_scale)
+
+    def rope_factors_tensor(self, ctx: int) -> str | None:
+        """The name of the tensor of per-frequency rope factors for a context of `ctx` (None: none)."""
+        if self.rope_long_short:
+            return "rope_factors_long.weight" if ctx > self.rope_ctx_orig else "rope_factors_short.weight"
+        return "rope_freqs.weight" if self.rope_freqs else None
 
     @property
     def qkv_dim(self) -> int:

@@ -114,7 +114,8 @@ class Transformer:
         (self.token_embd,) = self.weight(["token_embd.weight"])
         self.output_norm = self.vector("output_norm.weight")
         self.output = [self.token_embd] if self.cfg.tied_embeddings else self.weight(["output.weight"])
-        factors = self.tensors.get("rope_freqs.weight") if self.cfg.rope_freqs else None
+        name = self.cfg.rope_factors_tensor(self.n_ctx)
+        factors = self.tensors.get(name) if name else None
         data = getattr(factors, "data", None)  # none when planning: the rope tables' size is the same
         self.rope_factors = None if data is None else np.asarray(data).view(np.float32)  # [rope_dim / 2]
         self.layers = [self.family.layer_weights(self, i) for i in range(self.cfg.n_layers)]

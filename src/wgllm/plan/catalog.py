@@ -11,7 +11,7 @@ of the file type (`wgllm.kernels.qtypes.ftype_tensor_type`).
 `identify(layout)` recognises a GGUF file as a catalog model by its
 hyperparameters (so an error can propose a smaller quantization of the same
 model), and `layout_from_gguf` reads a layout from a header also for
-architectures wgllm can plan but not run (gemma3, phi3).
+architectures wgllm can plan but not run.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ class CatalogEntry:
     quants: tuple[str, ...] = QUANTS
     hub: str = ""
     aliases: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # optional tensors its files hold (e.g. rope factors)
 
     @property
     def config(self) -> ModelConfig:
-        return declared_config(self.metadata, tied=self.tied)[0]
+        return declared_config(self.metadata, tied=self.tied, optional=self.optional)[0]
 
     @property
     def arch(self) -> str:
@@ -76,8 +77,10 @@ CATALOG: dict[str, CatalogEntry] = {e.name: e for e in [
     CatalogEntry("llama-3.2-1b", "Llama-3.2-1B", _hp("llama", 128256, 2048, 16, 32, 8, 8192, 131072, 500000.0),
                  True, "Q4_K_M", aliases=("llama3.2:1b", "llama-3.2-1b-instruct")),
     CatalogEntry("phi-3.5-mini", "Phi-3.5-mini", _hp("phi3", 32064, 3072, 32, 32, 32, 8192, 131072, 10000.0,
-                                                     rope__scaling__original_context_length=4096),
-                 False, "Q4_K_M", aliases=("phi3.5", "phi-3.5-mini-instruct")),
+                                                     rope__scaling__original_context_length=4096,
+                                                     rope__scaling__attn_factor=1.1902380714238083),
+                 False, "Q4_K_M", aliases=("phi3.5", "phi-3.5-mini-instruct"),
+                 optional=("rope_factors_long.weight", "rope_factors_short.weight")),
     CatalogEntry("llama-3-8b", "Llama-3-8B", _hp("llama", 128256, 4096, 32, 32, 8, 14336, 8192, 500000.0), False,
                  "Q4_K_M", aliases=("llama3:8b", "llama-3-8b-instruct", "llama-3.1-8b", "llama3.1:8b")),
 ]}
@@ -137,7 +140,8 @@ _LAYOUTS: dict[tuple[str, str], ModelLayout] = {}
 def _layout(entry: CatalogEntry, quant: str) -> ModelLayout:
     key = (entry.name, quant)
     if key not in _LAYOUTS:
-        _LAYOUTS[key] = layout_for(entry.title, entry.metadata, tied=entry.tied, ftype=quant)
+        _LAYOUTS[key] = layout_for(entry.title, entry.metadata, tied=entry.tied, ftype=quant,
+                                    optional=entry.optional)
     return _LAYOUTS[key]
 
 

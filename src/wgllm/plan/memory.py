@@ -125,7 +125,8 @@ def engine_buffers(layout: ModelLayout, *, n_ctx: int, act: str, chunk: int = 12
     act_bytes(act)
     chunk = max(1, min(int(chunk), int(n_ctx)))  # as Engine.__init__
     dev = MeterDevice(max_binding=max_binding, max_buffer=max_buffer, kind=kind)
-    model = arches.build(dev, layout.tensor_map(), layout.config, act=act, n_ctx=int(n_ctx), chunk=chunk)
+    model = arches.build(dev, layout.tensor_map(), layout.config, act=act, n_ctx=int(n_ctx), chunk=chunk,
+                         plannable=True)
     if all_logits:
         model.all_logits()
     return dev.buffers

@@ -41,7 +41,6 @@ Rules
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,7 +51,7 @@ from wgllm.gpu.inventory import AdapterBudget
 from wgllm.kernels.qtypes import runnable_types
 from wgllm.model import arch as _arch
 from wgllm.plan import catalog
-from wgllm.plan.layout import ModelLayout, TensorSpec
+from wgllm.plan.layout import ModelLayout
 from wgllm.plan.memory import MemoryEstimate, estimate, kv_bytes_per_token
 
 HEADROOM = 0.10  # share of the budget a plan leaves free (see module doc)
@@ -110,58 +109,10 @@ def _pow2_below(n: int) -> int:
     return 1 << (n - 1).bit_length() - 1 if n > 1 else 0
 
 
-# --- what the engine would hold --------------------------------------------------------
-
-_ENGINE_ROLES = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
-                 "ffn_down"}
-
-
-def _engine_tensor(name: str) -> bool:
-    if name in ("token_embd.weight", "output.weight", "output_norm.weight"):
-        return True
-    parts = name.split(".")
-    return len(parts) == 4 and parts[0] == "blk" and parts[2] in _ENGINE_ROLES
-
-
-@lru_cache(maxsize=64)
-def engine_view(layout: ModelLayout) -> tuple[ModelLayout, int]:
-    """`layout` as the engine would hold it, and the bytes of tensors it leaves out.
-
-    Runnable archs are unchanged. For plannable-only ones (no forward pass yet) the
-    estimate is an approximation: the llama build of the same hyperparameters, with
-    phi3's fused attn_qkv / ffn_up split into q, k, v / gate, up (same bytes), and other
-    tensors (gemma3's extra norms, rope factors) counted as extra weight bytes."""
-    if layout.arch in _arch.SUPPORTED:
-        return layout, 0
-    q_rows, kv_rows = layout.n_heads * layout.head_dim, layout.n_kv_heads * layout.head_dim
-    tensors: list[TensorSpec] = []
-    extra = 0
-    for t in layout.tensors:
-        base = t.name.removesuffix("attn_qkv.weight")
-        if base != t.name:
-            tensors += [TensorSpec(f"{base}attn_{r}.weight", t.ggml_type, (t.shape[0], n))
-                        for r, n in (("q", q_rows), ("k", kv_rows), ("v", kv_rows))]
-        elif t.name.endswith("ffn_up.weight") and len(t.shape) == 2 and t.shape[1] == 2 * layout.ffn_dim:
-            b = t.name.removesuffix("ffn_up.weight")
-            tensors += [TensorSpec(b + r, t.ggml_type, (t.shape[0], layout.ffn_dim))
-                        for r in ("ffn_gate.weight", "ffn_up.weight")]
-        elif _engine_tensor(t.name) or t.name.endswith(".bias"):
-            tensors.append(t)
-        else:
-            extra += t.nbytes
-    cfg = dataclasses.replace(layout.config, arch="llama", fused_qkv=False, fused_gate_up=False, rope_freqs=False)
-    return dataclasses.replace(layout, config=cfg, tensors=tuple(tensors)), extra
-
-
 @lru_cache(maxsize=512)
 def _estimate(layout: ModelLayout, n_ctx: int, act: str, chunk: int, max_binding: int,
               max_buffer: int) -> MemoryEstimate:
-    view, extra = engine_view(layout)
-    est = estimate(view, n_ctx=n_ctx, act=act, chunk=chunk, max_binding=max_binding, max_buffer=max_buffer)
-    if extra:
-        labels = dict(est.by_label, weights=est.by_label.get("weights", 0) + extra)
-        est = dataclasses.replace(est, weights=est.weights + extra, by_label=labels)
-    return est
+    return estimate(layout, n_ctx=n_ctx, act=act, chunk=chunk, max_binding=max_binding, max_buffer=max_buffer)
 
 
 def runnable(layout: ModelLayout) -> tuple[bool, str]:

@@ -48,7 +48,8 @@ def _hf_model(gguf_path: str | Path, config: dict | None = None):
 def hf_overrides(gguf_path: str | Path) -> dict:
     """Config values transformers' GGUF loader does not read, set as llama.cpp reads the file:
     the head dim (qwen3 and gemma default it), Gemma's score scale 1/sqrt(head_dim)
-    (transformers' default query_pre_attn_scalar is 256) and Gemma 2's soft caps."""
+    (transformers' default query_pre_attn_scalar is 256), Gemma 2's soft caps and phi3's
+    longrope factors (the short ones: a context within the original one)."""
     import gguf
 
     r = gguf.GGUFReader(str(gguf_path))
@@ -57,6 +58,8 @@ def hf_overrides(gguf_path: str | Path) -> dict:
     head_dim = _field(r, f"{arch}.attention.key_length", dim // heads)
     # qwen3's and gemma's configs default it to 128 / 256 (qwen2's has no such field)
     out = {"head_dim": head_dim} if arch in ("qwen3", "gemma2", "gemma3") else {}
+    if arch == "phi3":
+        out.update(_longrope(r, arch))
     if arch not in ("gemma2", "gemma3"):
         return out
     out["query_pre_attn_scalar"] = head_dim
@@ -65,6 +68,19 @@ def hf_overrides(gguf_path: str | Path) -> dict:
         if value is not None:
             out[key] = float(value)
     return out
+
+
+def _longrope(r, arch: str) -> dict:
+    """phi3's rope_parameters for transformers from the file's factor tensors and metadata."""
+    factors = {t.name: np.asarray(t.data, np.float64).tolist() for t in r.tensors if t.name.startswith("rope_factors")}
+    if not factors:
+        return {}
+    orig = int(_field(r, f"{arch}.rope.scaling.original_context_length"))
+    return {"rope_parameters": {
+        "rope_type": "longrope", "rope_theta": float(_field(r, f"{arch}.rope.freq_base", 10000.0)),
+        "long_factor": factors["rope_factors_long.weight"], "short_factor": factors["rope_factors_short.weight"],
+        "original_max_position_embeddings": orig,
+        "attention_factor": float(_field(r, f"{arch}.rope.scaling.attn_factor", 1.0))}}
 
 
 def reference_logits(gguf_path: str | Path, token_ids, config: dict | None = None) -> np.ndarray:

@@ -21,10 +21,11 @@ from wgllm.plan.layout import ModelLayout, hparams
 from wgllm.testing.synth import write_metadata
 
 def write_standin(path: str | os.PathLike, layout: ModelLayout, *, rope_base: float = 500000.0,
-                  rms_eps: float = 1e-5) -> Path:
-    """Write the stand-in GGUF of `layout` at `path` (sparse data; see module doc); returns the path."""
+                  rms_eps: float = 1e-5, metadata: dict | None = None) -> Path:
+    """Write the stand-in GGUF of `layout` at `path` (sparse data; see module doc); returns the path.
+    `metadata`: the model's own `{arch}.*` keys (e.g. a catalog entry's), written over the derived ones."""
     w = gguf.GGUFWriter(str(path), layout.arch)
-    _metadata(w, layout, rope_base, rms_eps)
+    _metadata(w, layout, rope_base, rms_eps, metadata or {})
     for t in layout.tensors:  # numpy order (rows first) = reversed ggml order
         w.add_tensor_info(t.name, tuple(reversed(t.shape)), np.dtype(np.float32), t.nbytes,
                           raw_dtype=gguf.GGMLQuantizationType[t.ggml_type])
@@ -38,7 +39,7 @@ def write_standin(path: str | os.PathLike, layout: ModelLayout, *, rope_base: fl
     return Path(path)
 
 
-def _metadata(w: gguf.GGUFWriter, L: ModelLayout, rope_base: float, rms_eps: float) -> None:
+def _metadata(w: gguf.GGUFWriter, L: ModelLayout, rope_base: float, rms_eps: float, own: dict) -> None:
     c = L.config
     w.add_name(L.name)
     if L.quantization in FTYPES:
@@ -47,4 +48,5 @@ def _metadata(w: gguf.GGUFWriter, L: ModelLayout, rope_base: float, rms_eps: flo
                  n_kv_heads=c.n_kv_heads, ffn_dim=c.ffn_dim, ctx=c.n_ctx_train, rope_base=rope_base,
                  rms_eps=rms_eps, head_dim=c.head_dim)
     md[f"{c.arch}.attention.key_length"] = md[f"{c.arch}.attention.value_length"] = c.head_dim
+    md.update({k: v for k, v in own.items() if k.startswith(f"{c.arch}.")})
     write_metadata(w, md)

@@ -60,6 +60,9 @@ class LlamaShape:
     # llama 3.1 rope scaling (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
     # written as llama.cpp's converter does, as the rope_freqs.weight factors
     rope_scaling: dict | None = None
+    # phi3 longrope: random rope_factors_long/short.weight (the original context and attention factor
+    # go in `extra`: "rope.scaling.original_context_length", "rope.scaling.attn_factor")
+    longrope: bool = False
 
     def __post_init__(self):
         if not self.head_dim:
@@ -81,6 +84,7 @@ class LlamaShape:
         else:
             ftype, table = types.get("ftype"), types
         optional = ("rope_freqs.weight",) if self.rope_scaling else ()
+        optional += ("rope_factors_long.weight", "rope_factors_short.weight") if self.longrope else ()
         return layout_for(self.name, self.metadata(), tied=self.tied_embeddings, ftype=ftype, types=table,
                           strict=strict, optional=optional)
 
@@ -113,11 +117,11 @@ SHAPES: dict[str, LlamaShape] = {s.name: s for s in [
     LlamaShape("mid-30m", 8192, 512, 6, 8, 4, 1408, 2048, 100000.0, 1e-5, False),
 ]}
 
-WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K")
+WEIGHT_TYPES = tuple(sorted(qtypes.runnable_types()))
 """GGML types `write_llama_gguf` can write for 2-D weights (norms are always F32)."""
 
 # gguf 0.19 quantizes F32/F16/BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 (+TQ1_0/TQ2_0/MXFP4) but not K-quants.
-_GGUF_CAN_QUANTIZE = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0"}
+_GGUF_CAN_QUANTIZE = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}
 FAST_THRESHOLD = 200_000_000  # params; above it `fast=None` writes random blocks directly
 
 
@@ -172,6 +176,9 @@ def _random_blocks(t: str, rows: int, cols: int, std: float, rng) -> np.ndarray:
         sc = rng.integers(4, 25, size=(n, 16)) * rng.choice([-1, 1], size=(n, 16))
         raw[:, 192:208] = sc.astype(np.int8).view(np.uint8)
         raw[:, 208:210] = _f16_scales(rng, n, std / (15.5 * 18.47))
+    elif qtypes.TYPES[t].scales:  # the other block types: random bits, f16 scales in the table's ranges
+        for off, lo, hi in qtypes.TYPES[t].scales:
+            raw[:, off:off + 2] = rng.uniform(lo, hi, n).astype(np.float16).view(np.uint8).reshape(n, 2)
     else:
         raise ValueError(f"no random block writer for {t}")
     return raw.reshape(rows, cols // bs * ts)
@@ -229,6 +236,8 @@ def _tensor_data(name: str, shape: tuple[int, ...], t: str, rng, fast: bool, mod
                  ) -> np.ndarray:
     if name == "rope_freqs.weight":
         return llama3_rope_factors(model)
+    if name.startswith("rope_factors_"):  # longrope: each frequency divided by a factor in [1, 4)
+        return (1.0 + 3.0 * rng.random(shape)).astype(np.float32)
     if name.endswith("_norm.weight"):
         return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
     if name.endswith(".bias"):

@@ -15,8 +15,10 @@ from typing import Any, Mapping
 from wgllm.errors import UnsupportedModelError
 from wgllm.model.config import Meta, ModelConfig, check_tensors
 
-SUPPORTED = ("llama", "qwen2", "qwen3", "gemma2", "gemma3")  # runnable families (module names)
-PLANNABLE = ("phi3",)  # declared (config and tensors) for planning; no forward pass yet
+SUPPORTED = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")  # runnable families (module names)
+# Declared for planning only: config, tensors and weight upload (`layer_weights`, which the planner
+# meters), but a forward pass not checked against a reference yet. None today.
+PLANNABLE: tuple[str, ...] = ()
 
 
 def family(arch: str, source: str = "the model", plannable: bool = False) -> ModuleType:
@@ -48,8 +50,11 @@ def config_for(g, plannable: bool = False) -> ModelConfig:
     return config_from(g.metadata, g.tensors, f"'{g.path.name}'", plannable=plannable)
 
 
-def build(dev, tensors: Mapping[str, Any], cfg: ModelConfig, *, act: str, n_ctx: int, chunk: int):
-    """The model of `cfg` on `dev` (a Device, or the planner's MeterDevice) from `tensors`."""
+def build(dev, tensors: Mapping[str, Any], cfg: ModelConfig, *, act: str, n_ctx: int, chunk: int,
+          plannable: bool = False):
+    """The model of `cfg` on `dev` (a Device, or the planner's MeterDevice) from `tensors`
+    (`plannable`: also a family declared for planning only, to meter its buffers)."""
     from wgllm.model.transformer import Transformer
 
-    return Transformer(dev, tensors, cfg, family(cfg.arch), act=act, n_ctx=n_ctx, chunk=chunk)
+    fam = family(cfg.arch, plannable=plannable)
+    return Transformer(dev, tensors, cfg, fam, act=act, n_ctx=n_ctx, chunk=chunk)

@@ -1,12 +1,19 @@
-"""The phi3 family (Phi-3, Phi-3.5): declared for planning; the forward pass is not built yet.
+"""The phi3 family (Phi-3, Phi-3.5 mini; Phi-4 mini).
 
-Fused q|k|v (attn_qkv) and gate|up (ffn_up with 2 * ffn rows); long/short rope factors.
+llama's layer with fused q|k|v (attn_qkv) and gate|up (ffn_up holds [gate | up] rows) weights,
+neox rope. The 128k-context files carry long and short rope factors (longrope): as llama.cpp
+does, the long ones are used when the context is longer than the original training context,
+and the metadata's attention factor scales the rotated q and k (on full-rotary heads this is
+the score scale times its square).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
+from wgllm.errors import UnsupportedModelError
+from wgllm.model import blocks
 from wgllm.model.arch import llama
 from wgllm.model.config import Meta, ModelConfig, TensorDecl
 
@@ -14,17 +21,28 @@ ARCH = "phi3"
 
 
 def config(meta: Meta, tensors) -> ModelConfig:
+    """The phi3 config of a GGUF header: llama's keys, fused weights, neox rope, longrope."""
     cfg = llama.base_config(meta, tensors, rope_mode="neox", fused_qkv=True, fused_gate_up=True)
-    # long/short rope factors: the 128k-context models (their files set the original context)
-    factors = "rope_factors_long.weight" in tensors or meta.get("rope.scaling.original_context_length") is not None
-    return dataclasses.replace(cfg, rope_freqs=factors)
+    long_short = "rope_factors_long.weight" in tensors
+    orig = int(meta.get("rope.scaling.original_context_length", 0) or 0)
+    factor = float(meta.get("rope.scaling.attn_factor", 1.0) or 1.0)
+    attn_scale = 0.0
+    if factor != 1.0:
+        if cfg.rope_dim != cfg.head_dim:
+            raise UnsupportedModelError(
+                f"{meta.source} scales its partial rotary embedding by {factor} (longrope), which this "
+                f"version of wgllm does not run; a Phi-3 file without long/short rope factors would.")
+        attn_scale = factor * factor / math.sqrt(cfg.head_dim)
+    return dataclasses.replace(cfg, rope_freqs=False, rope_long_short=long_short,
+                               rope_ctx_orig=orig or cfg.n_ctx_train, attn_scale=attn_scale)
 
 
 def tensors(cfg: ModelConfig) -> list[TensorDecl]:
+    """Every tensor a phi3 file holds (ggml shapes), in llama.cpp's file order."""
     d, f, q = cfg.dim, cfg.ffn_dim, cfg.n_heads * cfg.head_dim
     out = [TensorDecl("token_embd.weight", (d, cfg.n_vocab)),
-           TensorDecl("rope_factors_long.weight", (cfg.rope_dim // 2,), required=cfg.rope_freqs),
-           TensorDecl("rope_factors_short.weight", (cfg.rope_dim // 2,), required=cfg.rope_freqs)]
+           TensorDecl("rope_factors_long.weight", (cfg.rope_dim // 2,), required=cfg.rope_long_short),
+           TensorDecl("rope_factors_short.weight", (cfg.rope_dim // 2,), required=cfg.rope_long_short)]
     for i in range(cfg.n_layers):
         b = f"blk.{i}."
         out += [TensorDecl(b + "attn_norm.weight", (d,)), TensorDecl(b + "attn_qkv.weight", (d, cfg.qkv_dim)),
@@ -33,3 +51,15 @@ def tensors(cfg: ModelConfig) -> list[TensorDecl]:
     out += [TensorDecl("output_norm.weight", (d,)),
             TensorDecl("output.weight", (d, cfg.n_vocab), required=not cfg.tied_embeddings)]
     return out
+
+
+def layer_weights(m, i: int) -> blocks.LayerWeights:
+    """Layer i's weights on the device: the file's fused tensors are already q|k|v and gate|up."""
+    b = f"blk.{i}."
+    return blocks.LayerWeights(
+        attn_norm=m.vector(b + "attn_norm.weight"), wqkv=m.weight([b + "attn_qkv.weight"]),
+        wo=m.weight([b + "attn_output.weight"]), ffn_norm=m.vector(b + "ffn_norm.weight"),
+        wgu=m.weight([b + "ffn_up.weight"]), wdown=m.weight([b + "ffn_down.weight"]))
+
+
+layer = llama.layer
