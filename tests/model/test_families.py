@@ -1,5 +1,5 @@
 """Every family's forward pass on WebGPU vs transformers loading the same tiny random GGUF:
-qwen3 (qk-norm), phi3 (fused weights, longrope), gemma3 (qk-norm, post-norms, GELU, embedding scale, sliding window shorter
+qwen3 (qk-norm), mistral (llama with a sliding window), phi3 (fused weights, longrope), gemma3 (qk-norm, post-norms, GELU, embedding scale, sliding window shorter
 than the prompt, local rope base), gemma2 (soft caps, alternating window), llama 3.1 rope scaling."""
 
 import numpy as np
@@ -29,6 +29,8 @@ CASES = [
     ("llama3-rope-scaling", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96,
                                  rope_base=500000.0, rope_scaling=LLAMA3), "F32",
      {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, **LLAMA3}}),
+    ("mistral-swa7", dict(n_vocab=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=1, ffn_dim=96,
+                          extra={"attention.sliding_window": 7}), "F32", None),
     ("phi3-mha-untied", dict(n_vocab=300, dim=96, n_layers=2, n_heads=3, n_kv_heads=3, ffn_dim=160, arch="phi3"),
      "F32", None),
     ("phi3-longrope-gqa-q8_0", dict(n_vocab=300, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192,

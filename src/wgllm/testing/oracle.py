@@ -39,10 +39,25 @@ def _hf_model(gguf_path: str | Path, config: dict | None = None):
         logging.set_verbosity_error()
         logging.disable_progress_bar()
         p = Path(key[0])
+        overrides = {**hf_overrides(p), **(config or {})}
+        window = overrides.pop("mistral_sliding_window", None)
         model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32,
-                                                     **{**hf_overrides(p), **(config or {})})
+                                                     **overrides)
+        if window:
+            model = _as_mistral(model, window)
         _HF_MODELS[key] = model.eval()
     return _HF_MODELS[key]
+
+
+def _as_mistral(llama, window: int):
+    """transformers' Mistral (a llama with a sliding window) holding `llama`'s weights: its GGUF
+    loader reads a llama-arch file as Llama, which has no window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    cfg = MistralConfig(**{**llama.config.to_dict(), "sliding_window": window, "model_type": "mistral"})
+    model = MistralForCausalLM(cfg).to(llama.dtype)
+    model.load_state_dict(llama.state_dict())
+    return model
 
 
 def hf_overrides(gguf_path: str | Path) -> dict:
@@ -60,6 +75,8 @@ def hf_overrides(gguf_path: str | Path) -> dict:
     out = {"head_dim": head_dim} if arch in ("qwen3", "gemma2", "gemma3") else {}
     if arch == "phi3":
         out.update(_longrope(r, arch))
+    if arch == "llama" and _field(r, "llama.attention.sliding_window"):
+        out["mistral_sliding_window"] = int(_field(r, "llama.attention.sliding_window"))
     if arch not in ("gemma2", "gemma3"):
         return out
     out["query_pre_attn_scalar"] = head_dim

@@ -1,8 +1,9 @@
 """The llama family: Llama 2 / 3 / 3.1-3.3 (rope_freqs factors), Mistral 7B, TinyLlama, SmolLM2.
 
 Pre-norm attention with interleaved-pair rope ("normal" mode: llama.cpp's converter permutes
-q/k rows for it) and a SwiGLU FFN; the output matrix may be tied to the embedding. A sliding
-window (Mistral v0.1's `attention.sliding_window`) is refused until the kernels have it.
+q/k rows for it) and a SwiGLU FFN; the output matrix may be tied to the embedding. When the
+metadata sets `attention.sliding_window` (Mistral v0.1) every layer attends through that window,
+as transformers' Mistral does (llama.cpp's llama graph ignores the key).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ ARCH = "llama"
 
 def config(meta: Meta, tensors) -> ModelConfig:
     """The llama config of a GGUF header (`tensors`: name -> anything with a ggml `shape`)."""
-    return base_config(meta, tensors, rope_mode="normal")
+    window = int(meta.get("attention.sliding_window", 0) or 0)
+    n_layers = int(meta.req("block_count"))
+    return base_config(meta, tensors, rope_mode="normal", sliding_window=window,
+                       swa_layers=(True,) * n_layers if window else ())
 
 
 def base_config(meta: Meta, tensors, *, rope_mode: str, **flags) -> ModelConfig:
     """The hyperparameters every llama-like family stores under the standard `{arch}.*` keys."""
-    if int(meta.get("attention.sliding_window", 0) or 0) and meta.arch == ARCH:
-        raise UnsupportedModelError(
-            f"{meta.source} uses sliding-window attention (Mistral v0.1), which this version of wgllm "
-            f"does not run; Mistral v0.2+ and other llama-family files without a window run.")
     dim = int(meta.req("embedding_length"))
     n_heads = int(meta.req("attention.head_count"))
     head_dim = int(meta.get("attention.key_length", dim // n_heads))
