@@ -60,6 +60,16 @@ def test_run_answers_paris(device):
     assert "Paris" in res.stdout
 
 
+def test_run_gemma3_by_name(device, gemma3_path):
+    """`wgllm run --model gemma3-270m` (the base model: it continues rather than answers)."""
+    from wgllm import hub
+
+    name = "gemma3-270m" if gemma3_path.parent == hub.cache_dir() else str(gemma3_path)
+    res = run_cli("run", "--model", name, "What is the capital of France?", "--max-tokens", "8")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() and "Traceback" not in res.stderr
+
+
 def test_missing_file():
     assert_clean_error(run_cli("run", "--model", "/nonexistent/model.gguf", "hi"), "does not exist")
 

@@ -1,4 +1,4 @@
-"""The phi3 family (Phi-3, Phi-3.5 mini; Phi-4 mini).
+"""The phi3 family (Phi-3, Phi-3.5 mini).
 
 llama's layer with fused q|k|v (attn_qkv) and gate|up (ffn_up holds [gate | up] rows) weights,
 neox rope. The 128k-context files carry long and short rope factors (longrope): as llama.cpp
