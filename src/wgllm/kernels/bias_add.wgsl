@@ -3,7 +3,7 @@
 //!include step
 
 const N: u32 = {{N}}u;
-const WG: u32 = 256u;
+const WG: u32 = {{WG}}u;  // ops.ELEMENTWISE_WG
 
 @group(0) @binding(0) var<storage, read_write> y: array<{{ACT}}>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;

@@ -8,7 +8,7 @@ struct Params { K: u32, row_bytes: u32, first: u32, count: u32 }
 @group(0) @binding(1) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(2) var<{{UNI}}> P: Params;
 
-const WG: u32 = 64u;
+const WG: u32 = {{WG}}u;  // linear.GET_ROWS_WG
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -14,7 +14,7 @@ struct Params { K: u32, row0: u32, rows: u32, row_bytes: u32 }
 @group(0) @binding(3) var<{{UNI}}> P: Params;
 @group(0) @binding(4) var<{{UNI}}> S: Step;
 
-const WG: u32 = 64u;
+const WG: u32 = {{WG}}u;  // linear.GET_ROWS_WG
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

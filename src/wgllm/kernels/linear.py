@@ -45,6 +45,7 @@ MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see k
 MATVEC_UNROLL = 1     # matvec: units per invocation per loop iteration
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
+MATMUL_K = 16         # k-slice of the matmul tiles per step
 GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements each)
 ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
 ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
@@ -172,7 +173,8 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
                              PAIRS=_matvec_pairs(w.qtype), UNROLL=MATVEC_UNROLL, **consts)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
-            d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), **consts)
+            d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), BN=MATMUL_ROWS,
+                             BT=MATMUL_TOKENS, BK=MATMUL_K, **consts)
         out.append(d)
     return out
 
@@ -213,7 +215,7 @@ def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str
     for buf, row0, rows in w.chunks:
         u = dev.uniform(np.array([w.K, row0, rows, rb], np.uint32), "get_rows params")
         out.append(dev.dispatch("get_rows", [buf, ids, y, u, step], groups, per_token=(2, 1, 1), QT=qt, YT=y_type,
-                                ACT=act))
+                                ACT=act, WG=GET_ROWS_WG))
     return out
 
 
@@ -229,7 +231,7 @@ def dequantize_gpu(dev: Device, w: GpuWeight) -> np.ndarray:
             y = dev.buffer(count * w.K * 4, "dequant out")
             u = dev.uniform(np.array([w.K, rb, first, count], np.uint32), "dequant params")
             groups = dev.grid(-(-count * w.K // (8 * GET_ROWS_WG)))
-            dev.run([dev.dispatch("dequant", [buf, y, u], groups, QT=qt)])
+            dev.run([dev.dispatch("dequant", [buf, y, u], groups, QT=qt, WG=GET_ROWS_WG)])
             out[row0 + first : row0 + first + count] = dev.read_array(y, np.float32, count * w.K).reshape(count, w.K)
             dev.release(y)
             dev.release(u)

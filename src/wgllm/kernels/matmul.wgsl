@@ -25,9 +25,9 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 @group(0) @binding(3) var<{{UNI}}> P: Params;
 @group(0) @binding(4) var<{{UNI}}> S: Step;
 
-const BN: u32 = 128u;
-const BT: u32 = 64u;
-const BK: u32 = 16u;
+const BN: u32 = {{BN}}u;  // rows per workgroup (linear.MATMUL_ROWS)
+const BT: u32 = {{BT}}u;  // tokens per workgroup (linear.MATMUL_TOKENS)
+const BK: u32 = {{BK}}u;  // k-slice per step (linear.MATMUL_K)
 
 var<workgroup> Ws: array<vec4<f32>, 512>;   // [k][n / 4], BK * BN / 4
 var<workgroup> Xs: array<vec4<f32>, 256>;   // [k][t / 4], BK * BT / 4

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 ROPE_MODES = ("normal", "neox")
 ATTN_ROWS_WG = 8  # attn_rows (CPU adapters): (token, head) rows per workgroup
 RMSNORM_ROWS_WG = 8  # rmsnorm_rows (CPU adapters): rows per workgroup
+ELEMENTWISE_WG = 256  # rowmap / bias_add: elements per workgroup
 
 
 def step_buffer(dev: Device, label: str = "step"):
@@ -103,14 +104,16 @@ def rowmap(dev: Device, x, step, *, D: int, rows: int, op: str, c: float, per_to
     op "scale": f(v) = c * v (Gemma's embedding scale); "softcap": f(v) = c * tanh(v / c)."""
     if op not in ("scale", "softcap"):
         raise ValueError(f"rowmap op must be 'scale' or 'softcap', not {op!r}")
-    return [dev.dispatch("rowmap", [x, step], (_ceil(D, 256), rows), per_token=(1, 1, 1) if per_token else None,
-                         D=D, ROWS=rows, PER_TOKEN=_bool(per_token), C=f"{float(c)!r}", SOFTCAP=_bool(op == "softcap"))]
+    return [dev.dispatch("rowmap", [x, step], (_ceil(D, ELEMENTWISE_WG), rows),
+                         per_token=(1, 1, 1) if per_token else None, D=D, ROWS=rows, PER_TOKEN=_bool(per_token),
+                         C=f"{float(c)!r}", SOFTCAP=_bool(op == "softcap"), WG=ELEMENTWISE_WG)]
 
 
 def bias_add(dev: Device, y, b, step, *, T_max: int, n: int, act: str) -> list[Dispatch]:
     """y[t, :] += b for t < Step.T.  y: [T_max, n] (act), b: [n] f32."""
     _check_act(act)
-    return [dev.dispatch("bias_add", [y, b, step], (_ceil(n, 256), T_max), per_token=(1, 1, 1), N=n, ACT=act)]
+    return [dev.dispatch("bias_add", [y, b, step], (_ceil(n, ELEMENTWISE_WG), T_max), per_token=(1, 1, 1), N=n, ACT=act,
+                         WG=ELEMENTWISE_WG)]
 
 
 def softmax(dev: Device, x, y, n: int, rows: int, *, temperature: float = 1.0) -> list[Dispatch]:

@@ -8,7 +8,7 @@ const D: u32 = {{D}}u;
 const ROWS: u32 = {{ROWS}}u;
 const PER_TOKEN: bool = {{PER_TOKEN}};
 const C: f32 = {{C}};
-const WG: u32 = 256u;
+const WG: u32 = {{WG}}u;  // ops.ELEMENTWISE_WG
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<{{UNI}}> sp: Step;
