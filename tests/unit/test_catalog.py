@@ -8,7 +8,6 @@ import os
 
 import pytest
 
-from wgllm import hub
 from wgllm.errors import ModelNotFoundError, ModelTooLargeError, UnsupportedModelError
 from wgllm.model.gguf import GGUFFile
 from wgllm.plan import catalog

@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from wgllm.gpu.meter import DEFAULT_MAX_BINDING, MeterBuffer, MeterDevice
-from wgllm.kernels import constants as C
 from wgllm.model import arch as arches
-from wgllm.plan.layout import ModelLayout, TensorSpec
+from wgllm.plan.layout import ModelLayout
 
 ACT_BYTES = {"f32": 4, "f16": 2}
 
@@ -87,26 +86,6 @@ def act_bytes(act: str) -> int:
 def kv_bytes_per_token(layout: ModelLayout, act: str) -> int:
     """KV cache bytes per context token: layers x kv heads x head dim x (K and V) x dtype."""
     return layout.n_layers * layout.n_kv_heads * layout.head_dim * 2 * act_bytes(act)
-
-
-def chunk_limit(max_binding: int, max_buffer: int | None = None) -> int:
-    """Most row bytes of one weight chunk (`linear._chunk_rows`): within a binding and a buffer, less PAD."""
-    cap = max_binding if max_buffer is None else min(max_binding, max_buffer)
-    return cap // 4 * 4 - C.PAD
-
-
-def chunk_rows(n_rows: int, row_bytes: int, limit: int) -> list[int]:
-    """Rows of each chunk `linear.upload_weight` makes: balanced, each within `limit` bytes."""
-    rows_max = limit // row_bytes
-    if rows_max < 1:
-        raise ValueError(f"one weight row ({row_bytes} bytes) does not fit a storage binding ({limit} bytes)")
-    per = -(-n_rows // -(-n_rows // rows_max))
-    return [min(per, n_rows - first) for first in range(0, n_rows, per)]
-
-
-def row_bytes(t: TensorSpec) -> int:
-    """Bytes of one row (shape[0] elements) of tensor `t`."""
-    return TensorSpec(t.name, t.ggml_type, t.shape[:1]).nbytes
 
 
 Buffer = MeterBuffer  # label, size, binding
