@@ -176,12 +176,38 @@ def _random_blocks(t: str, rows: int, cols: int, std: float, rng) -> np.ndarray:
         sc = rng.integers(4, 25, size=(n, 16)) * rng.choice([-1, 1], size=(n, 16))
         raw[:, 192:208] = sc.astype(np.int8).view(np.uint8)
         raw[:, 208:210] = _f16_scales(rng, n, std / (15.5 * 18.47))
-    elif qtypes.TYPES[t].scales:  # the other block types: random bits, f16 scales in the table's ranges
-        for off, lo, hi in qtypes.TYPES[t].scales:
-            raw[:, off:off + 2] = rng.uniform(lo, hi, n).astype(np.float16).view(np.uint8).reshape(n, 2)
+    elif t in _SCALED:
+        _scaled_blocks(t, raw, std, rng)
     else:
         raise ValueError(f"no random block writer for {t}")
     return raw.reshape(rows, cols // bs * ts)
+
+
+# The other block types: their f16 scale fields (byte offset, value relative to the block's d). The
+# offsets make each block zero-mean: Q5_1 d*q + m with m = -15.5 d; Q2_K d*sc*q - dmin*m with m = sc
+# and dmin = 1.5 d; Q5_K (Q4_K's header) with dmin = 15.5 d; Q3_K, IQ4_NL, IQ4_XS are centred as drawn.
+_SCALED = {"Q5_1": ((0, 1.0), (2, -15.5)), "IQ4_NL": ((0, 1.0),), "Q2_K": ((80, 1.0), (82, 1.5)),
+           "Q3_K": ((108, 1.0),), "Q5_K": ((0, 1.0), (2, 15.5)), "IQ4_XS": ((0, 1.0),)}
+
+
+def _scaled_blocks(t: str, raw: np.ndarray, std: float, rng) -> None:
+    """Fill the scale fields of random blocks `raw` [n, bytes] of type t (in `_SCALED`) so that the
+    values have about `std`: drawn with d = 1, measured on a sample with gguf, then rescaled."""
+    n = raw.shape[0]
+    if t == "Q2_K":  # 4-bit sub-block scale and min: m = sc in 1..15
+        sc = rng.integers(1, 16, size=(n, 16), dtype=np.uint8)
+        raw[:, :16] = sc | (sc << 4)
+    elif t == "Q5_K":
+        raw[:, :16] = _q4_k_header(rng, n, 1.0)
+    jitter = rng.uniform(0.75, 1.25, n)
+
+    def set_fields(scale: np.ndarray) -> None:
+        for off, rel in _SCALED[t]:
+            raw[:, off:off + 2] = (scale * rel).astype(np.float16).view(np.uint8).reshape(n, 2)
+
+    set_fields(jitter)
+    sample = gguf.quants.dequantize(raw[:256], QT[t])
+    set_fields(jitter * (std / max(float(sample.std()), 1e-30)))
 
 
 def _q4_k_header(rng, n: int, std: float) -> np.ndarray:
@@ -202,9 +228,12 @@ def random_weight(t: str, shape: tuple[int, ...], *, std: float, rng: np.random.
     """Random data for one tensor of GGML type `t`, as written to the file: float32/float16 for
     F32/F16, else uint8 blocks of shape (rows, bytes per row). Without `fast`, normal floats are
     quantized with gguf where gguf can; K-quants (and everything when `fast`) get random blocks."""
-    if t in ("F32", "F16"):
+    if t in ("F32", "F16", "BF16"):
         x = rng.standard_normal(shape, dtype=np.float32)
         x *= std
+        if t == "BF16":  # the top half of each f32 (truncated), as bytes like gguf's quantize
+            bf = (x.view(np.uint32) >> 16).astype(np.uint16)
+            return bf.view(np.uint8).reshape(*shape[:-1], shape[-1] * 2)
         return x.astype(np.float16) if t == "F16" else x
     rows, cols = (1, shape[0]) if len(shape) == 1 else shape
     if fast or t not in _GGUF_CAN_QUANTIZE:
