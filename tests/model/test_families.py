@@ -37,6 +37,9 @@ CASES = [
       "ffn_up": "IQ4_NL", "token_embd": "Q5_0", "output": "BF16"}, None),
     ("phi3-mha-untied", dict(n_vocab=300, dim=96, n_layers=2, n_heads=3, n_kv_heads=3, ffn_dim=160, arch="phi3"),
      "F32", None),
+    ("phi4-partial-rotary", dict(n_vocab=300, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192,
+                                 arch="phi3", tied_embeddings=True, longrope=True,
+                                 extra={**LONGROPE, "rope.dimension_count": 24}), "F32", None),
     ("phi3-longrope-gqa-q8_0", dict(n_vocab=300, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192,
                                     arch="phi3", tied_embeddings=True, longrope=True, extra=LONGROPE), "Q8_0", None),
 ]

@@ -170,13 +170,15 @@ def rope_freq_table(head_dim: int, rope_base: float, rope_dim: int, *, freq_scal
 
 def rope_kv(dev: Device, qkv, k_cache, v_cache, step, *, T_max: int, n_heads: int, n_kv_heads: int,
             head_dim: int, rope_base: float, rope_dim: int | None = None, mode: str = "normal", act: str,
-            n_ctx: int | None = None, freq_scale: float = 1.0, freq_factors=None) -> list[Dispatch]:
+            n_ctx: int | None = None, freq_scale: float = 1.0, freq_factors=None,
+            mscale: float = 1.0) -> list[Dispatch]:
     """Rotate q and k in place in qkv and append k, v to the caches, for rows t < Step.T.
 
     qkv: [T_max, (Hq + 2 Hkv) * hd] (act), rows [q heads | k heads | v heads].
     k_cache, v_cache: [n_ctx, Hkv, hd] (act); row t goes to position Step.pos + t.
     mode "normal": pairs (2i, 2i+1) (GGUF llama); "neox": pairs (i, i + rope_dim/2) (Qwen2).
-    Only the first `rope_dim` (default hd) dims of each head rotate. Angles are
+    Only the first `rope_dim` (default hd) dims of each head rotate (and are scaled by `mscale`,
+    longrope's attention factor). Angles are
     p * inv_freq reduced exactly modulo 2pi (accurate at any position).
     `n_ctx` (default: from the cache size) bounds the positions written.
     """
@@ -192,7 +194,8 @@ def rope_kv(dev: Device, qkv, k_cache, v_cache, step, *, T_max: int, n_heads: in
     freq = dev.upload(table, "rope")
     pairs = (n_heads + 2 * n_kv_heads) * head_dim // 2
     consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, RP=rope_dim // 2,
-                  NEOX="true" if mode == "neox" else "false", N_CTX=n_ctx, ACT=act)
+                  NEOX="true" if mode == "neox" else "false", N_CTX=n_ctx, ACT=act,
+                  MSCALE=f"{float(mscale)!r}")
     return [dev.dispatch("rope_kv", [qkv, k_cache, v_cache, freq, step], (_ceil(pairs, 64), T_max),
                          per_token=(1, 1, 1), **consts)]
 

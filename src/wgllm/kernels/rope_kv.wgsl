@@ -3,7 +3,7 @@
 // k_cache, v_cache: [N_CTX, HKV, HD] ACT.
 // For t < Step.T at position p = Step.pos + t: rotate the first 2*RP dims of each
 // q and k head (pairs (2i, 2i+1), or (i, i+RP) when NEOX), then store k and v of
-// row t at cache position p.
+// row t at cache position p. The rotated dims are scaled by MSCALE (1 but for longrope).
 // One invocation per (row t = workgroup_id.y, head, pair j of the head).
 //
 // Angles: theta = p * inv_freq_i is reduced exactly modulo one turn in integer
@@ -18,6 +18,7 @@ const HKV: u32 = {{HKV}}u;
 const RP: u32 = {{RP}}u;          // rotated pairs per head (rope_dim / 2)
 const NEOX: bool = {{NEOX}};
 const N_CTX: u32 = {{N_CTX}}u;
+const MSCALE: f32 = {{MSCALE}};   // rotated dims are scaled by this (longrope's attention factor)
 const HALF: u32 = HD / 2u;
 const NH: u32 = HQ + 2u * HKV;   // heads per qkv row
 const ROW: u32 = NH * HD;
@@ -69,8 +70,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     var b = f32(qkv[base + d1]);
     if (head < HQ + HKV && j < RP) {      // q or k head, rotated pair
         let th = angle(p, freq[j]);
-        let c = cos(th);
-        let s = sin(th);
+        let c = cos(th) * MSCALE;
+        let s = sin(th) * MSCALE;
         let ra = a * c - b * s;
         let rb = a * s + b * c;
         qkv[base + d0] = {{ACT}}(ra);

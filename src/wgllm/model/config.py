@@ -36,6 +36,7 @@ class ModelConfig:
     rope_freqs: bool = False  # rope_freqs.weight scales each rotary frequency (llama 3.1+)
     rope_long_short: bool = False  # rope_factors_long/short.weight: long when the context > rope_ctx_orig
     rope_ctx_orig: int = 0  # the original training context of long/short rope factors
+    rope_mscale: float = 1.0  # the rotated q and k dims are scaled by this (longrope's attention factor)
     fused_qkv: bool = False  # one attn_qkv tensor instead of attn_q/k/v
     fused_gate_up: bool = False  # ffn_up holds [gate | up] rows (no ffn_gate)
     qk_norm: bool = False  # RMSNorm of each q and k head before rope (attn_q_norm / attn_k_norm)

@@ -75,6 +75,11 @@ def hf_overrides(gguf_path: str | Path) -> dict:
     out = {"head_dim": head_dim} if arch in ("qwen3", "gemma2", "gemma3") else {}
     if arch == "phi3":
         out.update(_longrope(r, arch))
+        rope_dim = _field(r, f"{arch}.rope.dimension_count", head_dim)
+        if rope_dim != head_dim:  # Phi-4 mini: partial rotary (the GGUF loader does not read it)
+            rope = out.setdefault("rope_parameters", {
+                "rope_type": "default", "rope_theta": float(_field(r, f"{arch}.rope.freq_base", 10000.0))})
+            rope["partial_rotary_factor"] = rope_dim / head_dim
     if arch == "llama" and _field(r, "llama.attention.sliding_window"):
         out["mistral_sliding_window"] = int(_field(r, "llama.attention.sliding_window"))
     if arch not in ("gemma2", "gemma3"):

@@ -1,18 +1,15 @@
-"""The phi3 family (Phi-3, Phi-3.5 mini).
+"""The phi3 family (Phi-3, Phi-3.5 mini, Phi-4 mini: partial rotary).
 
 llama's layer with fused q|k|v (attn_qkv) and gate|up (ffn_up holds [gate | up] rows) weights,
 neox rope. The 128k-context files carry long and short rope factors (longrope): as llama.cpp
 does, the long ones are used when the context is longer than the original training context,
-and the metadata's attention factor scales the rotated q and k (on full-rotary heads this is
-the score scale times its square).
+and the metadata's attention factor scales the rotated dims of q and k.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from wgllm.errors import UnsupportedModelError
 from wgllm.model import blocks
 from wgllm.model.arch import llama
 from wgllm.model.config import Meta, ModelConfig, TensorDecl
@@ -26,15 +23,8 @@ def config(meta: Meta, tensors) -> ModelConfig:
     long_short = "rope_factors_long.weight" in tensors
     orig = int(meta.get("rope.scaling.original_context_length", 0) or 0)
     factor = float(meta.get("rope.scaling.attn_factor", 1.0) or 1.0)
-    attn_scale = 0.0
-    if factor != 1.0:
-        if cfg.rope_dim != cfg.head_dim:
-            raise UnsupportedModelError(
-                f"{meta.source} scales its partial rotary embedding by {factor} (longrope), which this "
-                f"version of wgllm does not run; a Phi-3 file without long/short rope factors would.")
-        attn_scale = factor * factor / math.sqrt(cfg.head_dim)
     return dataclasses.replace(cfg, rope_freqs=False, rope_long_short=long_short,
-                               rope_ctx_orig=orig or cfg.n_ctx_train, attn_scale=attn_scale)
+                               rope_ctx_orig=orig or cfg.n_ctx_train, rope_mscale=factor)
 
 
 def tensors(cfg: ModelConfig) -> list[TensorDecl]:
