@@ -39,10 +39,10 @@ def model_path(smollm2_path) -> Path:
 
 @pytest.fixture(scope="module")
 def hf(model_path):
-    """transformers' tokenizer built from the same GGUF (slow: loaded once per module)."""
-    from transformers import AutoTokenizer
+    """transformers' tokenizer built from the same GGUF (slow: loaded once per process)."""
+    from wgllm.testing import oracle
 
-    return AutoTokenizer.from_pretrained(str(model_path.parent), gguf_file=model_path.name)
+    return oracle.reference_tokenizer(model_path)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ The file ships no chat template; wgllm then uses its Gemma fallback (chosen by t
 instruct template as Google publishes it with the -it models (data/gemma3_it_chat_template.jinja),
 rendered by transformers."""
 
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 from tests.model.test_tokenizer import EMOJI_CJK_TEXTS, TEXTS
+from wgllm.testing import oracle
 
 PROMPTS = [
     "What is the capital of France?",
@@ -33,15 +33,8 @@ def engine(device, gemma3_path):
     return Engine(str(gemma3_path), ctx=512, precision="f32")
 
 
-@lru_cache(maxsize=1)
-def _hf_tokenizer(path: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-
-
 def _hf_prompt(path: Path, messages, tokenize: bool):
-    out = _hf_tokenizer(path).apply_chat_template(messages, chat_template=REFERENCE_TEMPLATE, tokenize=tokenize,
+    out = oracle.reference_tokenizer(path).apply_chat_template(messages, chat_template=REFERENCE_TEMPLATE, tokenize=tokenize,
                                                   add_generation_prompt=True, return_dict=tokenize)
     if not tokenize:
         return out
@@ -57,7 +50,7 @@ def test_chat_template_text_matches_gemma3s_own(engine, gemma3_path, messages):
 
 @pytest.mark.parametrize("text", TEXTS + EMOJI_CJK_TEXTS)
 def test_tokenization_matches_transformers(engine, gemma3_path, text):
-    assert engine.tokenizer.encode(text) == _hf_tokenizer(gemma3_path).encode(text, add_special_tokens=False)
+    assert engine.tokenizer.encode(text) == oracle.reference_tokenizer(gemma3_path).encode(text, add_special_tokens=False)
 
 
 def test_end_of_turn_stops_generation(engine):
@@ -66,8 +59,6 @@ def test_end_of_turn_stops_generation(engine):
 
 @pytest.mark.parametrize("question", PROMPTS)
 def test_greedy_32_tokens_match_transformers(engine, gemma3_path, question):
-    from wgllm.testing import oracle
-
     messages = [{"role": "user", "content": question}]
     ref_prompt = _hf_prompt(gemma3_path, messages, tokenize=True)
     ids = engine.chat_prompt(messages)

@@ -1,9 +1,10 @@
 """The real SmolLM2-135M-Instruct Q4_1 on WebGPU vs transformers loading the same GGUF."""
 
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
+
+from wgllm.testing import oracle
 
 PROMPTS = [
     "What is the capital of France?",
@@ -19,18 +20,9 @@ def engine(device, smollm2_path):
     return Engine(str(smollm2_path), ctx=512, precision="f32")
 
 
-@lru_cache(maxsize=1)
-def _hf_tokenizer(path: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-
-
 def _hf_greedy(path: Path, messages, n):
     """transformers' chat-template token ids and its greedy continuation (KV-cached loop)."""
-    from wgllm.testing import oracle
-
-    tok = _hf_tokenizer(path)
+    tok = oracle.reference_tokenizer(path)
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     ids = list(ids[0] if ids and isinstance(ids[0], list) else ids)
     return ids, oracle.reference_greedy(path, ids, n)

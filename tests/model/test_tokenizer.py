@@ -66,10 +66,10 @@ def ours(model_path) -> Tokenizer:
 
 @pytest.fixture(scope="module")
 def hf(model_path):
-    """transformers' tokenizer built from the same GGUF (slow: loaded once per module)."""
-    from transformers import AutoTokenizer
+    """transformers' tokenizer built from the same GGUF (slow: loaded once per process)."""
+    from wgllm.testing import oracle
 
-    return AutoTokenizer.from_pretrained(str(model_path.parent), gguf_file=model_path.name)
+    return oracle.reference_tokenizer(model_path)
 
 
 @pytest.fixture(scope="module")
@@ -247,9 +247,9 @@ def _write_gguf(path: Path, model: str, tokens: list[str], types: list[int], **e
 
 
 def _hf_from(path: Path):
-    from transformers import AutoTokenizer
+    from wgllm.testing import oracle
 
-    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    return oracle.reference_tokenizer(path)
 
 
 # --- trained byte-level vocabularies, other pre-tokenizers ---------------------------

@@ -49,6 +49,17 @@ def _hf_model(gguf_path: str | Path, config: dict | None = None):
     return _HF_MODELS[key]
 
 
+def reference_tokenizer(gguf_path: str | Path):
+    """transformers' tokenizer built from a GGUF file, loaded once per process (per path, mtime, size)."""
+    key = ("tokenizer", *_file_key(gguf_path))
+    if key not in _HF_MODELS:
+        from transformers import AutoTokenizer
+
+        p = Path(key[1])
+        _HF_MODELS[key] = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    return _HF_MODELS[key]
+
+
 def _as_mistral(llama, window: int):
     """transformers' Mistral (a llama with a sliding window) holding `llama`'s weights: its GGUF
     loader reads a llama-arch file as Llama, which has no window."""

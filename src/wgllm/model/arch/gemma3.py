@@ -54,9 +54,7 @@ def tensors(cfg: ModelConfig) -> list[TensorDecl]:
                 TensorDecl(b + "ffn_norm.weight", (d,)), TensorDecl(b + "ffn_gate.weight", (d, f)),
                 TensorDecl(b + "ffn_up.weight", (d, f)), TensorDecl(b + "ffn_down.weight", (f, d)),
                 TensorDecl(b + "post_ffw_norm.weight", (d,))]
-    out += [TensorDecl("output_norm.weight", (d,)),
-            TensorDecl("output.weight", (d, cfg.n_vocab), required=not cfg.tied_embeddings)]
-    return out
+    return out + llama.output_decls(cfg)
 
 
 def layer_weights(m, i: int) -> blocks.LayerWeights:

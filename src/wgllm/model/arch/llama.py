@@ -56,20 +56,26 @@ def tensors(cfg: ModelConfig) -> list[TensorDecl]:
         out += [TensorDecl(b + "attn_output.weight", (q, d)), TensorDecl(b + "ffn_norm.weight", (d,)),
                 TensorDecl(b + "ffn_gate.weight", (d, f)), TensorDecl(b + "ffn_up.weight", (d, f)),
                 TensorDecl(b + "ffn_down.weight", (f, d))]
-    out += [TensorDecl("output_norm.weight", (d,)),
-            TensorDecl("output.weight", (d, cfg.n_vocab), required=not cfg.tied_embeddings)]
-    return out
+    return out + output_decls(cfg)
 
 
-def layer_weights(m, i: int) -> blocks.LayerWeights:
-    """Layer i's weights on the device: q|k|v and gate|up fused row-wise."""
+def output_decls(cfg: ModelConfig) -> list[TensorDecl]:
+    """The final norm and the output matrix (absent when tied to the embedding)."""
+    return [TensorDecl("output_norm.weight", (cfg.dim,)),
+            TensorDecl("output.weight", (cfg.dim, cfg.n_vocab), required=not cfg.tied_embeddings)]
+
+
+def layer_weights(m, i: int, qkv=("attn_q", "attn_k", "attn_v"), gate_up=("ffn_gate", "ffn_up")
+                  ) -> blocks.LayerWeights:
+    """Layer i's weights on the device: the `qkv` tensors fused row-wise into q|k|v, the `gate_up`
+    ones into gate|up (a family whose file holds them fused names one tensor each)."""
     b = f"blk.{i}."
     return blocks.LayerWeights(
         attn_norm=m.vector(b + "attn_norm.weight"),
-        wqkv=m.weight([b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"]),
+        wqkv=m.weight([f"{b}{r}.weight" for r in qkv]),
         wo=m.weight([b + "attn_output.weight"]),
         ffn_norm=m.vector(b + "ffn_norm.weight"),
-        wgu=m.weight([b + "ffn_gate.weight", b + "ffn_up.weight"]),
+        wgu=m.weight([f"{b}{r}.weight" for r in gate_up]),
         wdown=m.weight([b + "ffn_down.weight"]),
         bqkv=m.vector(b + "attn_q.bias", b + "attn_k.bias", b + "attn_v.bias") if m.cfg.qkv_bias else None,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from wgllm.model import blocks
 from wgllm.model.arch import llama
 from wgllm.model.config import Meta, ModelConfig, TensorDecl
 
@@ -38,18 +37,12 @@ def tensors(cfg: ModelConfig) -> list[TensorDecl]:
         out += [TensorDecl(b + "attn_norm.weight", (d,)), TensorDecl(b + "attn_qkv.weight", (d, cfg.qkv_dim)),
                 TensorDecl(b + "attn_output.weight", (q, d)), TensorDecl(b + "ffn_norm.weight", (d,)),
                 TensorDecl(b + "ffn_up.weight", (d, 2 * f)), TensorDecl(b + "ffn_down.weight", (f, d))]
-    out += [TensorDecl("output_norm.weight", (d,)),
-            TensorDecl("output.weight", (d, cfg.n_vocab), required=not cfg.tied_embeddings)]
-    return out
+    return out + llama.output_decls(cfg)
 
 
-def layer_weights(m, i: int) -> blocks.LayerWeights:
+def layer_weights(m, i: int):
     """Layer i's weights on the device: the file's fused tensors are already q|k|v and gate|up."""
-    b = f"blk.{i}."
-    return blocks.LayerWeights(
-        attn_norm=m.vector(b + "attn_norm.weight"), wqkv=m.weight([b + "attn_qkv.weight"]),
-        wo=m.weight([b + "attn_output.weight"]), ffn_norm=m.vector(b + "ffn_norm.weight"),
-        wgu=m.weight([b + "ffn_up.weight"]), wdown=m.weight([b + "ffn_down.weight"]))
+    return llama.layer_weights(m, i, qkv=("attn_qkv",), gate_up=("ffn_up",))
 
 
 layer = llama.layer
