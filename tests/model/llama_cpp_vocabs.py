@@ -124,7 +124,7 @@ def write_vocab_gguf(path: Path, model: str, tokens: list[str], types: list[int]
                      ("add_space_prefix", w.add_add_space_prefix)):
         if kv.get(key) is not None:
             add(kv[key])
-    w.add_tensor("token_embd.weight", np.zeros((1, 8), dtype=np.float32))
+    w.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), dtype=np.float32))  # transformers loads it
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

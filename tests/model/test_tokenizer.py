@@ -211,39 +211,10 @@ def test_missing_tokens_is_invalid_file():
 
 
 def _write_gguf(path: Path, model: str, tokens: list[str], types: list[int], **extra) -> Path:
-    """A minimal 'llama' GGUF with a tokenizer (and one embedding tensor, so transformers loads it)."""
-    import gguf
+    """A minimal 'llama' GGUF with a tokenizer (BOS 1, EOS 2 and add_bos unless given)."""
+    from tests.model.llama_cpp_vocabs import write_vocab_gguf
 
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_block_count(1)
-    w.add_context_length(64)
-    w.add_embedding_length(8)
-    w.add_feed_forward_length(16)
-    w.add_head_count(2)
-    w.add_head_count_kv(2)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_tokenizer_model(model)
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    if "pre" in extra:
-        w.add_tokenizer_pre(extra["pre"])
-    if "scores" in extra:
-        w.add_token_scores(extra["scores"])
-    if "merges" in extra:
-        w.add_token_merges(extra["merges"])
-    if "add_space_prefix" in extra:
-        w.add_add_space_prefix(extra["add_space_prefix"])
-    w.add_bos_token_id(extra.get("bos", 1))
-    w.add_eos_token_id(extra.get("eos", 2))
-    if "unk" in extra:
-        w.add_unk_token_id(extra["unk"])
-    w.add_add_bos_token(extra.get("add_bos", True))
-    w.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_vocab_gguf(path, model, tokens, types, **{"bos": 1, "eos": 2, "add_bos": True, **extra})
 
 
 def _hf_from(path: Path):
