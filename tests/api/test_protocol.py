@@ -63,13 +63,49 @@ def test_text_parts_and_developer_role():
     ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
     ({"messages": [{"role": "user"}]}, "messages.0.content"),
-    ({"messages": [*MSG, {"role": "system", "content": "late"}]}, "messages.1.role"),
+    ({"n_predict": 0}, "n_predict"),
+    ({"n_predict": -2}, "n_predict"),
+    ({"n_predict": "8"}, "n_predict"),
+    ({"max_tokens": 4, "n_predict": 5}, "n_predict"),
+    ({"cache_prompt": "yes"}, "cache_prompt"),
+    ({"id_slot": 1.5}, "id_slot"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"functions": [{"name": "f"}]}, "functions"),
 ])
 def test_bad_chat_fields_name_the_param(fields, param):
     with pytest.raises(InvalidParameterError) as info:
         parse_chat_request({"messages": MSG, **fields})
     assert info.value.param == param
     assert param.split(".")[0] in info.value.message
+
+
+def test_system_and_developer_messages_anywhere():
+    r = parse_chat_request({"messages": [*MSG, {"role": "assistant", "content": "hi"},
+                                         {"role": "developer", "content": "be brief"}, *MSG]})
+    assert [m["role"] for m in (x.as_template_dict() for x in r.messages)] == ["user", "assistant", "system", "user"]
+
+
+def test_unknown_fields_are_ignored_and_logged_once(caplog):
+    import logging
+
+    from wgllm.api import protocol
+
+    protocol._IGNORED_LOGGED.clear()
+    body = {"messages": MSG, "max_tokens": 3, "mirostat_tau": 5.0, "typical_p": "x", "x-extra": {}}
+    with caplog.at_level(logging.WARNING, logger="wgllm.api"):
+        first, second = parse_chat_request(body), parse_chat_request(body)
+    assert first == second == parse_chat_request({"messages": MSG, "max_tokens": 3})
+    logged = [r.getMessage() for r in caplog.records if r.name == "wgllm.api"]
+    assert len(logged) == 1 and all(k in logged[0] for k in ("mirostat_tau", "typical_p", "x-extra")), logged
+
+
+def test_llama_cpp_extras():
+    r = parse_chat_request({"messages": MSG, "n_predict": 7, "cache_prompt": True, "id_slot": 0})
+    assert r.token_limit == 7 and r.max_tokens == 7
+    assert parse_chat_request({"messages": MSG, "n_predict": 7, "max_tokens": 7}).token_limit == 7
+    assert parse_chat_request({"messages": MSG, "n_predict": -1}).token_limit is None  # to the end of the context
+    assert parse_completion_request({"prompt": "a", "n_predict": -1}).token_limit is None
+    assert parse_completion_request({"prompt": "a", "n_predict": 5}).token_limit == 5
 
 
 def test_out_of_range_message_has_the_number():

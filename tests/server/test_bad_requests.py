@@ -34,7 +34,9 @@ WRONG = {
                                  st.just({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}})),
     "stream": st.one_of(st.text(), st.integers()),
     "model": st.one_of(st.just("gpt-4o"), st.integers(), st.text(alphabet="xyz", min_size=1)),
-    "no_such_field": st.integers(),
+    "tools": st.one_of(st.just([]), st.lists(st.just({"type": "function"}), min_size=1)),  # refused until supported
+    "n_predict": st.one_of(st.integers(max_value=-2), st.just(0), st.text(), st.floats()),
+    "cache_prompt": st.one_of(st.text(), st.integers()),
 }
 
 
@@ -52,6 +54,14 @@ def _post(http, path, content, headers=None):
 def test_wrong_field_values_are_4xx(http, field, data):
     body = dict(GOOD, **{field: data.draw(WRONG[field])})
     _post(http, "/v1/chat/completions", json.dumps(body).encode())
+
+
+def test_unknown_fields_are_ignored(http):
+    """Fields of other servers' clients (llama.cpp, Ollama) are ignored: the answer is the same."""
+    plain = http.post("/v1/chat/completions", json={**GOOD, "seed": 1}).json()
+    extra = http.post("/v1/chat/completions", json={**GOOD, "seed": 1, "no_such_field": 0, "mirostat": 2,
+                                                    "cache_prompt": True, "id_slot": -1}).json()
+    assert extra["choices"][0]["message"] == plain["choices"][0]["message"]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

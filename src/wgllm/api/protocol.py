@@ -1,8 +1,11 @@
 """OpenAI request shapes (pydantic), validated as strictly as Web-LLM does.
 
-Types are strict (no "1" for 1, no true for 1, no NaN), unknown fields are
-refused (a field wgllm does not implement must not be silently ignored), and
-every range is checked. `parse_chat_request` / `parse_completion_request` turn
+Types are strict (no "1" for 1, no true for 1, no NaN) and every range is checked.
+Fields nobody defines (extras of other servers' clients) are ignored and logged
+once per name; a field of the other endpoint (prompt sent to chat) is refused; OpenAI fields wgllm does not implement yet
+(`UNSUPPORTED`, e.g. tools) are refused, so nothing changes behaviour silently;
+llama.cpp's `n_predict` means max_tokens, its `cache_prompt` and `id_slot` are
+accepted and ignored. System (and developer) messages may stand anywhere. `parse_chat_request` / `parse_completion_request` turn
 a plain dict (a JSON body, or keyword arguments of `create`) into a request or
 raise `InvalidParameterError` naming the field and the value. Checks that need
 the model (vocabulary ids, context length, schemas) are made later, in
@@ -11,6 +14,7 @@ the model (vocabulary ids, context length, schemas) are made later, in
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Literal
 
@@ -22,6 +26,12 @@ from wgllm.errors import InvalidParameterError
 MAX_N = 16  # choices per request (they run one after another)
 MAX_STOP = 4  # stop sequences, as OpenAI
 MAX_TOP_LOGPROBS = 20  # chat; completions allow 5, as OpenAI
+# OpenAI request fields wgllm does not implement (yet): refused rather than ignored
+UNSUPPORTED = frozenset({"tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "audio",
+                         "modalities", "prediction", "web_search_options"})
+
+log = logging.getLogger("wgllm.api")
+_IGNORED_LOGGED: set[tuple[str, str]] = set()  # (request kind, field) already logged
 
 
 class _Strict(BaseModel):
@@ -94,9 +104,22 @@ class _Common(_Strict):
     logit_bias: dict[str, float] | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
+    # llama.cpp's extras: n_predict is max_tokens (-1: no limit); the other two change nothing here
+    n_predict: int | None = Field(None, ge=-1, le=LIMITS["max_tokens"].hi)
+    cache_prompt: bool | None = None
+    id_slot: int | None = None
 
     @model_validator(mode="after")
     def _common_rules(self) -> _Common:
+        if self.n_predict is not None:
+            if self.n_predict == 0:
+                _bad("n_predict", "n_predict must be at least 1 (or -1: no limit)")
+            limit = None if self.n_predict == -1 else self.n_predict
+            if None not in (self.max_tokens, limit) and self.max_tokens != limit:
+                _bad("n_predict", f"max_tokens ({self.max_tokens}) and n_predict ({self.n_predict}) disagree; give "
+                                  f"only one")
+            if self.max_tokens is None:
+                self.max_tokens = limit
         if self.stream_options is not None and not self.stream:
             _bad("stream_options", "stream_options is only allowed when stream is true")
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
@@ -137,11 +160,6 @@ class ChatCompletionRequest(_Common):
         if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
             _bad("max_completion_tokens", f"max_tokens ({self.max_tokens}) and max_completion_tokens "
                              f"({self.max_completion_tokens}) disagree; give only one")
-        roles = [m.role for m in self.messages]
-        late = [i for i, r in enumerate(roles) if r in ("system", "developer") and i > 0]
-        if late:
-            _bad(f"messages.{late[0]}.role", f"a system message may only be the first message; message {late[0]} "
-                                            f"is one")
         return self
 
     @property
@@ -174,7 +192,9 @@ class CompletionRequest(_Common):
 
     @property
     def token_limit(self) -> int | None:
-        return self.max_tokens if self.max_tokens is not None else 16  # OpenAI's default for completions
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return None if self.n_predict == -1 else 16  # OpenAI's default for completions; -1: llama.cpp's no limit
 
     @property
     def n_logprobs(self) -> int | None:
@@ -194,9 +214,35 @@ _UNIONS = {
 }
 
 
+def _known_fields(cls: type[_Strict], data: Any) -> Any:
+    """`data` without the fields `cls` does not define (logged once per name); UNSUPPORTED ones raise."""
+    if not isinstance(data, dict):
+        return data
+    known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+    other = (set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)) - known
+    for key in data:
+        if key in UNSUPPORTED:
+            raise InvalidParameterError(
+                f"Invalid request: '{key}' is not supported by this version of wgllm. Send the request "
+                f"without it.", key)
+        if key in other:  # e.g. prompt sent to chat: ignoring it would answer another question
+            where = "/v1/completions" if key in CompletionRequest.model_fields else "/v1/chat/completions"
+            raise InvalidParameterError(
+                f"Invalid request: '{key}' is a field of {where}, not of this endpoint. {_FIX}", key)
+    extra = [k for k in data if k not in known]
+    if not extra:
+        return data
+    new = [k for k in extra if (cls.__name__, str(k)) not in _IGNORED_LOGGED]
+    if new:
+        _IGNORED_LOGGED.update((cls.__name__, str(k)) for k in new)
+        log.warning("ignoring request field(s) %s: not part of the %s API wgllm serves (logged once per field)",
+                    ", ".join(repr(str(k))[:60] for k in new), cls.__doc__.split("\n")[0].rstrip("."))
+    return {k: v for k, v in data.items() if k not in extra}
+
+
 def _parse(cls: type[_Strict], data: Any) -> Any:
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(_known_fields(cls, data))
     except ValidationError as exc:
         raise _invalid(exc) from None
 
