@@ -131,6 +131,10 @@ def _serve_parser(sub) -> None:
     p.add_argument("--api-key", default=os.environ.get("WGLLM_API_KEY"),
                    help="require `Authorization: Bearer KEY` (default: env WGLLM_API_KEY; none: no key)")
     p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument("--alias", action="append", default=[], metavar="NAME",
+                   help="another model name requests may use (repeatable; listed by /v1/models)")
+    p.add_argument("--strict-model-names", action="store_true",
+                   help="answer 404 to a request naming another model (default: the loaded model serves it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     _memory_option(p)
 
@@ -562,7 +566,8 @@ def cmd_serve(args) -> int:
               f"OpenAI API at http://{args.host}:{args.port}/v1[/dim]")
     try:
         serve(AsyncEngine(engine=engine), host=args.host, port=args.port, api_key=args.api_key,
-              max_body=args.max_body, log_level=args.log_level)
+              max_body=args.max_body, log_level=args.log_level, aliases=tuple(args.alias),
+              strict_model_names=args.strict_model_names)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
         pass
     err.print("[dim]server stopped[/dim]")

@@ -33,7 +33,7 @@ WRONG = {
     "response_format": st.one_of(st.just({"type": "xml"}), st.just({"type": "json_schema"}), st.text(),
                                  st.just({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}})),
     "stream": st.one_of(st.text(), st.integers()),
-    "model": st.one_of(st.just("gpt-4o"), st.integers(), st.text(alphabet="xyz", min_size=1)),
+    "model": st.one_of(st.integers(), st.lists(st.text())),  # any name is served (see test_model_names)
     "tools": st.one_of(st.just([]), st.lists(st.just({"type": "function"}), min_size=1)),  # refused until supported
     "n_predict": st.one_of(st.integers(max_value=-2), st.just(0), st.text(), st.floats()),
     "cache_prompt": st.one_of(st.text(), st.integers()),
@@ -140,3 +140,27 @@ def test_missing_or_wrong_key_is_401(server, headers):
 def test_still_answering_after_all_that(http):
     r = http.post("/v1/chat/completions", json=GOOD)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
+
+
+def test_model_names(aengine):
+    """--alias names are served and listed; a strict server answers 404 to other names, a lenient one
+    (the default) serves them with the loaded model and names it in the response."""
+    import httpx
+
+    from wgllm.server import start_in_thread
+
+    body = {"messages": GOOD["messages"], "max_tokens": 2}
+    engine = aengine.engine
+    saved = (set(engine.aliases), engine.strict_model_names)
+    try:
+        running = start_in_thread(aengine, aliases=("my-llm",), strict_model_names=True)
+        try:
+            with httpx.Client(base_url=running.url, timeout=60) as c:
+                assert [m["id"] for m in c.get("/v1/models").json()["data"]] == ["tiny", "my-llm"]
+                assert c.post("/v1/chat/completions", json={**body, "model": "my-llm"}).json()["model"] == "tiny"
+                r = c.post("/v1/chat/completions", json={**body, "model": "gpt-3.5-turbo"})
+                assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+        finally:
+            running.stop()
+    finally:
+        engine.aliases, engine.strict_model_names = saved

@@ -96,6 +96,8 @@ class Engine(_RuntimeEngine):
     loads another model (or the same one again) into this engine."""
 
     def __init__(self, model: str | None = None, **options: Any):
+        self.aliases: set[str] = set()  # more names requests may use (the server's --alias)
+        self.strict_model_names = True  # False: any requested name is served by the loaded model
         self._interrupt = threading.Event()
         self._api_lock = threading.Lock()
         self.chat = Chat(self)

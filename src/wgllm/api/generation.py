@@ -84,8 +84,8 @@ def _check_model(engine: Any, requested: str | None) -> str:
         raise ModelNotLoadedError(
             "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
     served = model_id(engine)
-    names = set(getattr(engine, "model_names", ())) | {served}
-    if requested is not None and requested not in names:
+    names = set(getattr(engine, "model_names", ())) | set(getattr(engine, "aliases", ())) | {served}
+    if requested is not None and requested not in names and getattr(engine, "strict_model_names", True):
         raise ModelNotFoundError(
             f"The model '{requested[:100]}' is not loaded here: this engine serves '{served}'. Ask for "
             f"model '{served}' (GET /v1/models lists it), or leave the model field out in Python."

@@ -32,9 +32,15 @@ from wgllm.server.metrics import Metrics
 DEFAULT_MAX_BODY = 1 << 20  # bytes of a request body (1 MiB)
 
 
-def create_app(engine: AsyncEngine, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+def create_app(engine: AsyncEngine, *, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
+               aliases: tuple[str, ...] = (), strict_model_names: bool = False) -> FastAPI:
     """The FastAPI app serving `engine`. api_key: required as `Authorization: Bearer KEY` on every
-    route but /health (None: no key). max_body: largest request body accepted, in bytes."""
+    route but /health (None: no key). max_body: largest request body accepted, in bytes.
+    aliases: more model names (listed by /v1/models). Unless `strict_model_names`, a request
+    naming another model (clients that send "gpt-3.5-turbo") is served by the loaded one, and the
+    response names the real model; strict: such a request gets 404."""
+    engine.engine.aliases.update(aliases)
+    engine.engine.strict_model_names = strict_model_names
     app = FastAPI(title="wgllm", summary="OpenAI-compatible API of a WebGPU LLM runtime", docs_url=None,
                   redoc_url=None)
     app.state.engine = engine
@@ -94,7 +100,8 @@ async def _metrics(request: Request) -> Response:
 
 async def _models(request: Request) -> JSONResponse:
     engine = request.app.state.engine.engine
-    data = [Model(id=model_id(engine), created=request.app.state.started)] if getattr(engine, "loaded", True) else []
+    names = [model_id(engine), *sorted(set(getattr(engine, "aliases", ())) - {model_id(engine)})]
+    data = [Model(id=n, created=request.app.state.started) for n in names] if getattr(engine, "loaded", True) else []
     return JSONResponse(ModelList(data=data).model_dump(mode="json"))
 
 

@@ -20,9 +20,9 @@ def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
 
 
 def serve(engine: AsyncEngine, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          max_body: int = DEFAULT_MAX_BODY, log_level: str = "info") -> None:
-    """Serve `engine` until interrupted (Ctrl-C)."""
-    app = create_app(engine, api_key=api_key, max_body=max_body)
+          max_body: int = DEFAULT_MAX_BODY, log_level: str = "info", **names: Any) -> None:
+    """Serve `engine` until interrupted (Ctrl-C); `names`: create_app's aliases / strict_model_names."""
+    app = create_app(engine, api_key=api_key, max_body=max_body, **names)
     uvicorn.Server(_config(app, host, port, log_level)).run()
 
 
@@ -40,9 +40,9 @@ class RunningServer:
 
 
 def start_in_thread(engine: AsyncEngine, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                    max_body: int = DEFAULT_MAX_BODY, log_level: str = "warning") -> RunningServer:
+                    max_body: int = DEFAULT_MAX_BODY, log_level: str = "warning", **names: Any) -> RunningServer:
     """Start a server in a daemon thread (port 0: a free port) and wait until it listens."""
-    app = create_app(engine, api_key=api_key, max_body=max_body)
+    app = create_app(engine, api_key=api_key, max_body=max_body, **names)
     server = uvicorn.Server(_config(app, host, port, log_level))
     thread = threading.Thread(target=server.run, name="wgllm-server", daemon=True)
     thread.start()
