@@ -164,3 +164,22 @@ def test_model_names(aengine):
             running.stop()
     finally:
         engine.aliases, engine.strict_model_names = saved
+
+
+def test_tokenize_and_detokenize(http, aengine):
+    """llama.cpp's /tokenize and /detokenize, against the engine's own tokenizer."""
+    tok = aengine.engine.tokenizer
+    text = "Hello world <|im_end|> done"
+    r = http.post("/tokenize", json={"content": text}).json()
+    assert r["tokens"] == tok.encode(text, add_special=False, parse_special=True)
+    assert tok.token_to_id("<|im_end|>") in r["tokens"]
+    plain = http.post("/tokenize", json={"content": text, "parse_special": False}).json()["tokens"]
+    assert tok.token_to_id("<|im_end|>") not in plain
+    pieces = http.post("/tokenize", json={"content": "ab cd", "with_pieces": True}).json()["tokens"]
+    assert "".join(p["piece"] for p in pieces) == "ab cd" and all(isinstance(p["id"], int) for p in pieces)
+    assert http.post("/detokenize", json={"tokens": r["tokens"]}).json()["content"] == tok.decode(r["tokens"])
+    for path, body, param in (("/tokenize", {"content": 5}, "content"), ("/tokenize", {}, "content"),
+                              ("/detokenize", {"tokens": [tok.vocab_size]}, "tokens"),
+                              ("/detokenize", {"tokens": "1 2"}, "tokens")):
+        err = _post(http, path, json.dumps(body).encode()).json()["error"]
+        assert err["param"] == param, (path, body, err)

@@ -201,6 +201,31 @@ class CompletionRequest(_Common):
         return self.logprobs
 
 
+class TokenizeRequest(_Strict):
+    """POST /tokenize (llama.cpp's server): text to token ids."""
+
+    content: str
+    add_special: bool = False  # BOS (and EOS) as the model's metadata asks
+    parse_special: bool = True  # special-token text (e.g. <|im_end|>) becomes that token
+    with_pieces: bool = False  # each id with its text
+
+
+class DetokenizeRequest(_Strict):
+    """POST /detokenize (llama.cpp's server): token ids to text."""
+
+    tokens: list[int]
+
+
+def parse_tokenize_request(data: Any) -> TokenizeRequest:
+    """Validate a /tokenize body; raise InvalidParameterError on the first problem."""
+    return _parse(TokenizeRequest, data)
+
+
+def parse_detokenize_request(data: Any) -> DetokenizeRequest:
+    """Validate a /detokenize body; raise InvalidParameterError on the first problem."""
+    return _parse(DetokenizeRequest, data)
+
+
 def _bad(param: str, problem: str) -> None:
     """Raise InvalidParameterError for a rule across fields (pydantic lets it through unwrapped)."""
     raise InvalidParameterError(f"Invalid request: '{param}': {problem}. {_FIX}", param)
@@ -219,9 +244,12 @@ def _known_fields(cls: type[_Strict], data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-    other = (set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)) - known
+    if not issubclass(cls, _Common):
+        other: set[str] = set()
+    else:
+        other = (set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)) - known
     for key in data:
-        if key in UNSUPPORTED:
+        if key in UNSUPPORTED and issubclass(cls, _Common):
             raise InvalidParameterError(
                 f"Invalid request: '{key}' is not supported by this version of wgllm. Send the request "
                 f"without it.", key)

@@ -1,5 +1,5 @@
-"""The HTTP server: OpenAI's /v1/chat/completions, /v1/completions and /v1/models,
-plus /health and /metrics (Prometheus).
+"""The HTTP server: OpenAI's /v1/chat/completions, /v1/completions and /v1/models, llama.cpp's
+/tokenize and /detokenize, plus /health and /metrics (Prometheus).
 
 Requests are checked (size cap, UTF-8, JSON, fields, model, context) before
 they queue, so a bad one is answered at once with a 4xx even while a long
@@ -24,8 +24,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from wgllm.api.async_engine import AsyncEngine
 from wgllm.api.generation import Job, model_id
+from wgllm.api.protocol import parse_detokenize_request, parse_tokenize_request
 from wgllm.api.types import Model, ModelList
-from wgllm.errors import InvalidParameterError, RequestTooLargeError, WgllmError
+from wgllm.errors import InvalidParameterError, ModelNotLoadedError, RequestTooLargeError, WgllmError
 from wgllm.server import errors
 from wgllm.server.metrics import Metrics
 
@@ -55,6 +56,8 @@ def create_app(engine: AsyncEngine, *, api_key: str | None = None, max_body: int
     app.add_api_route("/v1/models", _models, methods=["GET"], dependencies=auth)
     app.add_api_route("/v1/chat/completions", _chat, methods=["POST"], dependencies=auth)
     app.add_api_route("/v1/completions", _completions, methods=["POST"], dependencies=auth)
+    app.add_api_route("/tokenize", _tokenize, methods=["POST"], dependencies=auth)
+    app.add_api_route("/detokenize", _detokenize, methods=["POST"], dependencies=auth)
     app.middleware("http")(_count_requests)
     return app
 
@@ -78,7 +81,7 @@ async def _count_requests(request: Request, call_next: Any) -> Response:
     response = await call_next(request)
     path = request.url.path
     endpoint = path if path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                                "/metrics") else "other"
+                                "/metrics", "/tokenize", "/detokenize") else "other"
     request.app.state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
     return response
 
@@ -108,6 +111,34 @@ async def _models(request: Request) -> JSONResponse:
 async def _chat(request: Request) -> Response:
     body = await _read_json(request)
     return await _serve(request, await request.app.state.engine.prepare_chat(body))
+
+
+async def _tokenize(request: Request) -> JSONResponse:
+    """llama.cpp's /tokenize: {"content", "add_special", "parse_special", "with_pieces"} -> {"tokens"}."""
+    req = parse_tokenize_request(await _read_json(request))
+    tok = _tokenizer(request)
+    ids = tok.encode(req.content, add_special=req.add_special, parse_special=req.parse_special)
+    if req.with_pieces:
+        return JSONResponse({"tokens": [{"id": i, "piece": tok.decode([i])} for i in ids]})
+    return JSONResponse({"tokens": ids})
+
+
+async def _detokenize(request: Request) -> JSONResponse:
+    """llama.cpp's /detokenize: {"tokens": [ids]} -> {"content"}."""
+    req = parse_detokenize_request(await _read_json(request))
+    tok = _tokenizer(request)
+    bad = [i for i in req.tokens if not 0 <= i < tok.vocab_size]
+    if bad:
+        raise InvalidParameterError(f"Invalid request: 'tokens': {bad[0]} is not a token id of this model (ids are "
+                                    f"0..{tok.vocab_size - 1}).", "tokens")
+    return JSONResponse({"content": tok.decode(req.tokens)})
+
+
+def _tokenizer(request: Request):
+    engine = request.app.state.engine.engine
+    if getattr(engine, "loaded", True) is False:
+        raise ModelNotLoadedError("No model is loaded in this server, so there is no tokenizer to use.")
+    return engine.tokenizer
 
 
 async def _completions(request: Request) -> Response:
