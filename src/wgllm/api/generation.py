@@ -79,7 +79,8 @@ def model_id(engine: Any) -> str:
     return getattr(engine, "model_id", None) or engine.path.stem
 
 
-def _check_model(engine: Any, requested: str | None) -> str:
+def check_model(engine: Any, requested: str | None) -> str:
+    """The served model's name, if `engine` serves `requested` (ModelNotFoundError otherwise)."""
     if getattr(engine, "loaded", True) is False:
         raise ModelNotLoadedError(
             "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
@@ -98,14 +99,14 @@ def _check_model(engine: Any, requested: str | None) -> str:
 
 def prepare_chat(engine: Any, req: ChatCompletionRequest) -> Job:
     """Check `req` against the model and render its messages into prompt tokens."""
-    served = _check_model(engine, req.model)
+    served = check_model(engine, req.model)
     prompt = engine.chat_prompt([m.as_template_dict() for m in req.messages])
     return _job(engine, "chat", req, [prompt], served, f"chatcmpl-{uuid.uuid4().hex}")
 
 
 def prepare_completion(engine: Any, req: CompletionRequest) -> Job:
     """Check `req` against the model and tokenize its prompt(s)."""
-    served = _check_model(engine, req.model)
+    served = check_model(engine, req.model)
     p = req.prompt
     if isinstance(p, str) or (p and isinstance(p[0], str)):
         texts = [p] if isinstance(p, str) else p

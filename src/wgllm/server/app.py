@@ -27,7 +27,7 @@ from wgllm.api.generation import Job, model_id
 from wgllm.api.protocol import parse_detokenize_request, parse_tokenize_request
 from wgllm.api.types import Model, ModelList
 from wgllm.errors import InvalidParameterError, ModelNotLoadedError, RequestTooLargeError, WgllmError
-from wgllm.server import errors
+from wgllm.server import errors, ollama
 from wgllm.server.metrics import Metrics
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes of a request body (1 MiB)
@@ -58,6 +58,7 @@ def create_app(engine: AsyncEngine, *, api_key: str | None = None, max_body: int
     app.add_api_route("/v1/completions", _completions, methods=["POST"], dependencies=auth)
     app.add_api_route("/tokenize", _tokenize, methods=["POST"], dependencies=auth)
     app.add_api_route("/detokenize", _detokenize, methods=["POST"], dependencies=auth)
+    ollama.install(app, auth)
     app.middleware("http")(_count_requests)
     return app
 
@@ -81,7 +82,7 @@ async def _count_requests(request: Request, call_next: Any) -> Response:
     response = await call_next(request)
     path = request.url.path
     endpoint = path if path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                                "/metrics", "/tokenize", "/detokenize") else "other"
+                                "/metrics", "/tokenize", "/detokenize") or path.startswith("/api/") else "other"
     request.app.state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
     return response
 
@@ -109,13 +110,13 @@ async def _models(request: Request) -> JSONResponse:
 
 
 async def _chat(request: Request) -> Response:
-    body = await _read_json(request)
+    body = await read_json(request)
     return await _serve(request, await request.app.state.engine.prepare_chat(body))
 
 
 async def _tokenize(request: Request) -> JSONResponse:
     """llama.cpp's /tokenize: {"content", "add_special", "parse_special", "with_pieces"} -> {"tokens"}."""
-    req = parse_tokenize_request(await _read_json(request))
+    req = parse_tokenize_request(await read_json(request))
     tok = _tokenizer(request)
     ids = tok.encode(req.content, add_special=req.add_special, parse_special=req.parse_special)
     if req.with_pieces:
@@ -125,7 +126,7 @@ async def _tokenize(request: Request) -> JSONResponse:
 
 async def _detokenize(request: Request) -> JSONResponse:
     """llama.cpp's /detokenize: {"tokens": [ids]} -> {"content"}."""
-    req = parse_detokenize_request(await _read_json(request))
+    req = parse_detokenize_request(await read_json(request))
     tok = _tokenizer(request)
     bad = [i for i in req.tokens if not 0 <= i < tok.vocab_size]
     if bad:
@@ -142,14 +143,14 @@ def _tokenizer(request: Request):
 
 
 async def _completions(request: Request) -> Response:
-    body = await _read_json(request)
+    body = await read_json(request)
     return await _serve(request, await request.app.state.engine.prepare_completion(body))
 
 
 # --- bodies -----------------------------------------------------------------------------------
 
 
-async def _read_json(request: Request) -> Any:
+async def read_json(request: Request) -> Any:
     """The request body parsed as JSON, after the size cap and a strict UTF-8 check."""
     limit = request.app.state.max_body
     length = request.headers.get("content-length", "")

@@ -1,0 +1,81 @@
+"""Ollama's API on `wgllm serve`, through the official `ollama` Python client."""
+
+import json
+
+import pytest
+
+from .conftest import API_KEY
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def ollama_client(server):
+    import ollama
+
+    return ollama.Client(host=server.url, headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+def _same_as_openai(http, messages, n, seed=3):
+    r = http.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": n,
+                                               "seed": seed}).json()
+    return r["choices"][0]["message"]["content"], r["usage"]["completion_tokens"]
+
+
+def test_chat_equals_the_openai_route(ollama_client, http):
+    want, n = _same_as_openai(http, MSG, 6)
+    r = ollama_client.chat(model="tiny", messages=MSG, options={"num_predict": 6, "seed": 3})
+    assert r.message.role == "assistant" and r.message.content == want
+    assert r.done and r.done_reason in ("stop", "length") and r.eval_count == n and r.prompt_eval_count > 0
+
+
+def test_chat_stream(ollama_client, http):
+    want, n = _same_as_openai(http, MSG, 6)
+    parts = list(ollama_client.chat(model="tiny", messages=MSG, stream=True, options={"num_predict": 6, "seed": 3}))
+    assert all(not p.done for p in parts[:-1]) and parts[-1].done and parts[-1].eval_count == n
+    assert "".join(p.message.content for p in parts) == want
+
+
+def test_generate_stream_and_not(ollama_client, http):
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "why?"}]
+    want, _ = _same_as_openai(http, messages, 5)
+    opts = {"num_predict": 5, "seed": 3, "num_ctx": 4096}  # num_ctx: ignored (logged)
+    r = ollama_client.generate(model="tiny", prompt="why?", system="be brief", options=opts)
+    assert r.response == want and r.done
+    parts = list(ollama_client.generate(model="tiny", prompt="why?", system="be brief", options=opts, stream=True))
+    assert "".join(p.response for p in parts) == want and parts[-1].done
+
+
+def test_raw_generate_is_a_completion(ollama_client, http):
+    want = http.post("/v1/completions", json={"prompt": "Once upon", "max_tokens": 4, "seed": 1}).json()
+    r = ollama_client.generate(model="tiny", prompt="Once upon", raw=True, options={"num_predict": 4, "seed": 1})
+    assert r.response == want["choices"][0]["text"]
+
+
+def test_listings(ollama_client, aengine):
+    names = [m.model for m in ollama_client.list().models]
+    assert names == [aengine.engine.model_id]
+    show = ollama_client.show("tiny")
+    assert show.details.family == aengine.engine.cfg.arch and show.details.format == "gguf"
+    assert show.template == aengine.engine.template.source
+    assert [m.model for m in ollama_client.ps().models] == names
+
+
+def test_version_and_errors(server, http):
+    from wgllm import __version__
+
+    assert http.get("/api/version").json() == {"version": __version__}
+    for body in ({"model": "tiny", "messages": MSG, "options": {"temperature": "hot"}},
+                 {"model": "tiny", "messages": [{"role": "robot", "content": "x"}]},
+                 {"model": "tiny", "messages": MSG, "options": 5}):
+        r = http.post("/api/chat", content=json.dumps(body).encode())
+        assert r.status_code == 400 and isinstance(r.json()["error"], str), r.text
+    assert http.get("/health").json()["status"] == "ok"  # still serving
+
+
+def test_client_raises_response_error(ollama_client):
+    import ollama
+
+    with pytest.raises(ollama.ResponseError) as info:
+        ollama_client.chat(model="tiny", messages=MSG, options={"top_p": 7})
+    assert info.value.status_code == 400 and "top_p" in info.value.error
