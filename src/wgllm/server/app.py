@@ -82,7 +82,7 @@ async def _count_requests(request: Request, call_next: Any) -> Response:
     response = await call_next(request)
     path = request.url.path
     endpoint = path if path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                                "/metrics", "/tokenize", "/detokenize") or path.startswith("/api/") else "other"
+                                "/metrics", "/tokenize", "/detokenize") or path in ollama.PATHS else "other"
     request.app.state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
     return response
 

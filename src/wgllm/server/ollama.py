@@ -30,13 +30,13 @@ OPTIONS = {"num_predict": "max_tokens", "temperature": "temperature", "top_p": "
            "min_p": "min_p", "seed": "seed", "stop": "stop", "frequency_penalty": "frequency_penalty",
            "presence_penalty": "presence_penalty"}
 _IGNORED: set[str] = set()
+PATHS = ("/api/version", "/api/tags", "/api/ps", "/api/show", "/api/chat", "/api/generate")
 
 
 def install(app: FastAPI, auth: list) -> None:
     """Add Ollama's routes to `app` (with the app's authentication)."""
-    for path, fn, method in (("/api/version", _version, "GET"), ("/api/tags", _tags, "GET"),
-                             ("/api/ps", _ps, "GET"), ("/api/show", _show, "POST"),
-                             ("/api/chat", _chat, "POST"), ("/api/generate", _generate, "POST")):
+    routes = ((_version, "GET"), (_tags, "GET"), (_ps, "GET"), (_show, "POST"), (_chat, "POST"), (_generate, "POST"))
+    for path, (fn, method) in zip(PATHS, routes):
         app.add_api_route(path, _ollama_errors(fn), methods=[method], dependencies=auth)
 
 
