@@ -138,8 +138,9 @@ def test_missing_or_wrong_key_is_401(server, headers):
 
 
 def test_still_answering_after_all_that(http):
-    r = http.post("/v1/chat/completions", json=GOOD)
-    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
+    r = http.post("/v1/chat/completions", json=GOOD)  # sampled: the random model may end at once (EOS)
+    assert r.status_code == 200 and 0 <= r.json()["usage"]["completion_tokens"] <= 2
+    assert r.json()["choices"][0]["finish_reason"] in ("stop", "length")
 
 
 def test_model_names(aengine):
