@@ -1,11 +1,12 @@
 """OpenAI request shapes (pydantic), validated as strictly as Web-LLM does.
 
 Types are strict (no "1" for 1, no true for 1, no NaN) and every range is checked.
-Fields nobody defines (extras of other servers' clients) are ignored and logged
-once per name; a field of the other endpoint (prompt sent to chat) is refused; OpenAI fields wgllm does not implement yet
-(`UNSUPPORTED`, e.g. tools) are refused, so nothing changes behaviour silently;
-llama.cpp's `n_predict` means max_tokens, its `cache_prompt` and `id_slot` are
-accepted and ignored. System (and developer) messages may stand anywhere. `parse_chat_request` / `parse_completion_request` turn
+Fields no endpoint defines (extras of other servers' clients) are ignored and
+logged once per name; a field of the other endpoint (prompt sent to chat) and the
+OpenAI fields wgllm does not implement yet (`UNSUPPORTED`, e.g. tools) are refused,
+so nothing changes behaviour silently. llama.cpp's `n_predict` means max_tokens,
+its `cache_prompt` and `id_slot` are accepted and ignored. System (and developer)
+messages may stand anywhere. `parse_chat_request` / `parse_completion_request` turn
 a plain dict (a JSON body, or keyword arguments of `create`) into a request or
 raise `InvalidParameterError` naming the field and the value. Checks that need
 the model (vocabulary ids, context length, schemas) are made later, in
@@ -244,19 +245,8 @@ def _known_fields(cls: type[_Strict], data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-    if not issubclass(cls, _Common):
-        other: set[str] = set()
-    else:
-        other = (set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)) - known
-    for key in data:
-        if key in UNSUPPORTED and issubclass(cls, _Common):
-            raise InvalidParameterError(
-                f"Invalid request: '{key}' is not supported by this version of wgllm. Send the request "
-                f"without it.", key)
-        if key in other:  # e.g. prompt sent to chat: ignoring it would answer another question
-            where = "/v1/completions" if key in CompletionRequest.model_fields else "/v1/chat/completions"
-            raise InvalidParameterError(
-                f"Invalid request: '{key}' is a field of {where}, not of this endpoint. {_FIX}", key)
+    if issubclass(cls, _Common):
+        _refuse_unsupported(data, known)
     extra = [k for k in data if k not in known]
     if not extra:
         return data
@@ -266,6 +256,21 @@ def _known_fields(cls: type[_Strict], data: Any) -> Any:
         log.warning("ignoring request field(s) %s: not part of the %s API wgllm serves (logged once per field)",
                     ", ".join(repr(str(k))[:60] for k in new), cls.__doc__.split("\n")[0].rstrip("."))
     return {k: v for k, v in data.items() if k not in extra}
+
+
+def _refuse_unsupported(data: dict, known: set[str]) -> None:
+    """Raise for an UNSUPPORTED field, or a field of the other completion endpoint (e.g. prompt sent
+    to chat: ignoring it would answer another question)."""
+    other = (set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)) - known
+    for key in data:
+        if key in UNSUPPORTED:
+            raise InvalidParameterError(
+                f"Invalid request: '{key}' is not supported by this version of wgllm. Send the request "
+                f"without it.", key)
+        if key in other:
+            where = "/v1/completions" if key in CompletionRequest.model_fields else "/v1/chat/completions"
+            raise InvalidParameterError(
+                f"Invalid request: '{key}' is a field of {where}, not of this endpoint. {_FIX}", key)
 
 
 def _parse(cls: type[_Strict], data: Any) -> Any:

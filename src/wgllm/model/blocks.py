@@ -49,8 +49,7 @@ def attention(m, L: LayerWeights, i: int, T: int) -> list[Dispatch]:
     base, scale = cfg.rope_of(i)
     d += ops.rope_kv(dev, a.qkv, m.k_cache[i], m.v_cache[i], st, T_max=T, n_heads=Hq, n_kv_heads=Hkv,
                      head_dim=hd, rope_base=base, rope_dim=cfg.rope_dim, mode=cfg.rope_mode, act=act,
-                     freq_scale=scale, freq_factors=m.rope_factors,
-                     mscale=cfg.rope_mscale)
+                     freq_scale=scale, freq_factors=m.rope_factors, mscale=cfg.rope_mscale)
     d += ops.attention(dev, a.qkv, m.k_cache[i], m.v_cache[i], a.attn, st, T_max=T, n_heads=Hq,
                        n_kv_heads=Hkv, head_dim=hd, n_ctx=m.n_ctx, act=act, scale=cfg.attn_scale or None,
                        softcap=cfg.attn_softcap, window=cfg.sliding_window if cfg.is_swa(i) else 0)

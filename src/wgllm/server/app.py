@@ -23,10 +23,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from wgllm.api.async_engine import AsyncEngine
-from wgllm.api.generation import Job, model_id
+from wgllm.api.generation import Job, check_model, model_id
 from wgllm.api.protocol import parse_detokenize_request, parse_tokenize_request
 from wgllm.api.types import Model, ModelList
-from wgllm.errors import InvalidParameterError, ModelNotLoadedError, RequestTooLargeError, WgllmError
+from wgllm.errors import InvalidParameterError, RequestTooLargeError, WgllmError
 from wgllm.server import errors, ollama
 from wgllm.server.metrics import Metrics
 
@@ -78,11 +78,15 @@ def _auth_dependency(api_key: str | None):
     return check
 
 
+# the routes /metrics counts by path (any other path counts as "other": bounded label values)
+_LABELLED = frozenset(("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/tokenize",
+                       "/detokenize", *ollama.PATHS))
+
+
 async def _count_requests(request: Request, call_next: Any) -> Response:
     response = await call_next(request)
     path = request.url.path
-    endpoint = path if path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-                                "/metrics", "/tokenize", "/detokenize") or path in ollama.PATHS else "other"
+    endpoint = path if path in _LABELLED else "other"
     request.app.state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
     return response
 
@@ -137,8 +141,7 @@ async def _detokenize(request: Request) -> JSONResponse:
 
 def _tokenizer(request: Request):
     engine = request.app.state.engine.engine
-    if getattr(engine, "loaded", True) is False:
-        raise ModelNotLoadedError("No model is loaded in this server, so there is no tokenizer to use.")
+    check_model(engine, None)  # ModelNotLoadedError when unloaded
     return engine.tokenizer
 
 
