@@ -98,3 +98,51 @@ def smollm2_path():
 def gemma3_path():
     """The real Gemma 3 270M Q4_K_M ($WGLLM_TEST_GEMMA3 overrides)."""
     return _registry_model("gemma3-270m", "WGLLM_TEST_GEMMA3")
+
+
+# Real chat templates (tool calling): llama.cpp's collection, as shipped in the llama-cpp-python sdist on
+# PyPI (pinned, hash-checked). Downloaded once into the cache; nothing of it is kept in this repository.
+TEMPLATES_SDIST = ("llama-cpp-python==0.3.36", "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e")
+TEMPLATE_NAMES = ("meta-llama-Llama-3.1-8B-Instruct", "meta-llama-Llama-3.2-3B-Instruct", "Qwen-Qwen2.5-7B-Instruct",
+                  "Qwen-Qwen3-0.6B", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
+                  "mistralai-Mistral-Nemo-Instruct-2407")
+
+
+def _fetch_templates(cache):
+    import hashlib
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", tmp,
+               TEMPLATES_SDIST[0]]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+        (sdist,) = Path(tmp).glob("*.tar.gz")
+        if hashlib.sha256(sdist.read_bytes()).hexdigest() != TEMPLATES_SDIST[1]:
+            raise RuntimeError(f"{sdist.name}: sha256 differs from the pinned one")
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(sdist) as tar:
+            for member in tar.getmembers():
+                name = member.name.rsplit("/", 1)[-1].removesuffix(".jinja")
+                if "/models/templates/" in member.name and name in TEMPLATE_NAMES and member.isfile():
+                    (cache / f"{name}.jinja").write_bytes(tar.extractfile(member).read())
+
+
+@pytest.fixture(scope="session")
+def real_templates():
+    """{name: chat template source} of real models' templates (TEMPLATE_NAMES); fetched from PyPI
+    when not cached; without network it skips, except in CI (fails)."""
+    from pathlib import Path
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wgllm" / "test-templates" / "0.3.36"
+    if not all((cache / f"{n}.jinja").exists() for n in TEMPLATE_NAMES):
+        try:
+            _fetch_templates(cache)
+        except Exception as exc:  # noqa: BLE001 - no network / PyPI: skip (fail in CI)
+            if os.environ.get("CI"):
+                pytest.fail(f"cannot fetch the chat templates in CI: {exc}")
+            pytest.skip(f"real chat templates not available: {exc}")
+    return {n: (cache / f"{n}.jinja").read_text() for n in TEMPLATE_NAMES}

@@ -34,7 +34,8 @@ WRONG = {
                                  st.just({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}})),
     "stream": st.one_of(st.text(), st.integers()),
     "model": st.one_of(st.integers(), st.lists(st.text())),  # any name is served (see test_model_names)
-    "tools": st.one_of(st.just([]), st.lists(st.just({"type": "function"}), min_size=1)),  # refused until supported
+    "tools": st.one_of(st.just([]), st.lists(st.just({"type": "function"}), min_size=1),
+                      st.just([{"type": "function", "function": {"name": "a b"}}])),
     "n_predict": st.one_of(st.integers(max_value=-2), st.just(0), st.text(), st.floats()),
     "cache_prompt": st.one_of(st.text(), st.integers()),
 }

@@ -56,7 +56,8 @@ class ChatCompletions:
     def create(self, **request: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """A chat completion for OpenAI's request fields (messages=..., model, stream, max_tokens,
         temperature, top_p, seed, n, stop, logprobs, top_logprobs, logit_bias, presence_penalty,
-        frequency_penalty, response_format, stream_options; wgllm adds top_k and min_p)."""
+        frequency_penalty, response_format, stream_options, tools, tool_choice, parallel_tool_calls;
+        wgllm adds top_k and min_p)."""
         job = generation.prepare_chat(self._engine, parse_chat_request(_fields(request)))
         pieces = generation.run(self._engine, job)
         if job.request.stream:
@@ -144,9 +145,9 @@ class Engine(_RuntimeEngine):
                 "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
         return super().generate(prompt, **kwargs)
 
-    def chat_prompt(self, messages):
+    def chat_prompt(self, messages, tools=None):
         """As the base class; ModelNotLoadedError after `unload()`."""
         if not getattr(self, "loaded", False):
             raise ModelNotLoadedError(
                 "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
-        return super().chat_prompt(messages)
+        return super().chat_prompt(messages, tools=tools)

@@ -29,6 +29,7 @@ from wgllm.api.grammar import GrammarMask, check_grammar, grammar_for
 from wgllm.api.protocol import ChatCompletionRequest, CompletionRequest
 from wgllm.api.sampling import ApiSampler, StepLogprobs
 from wgllm.api.stops import StopText
+from wgllm.api.tools import ToolPlan, plan_for
 from wgllm.api.types import Usage
 from wgllm.errors import (
     ContextLengthExceededError,
@@ -59,6 +60,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     usage: Usage | None = None
     fingerprint: str = ""
+    tools: ToolPlan | None = None  # the request's tools (chat), None without
 
 
 @dataclass
@@ -98,10 +100,15 @@ def check_model(engine: Any, requested: str | None) -> str:
 
 
 def prepare_chat(engine: Any, req: ChatCompletionRequest) -> Job:
-    """Check `req` against the model and render its messages into prompt tokens."""
+    """Check `req` against the model and render its messages (and tools) into prompt tokens."""
     served = check_model(engine, req.model)
-    prompt = engine.chat_prompt([m.as_template_dict() for m in req.messages])
-    return _job(engine, "chat", req, [prompt], served, f"chatcmpl-{uuid.uuid4().hex}")
+    messages = [m.as_template_dict() for m in req.messages]
+    plan = plan_for(engine.template, req) if req.tools else None
+    if plan is None:
+        prompt = engine.chat_prompt(messages)
+    else:
+        prompt = engine.chat_prompt(plan.template_messages(messages), tools=plan.template_tools())
+    return _job(engine, "chat", req, [prompt], served, f"chatcmpl-{uuid.uuid4().hex}", plan)
 
 
 def prepare_completion(engine: Any, req: CompletionRequest) -> Job:
@@ -118,14 +125,16 @@ def prepare_completion(engine: Any, req: CompletionRequest) -> Job:
     return _job(engine, "text", req, prompts, served, f"cmpl-{uuid.uuid4().hex}")
 
 
-def _job(engine: Any, kind: str, req: Request, prompts: list[list[int]], served: str, job_id: str) -> Job:
+def _job(engine: Any, kind: str, req: Request, prompts: list[list[int]], served: str, job_id: str,
+         plan: ToolPlan | None = None) -> Job:
     limits = [_token_limit(engine, ids, req.token_limit) for ids in prompts]
     bias = _bias(engine, req.logit_bias)
-    grammar = grammar_for(req.response_format)
+    forced = plan is not None and plan.forced
+    grammar = plan.grammar() if forced else grammar_for(req.response_format)
     if grammar is not None:
-        check_grammar(engine.tokenizer, grammar)
+        check_grammar(engine.tokenizer, grammar, "tools" if forced else "response_format")
     fp = f"wgllm_{getattr(engine, 'precision', '')}"
-    return Job(kind, req, prompts, limits, grammar, bias, served, job_id, fingerprint=fp)
+    return Job(kind, req, prompts, limits, grammar, bias, served, job_id, fingerprint=fp, tools=plan)
 
 
 def _check_ids(engine: Any, ids: list[int], param: str) -> None:

@@ -62,22 +62,22 @@ def grammar_for(fmt: ResponseFormat | None) -> str | None:
         raise _bad_schema(str(exc)) from None
 
 
-def check_grammar(tok: Tokenizer, grammar: str) -> None:
-    """Raise InvalidParameterError if llguidance cannot compile `grammar` for this model."""
+def check_grammar(tok: Tokenizer, grammar: str, param: str = "response_format") -> None:
+    """Raise InvalidParameterError (naming `param`) if llguidance cannot compile `grammar` for this model."""
     import llguidance
 
     ok_or_error = llguidance.LLMatcher.validate_grammar(grammar, llg_tokenizer(tok))
     if ok_or_error and not ok_or_error.startswith("WARNING"):
-        raise _bad_schema(ok_or_error)
+        raise _bad_schema(ok_or_error, param)
 
 
-def _bad_schema(detail: str) -> InvalidParameterError:
+def _bad_schema(detail: str, param: str = "response_format") -> InvalidParameterError:
     detail = detail.strip().splitlines()[0][:300] if detail.strip() else "unknown reason"
     return InvalidParameterError(
-        f"Invalid request: 'response_format': the JSON schema cannot be used to constrain the output "
+        f"Invalid request: '{param}': the JSON schema cannot be used to constrain the output "
         f"({detail}). Use a schema with the common keywords (type, properties, required, items, enum, "
         f"anyOf, minimum/maximum, minLength/maxLength, pattern, $ref to $defs).",
-        "response_format",
+        param,
     )
 
 

@@ -3,7 +3,7 @@
 Types are strict (no "1" for 1, no true for 1, no NaN) and every range is checked.
 Fields no endpoint defines (extras of other servers' clients) are ignored and
 logged once per name; a field of the other endpoint (prompt sent to chat) and the
-OpenAI fields wgllm does not implement yet (`UNSUPPORTED`, e.g. tools) are refused,
+OpenAI fields wgllm does not implement (`UNSUPPORTED`, e.g. audio) are refused,
 so nothing changes behaviour silently. llama.cpp's `n_predict` means max_tokens,
 its `cache_prompt` and `id_slot` are accepted and ignored. System (and developer)
 messages may stand anywhere. `parse_chat_request` / `parse_completion_request` turn
@@ -15,11 +15,13 @@ the model (vocabulary ids, context length, schemas) are made later, in
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from wgllm.api.limits import INT64, LIMITS  # noqa: F401 (INT64: API)
 from wgllm.errors import InvalidParameterError
@@ -27,9 +29,9 @@ from wgllm.errors import InvalidParameterError
 MAX_N = 16  # choices per request (they run one after another)
 MAX_STOP = 4  # stop sequences, as OpenAI
 MAX_TOP_LOGPROBS = 20  # chat; completions allow 5, as OpenAI
+MAX_TOOLS = 128  # as OpenAI
 # OpenAI request fields wgllm does not implement (yet): refused rather than ignored
-UNSUPPORTED = frozenset({"tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "audio",
-                         "modalities", "prediction", "web_search_options"})
+UNSUPPORTED = frozenset({"functions", "function_call", "audio", "modalities", "prediction", "web_search_options"})
 
 log = logging.getLogger("wgllm.api")
 _IGNORED_LOGGED: set[tuple[str, str]] = set()  # (request kind, field) already logged
@@ -46,17 +48,97 @@ class TextPart(_Strict):
     text: str
 
 
+class FunctionCall(_Strict):
+    """A call's function: its name and its arguments as a JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(_Strict):
+    """A tool call of an earlier assistant message."""
+
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(_Strict):
-    """A chat message. "developer" is OpenAI's newer name for "system"."""
+    """A chat message. "developer" is OpenAI's newer name for "system"; an assistant message may
+    carry `tool_calls` instead of content; a "tool" message answers the call `tool_call_id`."""
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
-    def as_template_dict(self) -> dict[str, str]:
-        """{"role", "content"} for the chat template, text parts joined."""
-        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+    @model_validator(mode="after")
+    def _content_rules(self) -> Message:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise PydanticCustomError("message", "a {role} message needs content" + (
+                " (or tool_calls)" if self.role == "assistant" else ""), {"role": self.role, "at": "content"})
+        if self.tool_calls is not None and self.role != "assistant":
+            raise PydanticCustomError("message", "only assistant messages carry tool_calls, not {role} messages",
+                                      {"role": self.role, "at": "tool_calls"})
+        if self.role == "tool" and not self.tool_call_id:
+            raise PydanticCustomError("message", "a tool message needs the tool_call_id of the call it answers",
+                                      {"at": "tool_call_id"})
+        return self
+
+    @property
+    def text(self) -> str:
+        """The content as one string (text parts joined; "" for none)."""
+        if self.content is None:
+            return ""
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+    def as_template_dict(self) -> dict[str, Any]:
+        """The message for the chat template: {"role", "content"}, and a call's arguments as a
+        dict (as transformers passes them), a tool result's call id and function name."""
+        out: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.function.name, "arguments": _arguments(c.function)}}
+                                 for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+def _arguments(fn: FunctionCall) -> Any:
+    """A call's arguments as JSON (a dict), or the text itself when it is not JSON."""
+    try:
+        return json.loads(fn.arguments) if fn.arguments.strip() else {}
+    except ValueError:
+        return fn.arguments
+
+
+class FunctionDef(_Strict):
+    """A function the model may call: its name, what it does, its parameters' JSON schema."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Strict):
+    name: str
+
+
+class ToolChoiceFunction(_Strict):
+    """tool_choice naming the function to call."""
+
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(_Strict):
@@ -153,15 +235,35 @@ class ChatCompletionRequest(_Common):
     max_completion_tokens: int | None = Field(None, **LIMITS["max_tokens"].field())
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[Tool] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
     def _chat_rules(self) -> ChatCompletionRequest:
+        self._tool_rules()
         if self.top_logprobs is not None and not self.logprobs:
             _bad("top_logprobs", "top_logprobs is only allowed when logprobs is true")
         if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
             _bad("max_completion_tokens", f"max_tokens ({self.max_tokens}) and max_completion_tokens "
                              f"({self.max_completion_tokens}) disagree; give only one")
         return self
+
+    def _tool_rules(self) -> None:
+        names = [t.function.name for t in self.tools or []]
+        if len(set(names)) != len(names):
+            _bad("tools", f"function names must be unique; {sorted(n for n in set(names) if names.count(n) > 1)[0]!r} "
+                          f"is given twice")
+        choice = self.tool_choice
+        if choice not in (None, "none") and not names:
+            _bad("tool_choice", "tool_choice is only allowed when tools are given")
+        if isinstance(choice, ToolChoiceFunction) and choice.function.name not in names:
+            _bad("tool_choice", f"tool_choice names the function {choice.function.name[:64]!r}, which is not "
+                                f"one of the tools ({', '.join(names)})")
+        forced = choice == "required" or isinstance(choice, ToolChoiceFunction)
+        if forced and self.response_format is not None and self.response_format.type != "text":
+            _bad("response_format", "response_format cannot constrain the output while tool_choice forces a "
+                                    "tool call; send one of the two")
 
     @property
     def token_limit(self) -> int | None:
@@ -294,7 +396,8 @@ def _invalid(exc: ValidationError) -> InvalidParameterError:
     """The first pydantic error as an InvalidParameterError (param: the field's dotted path)."""
     errors = exc.errors(include_url=False)
     first = min(errors, key=lambda e: len(e["loc"]))  # the least nested: union branches add depth
-    loc = [str(p) for p in first["loc"] if not re.match(r"^(str|list\[.*\]|int|TextPart)$", str(p))]
+    loc = [str(p) for p in first["loc"] if not re.match(_BRANCH, str(p))]
+    loc += [first["ctx"]["at"]] if "at" in first.get("ctx", {}) else []  # a message rule names its field
     param = ".".join(loc) or None
     others = {e["loc"][:1] for e in errors} - {first["loc"][:1]}  # union branches of one field count once
     more = f" ({len(others)} other field(s) are wrong too.)" if others else ""
@@ -304,6 +407,9 @@ def _invalid(exc: ValidationError) -> InvalidParameterError:
     msg = f"must be {kind}" if kind else first["msg"]
     got = "" if first["type"] == "missing" else f" (got {_short(first.get('input'))})"
     return InvalidParameterError(f"Invalid request: '{param}': {msg}{got}. {_FIX}{more}", param)
+
+
+_BRANCH = r"^(str|list\[.*\]|int|TextPart|ToolChoiceFunction|literal\[.*\]|none)$"  # union branches in a loc
 
 
 def _short(value: Any) -> str:

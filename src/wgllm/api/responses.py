@@ -27,6 +27,7 @@ from wgllm.api.types import (
     CompletionLogprobs,
     Delta,
     TokenLogprob,
+    ToolCall,
     TopLogprob,
 )
 
@@ -77,17 +78,34 @@ def chat_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> ChatCompletio
     """The whole chat completion of `job` (runs it)."""
     texts, steps, finish = _gather(pieces)
     want_lp = job.request.n_logprobs is not None
-    choices = [ChatChoice(index=i, message=ChatMessage(content=texts[i]), finish_reason=finish.get(i),
-                          logprobs=ChoiceLogprobs(content=chat_logprobs(engine.tokenizer, steps[i])) if want_lp
-                          else None) for i in sorted(texts)]
+    choices = []
+    for i in sorted(texts):
+        content, calls = texts[i], []
+        if job.tools is not None:
+            stream = job.tools.stream()
+            content = stream.push(content)
+            tail, calls = stream.finish()
+            content += tail
+        message = ChatMessage(content=None if calls and not content.strip() else content,
+                              tool_calls=[ToolCall.model_validate(c.openai()) for c in calls] or None)
+        choices.append(ChatChoice(index=i, message=message, finish_reason=_finish(finish.get(i), calls),
+                                  logprobs=ChoiceLogprobs(content=chat_logprobs(engine.tokenizer, steps[i]))
+                                  if want_lp else None))
     return ChatCompletion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
                           choices=choices, usage=job.usage)
 
 
+def _finish(reason: str | None, calls: list) -> str | None:
+    """"tool_calls" for a turn that ended (stop) with calls, as OpenAI."""
+    return "tool_calls" if calls and reason == "stop" else reason
+
+
 def chat_chunks(engine: Any, job: Job, pieces: Iterable[Piece]) -> Iterator[ChatCompletionChunk]:
-    """The chunks of a streamed chat completion of `job` (runs it as they are taken)."""
+    """The chunks of a streamed chat completion of `job` (runs it as they are taken). With tools,
+    text that may be a call is held back; each parsed call is sent as one tool_calls delta."""
     want_lp = job.request.n_logprobs is not None
-    started: set[int] = set()
+    streams: dict[int, Any] = {}
+    held_steps: dict[int, list[StepLogprobs]] = {}
 
     def chunk(index: int, delta: Delta, finish: str | None = None, steps=None) -> ChatCompletionChunk:
         lp = ChoiceLogprobs(content=chat_logprobs(engine.tokenizer, steps)) if want_lp and steps else None
@@ -96,13 +114,25 @@ def chat_chunks(engine: Any, job: Job, pieces: Iterable[Piece]) -> Iterator[Chat
                                    choices=[ChunkChoice(index=index, delta=delta, logprobs=lp, finish_reason=finish)])
 
     for p in pieces:
-        if p.index not in started:
-            started.add(p.index)
-            yield chunk(p.index, Delta(role="assistant", content=""))
-        if p.text or p.steps:
-            yield chunk(p.index, Delta(content=p.text), steps=p.steps)
+        i = p.index
+        if i not in streams:
+            streams[i] = job.tools.stream() if job.tools is not None else None
+            yield chunk(i, Delta(role="assistant", content=""))
+        stream, steps = streams[i], held_steps.pop(i, []) + p.steps
+        text, calls = p.text, []
+        if stream is not None:
+            text = stream.push(text)
+            if p.finish_reason:
+                tail, calls = stream.finish()
+                text += tail
+        if text or (steps and stream is None):
+            yield chunk(i, Delta(content=text), steps=steps)
+        elif steps:
+            held_steps[i] = steps
+        if calls:
+            yield chunk(i, Delta(tool_calls=[c.openai(n) for n, c in enumerate(calls)]), steps=held_steps.pop(i, []))
         if p.finish_reason:
-            yield chunk(p.index, Delta(), p.finish_reason)
+            yield chunk(i, Delta(), _finish(p.finish_reason, calls), steps=held_steps.pop(i, []))
     if job.request.include_usage:
         yield ChatCompletionChunk(id=job.id, created=job.created, model=job.model,
                                   system_fingerprint=job.fingerprint, choices=[], usage=job.usage)

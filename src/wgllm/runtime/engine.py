@@ -178,9 +178,10 @@ class Engine:
             self.dev.destroy()
         self.dev = self.model = None
 
-    def chat_prompt(self, messages: Sequence[dict]) -> list[int]:
-        """Token ids of `messages` rendered with the model's chat template."""
-        text = self.template.render(messages, add_generation_prompt=True)
+    def chat_prompt(self, messages: Sequence[dict], tools: Sequence[dict] | None = None) -> list[int]:
+        """Token ids of `messages` rendered with the model's chat template (`tools`: the template's
+        `tools` variable, OpenAI's {"type": "function", "function": {...}} objects)."""
+        text = self.template.render(messages, add_generation_prompt=True, tools=tools)
         return self.tokenizer.encode(text, add_special=False)
 
     def generate(self, prompt: Sequence[int], *, max_tokens: int = 256, sampling: SamplingParams | None = None,
