@@ -84,3 +84,31 @@ def test_client_raises_response_error(ollama_client):
     with pytest.raises(ollama.ResponseError) as info:
         ollama_client.chat(model="tiny", messages=MSG, options={"top_p": 7})
     assert info.value.status_code == 400 and "top_p" in info.value.error
+
+
+ADD = {"type": "function", "function": {"name": "add", "description": "Add two integers.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}}
+
+
+def test_tool_messages_map_to_openai():
+    from wgllm.server.ollama import _messages
+
+    got = _messages([{"role": "user", "content": "1+2?"},
+                     {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "add",
+                                                                                      "arguments": {"a": 1, "b": 2}}}]},
+                     {"role": "tool", "content": "3", "tool_name": "add"}])
+    call = got[1]["tool_calls"][0]
+    assert call["type"] == "function" and json.loads(call["function"]["arguments"]) == {"a": 1, "b": 2}
+    assert got[2] == {"role": "tool", "content": "3", "tool_call_id": call["id"]}
+
+
+def test_tool_call_lines_parse_in_the_ollama_client():
+    import ollama
+
+    from wgllm.server.ollama import _line
+
+    delta = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+    r = ollama.ChatResponse.model_validate(json.loads(_line("tiny", "message", "", done=False, calls=[delta])))
+    (call,) = r.message.tool_calls
+    assert call.function.name == "add" and call.function.arguments == {"a": 1}
+

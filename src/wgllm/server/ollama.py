@@ -5,7 +5,8 @@ Each request is translated into the OpenAI request the rest of the server runs (
 validation, sampling, stop strings, grammars): Ollama's `options` map to OpenAI's fields
 (`num_predict` -> max_tokens, `temperature`, `top_p`, `top_k`, `min_p`, `seed`, `stop`,
 `frequency_penalty`, `presence_penalty`; others, e.g. `num_ctx`, are ignored and logged once),
-`format` "json" or a JSON schema constrains the output. Errors are Ollama's `{"error": message}`
+`format` "json" or a JSON schema constrains the output; `tools` are OpenAI's, calls come back in
+Ollama's form (arguments as an object) and tool results name the function (`tool_name`). Errors are Ollama's `{"error": message}`
 with the status the OpenAI routes give.
 """
 
@@ -121,8 +122,37 @@ async def _show(request: Request) -> JSONResponse:
 
 async def _chat(request: Request) -> Response:
     body = await _body(request)
-    req = {**_common(body), "messages": body.get("messages")}
+    req = {**_common(body), "messages": _messages(body.get("messages"))}
+    if body.get("tools"):
+        req["tools"] = body["tools"]  # Ollama's tools are OpenAI's
     return await _run(request, body, req, chat=True, out="message")
+
+
+def _messages(messages: Any) -> Any:
+    """Ollama's chat messages as OpenAI's: a call's arguments as JSON text and an id for it; a tool
+    result's `tool_name` turned into the id of the latest call of that function."""
+    if not isinstance(messages, list):
+        return messages  # validation names the problem
+    ids: dict[str, str] = {}
+    out = []
+    for m in messages:
+        if isinstance(m, dict) and isinstance(m.get("tool_calls"), list):
+            m = {**m, "tool_calls": [_call(c, f"call_{len(ids) + k}") for k, c in enumerate(m["tool_calls"])]}
+            ids.update({c["function"]["name"]: c["id"] for c in m["tool_calls"] if isinstance(c, dict)})
+        elif isinstance(m, dict) and m.get("role") == "tool" and "tool_call_id" not in m:
+            latest = next(reversed(ids.values()), "call_0")
+            m = {k: v for k, v in m.items() if k != "tool_name"} | {"tool_call_id": ids.get(m.get("tool_name"), latest)}
+        out.append(m)
+    return out
+
+
+def _call(call: Any, default_id: str) -> Any:
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        return call
+    fn = call["function"]
+    args = fn.get("arguments", {})
+    return {"id": call.get("id") or default_id, "type": "function",
+            "function": {"name": fn.get("name"), "arguments": args if isinstance(args, str) else json.dumps(args)}}
 
 
 async def _generate(request: Request) -> Response:
@@ -174,14 +204,18 @@ async def _run(request: Request, body: dict[str, Any], req: dict[str, Any], *, c
     lines = _lines(request, job, name, chat, out, t0)
     if body.get("stream", True):
         return StreamingResponse(lines, media_type="application/x-ndjson")
-    text, last = [], None
+    text, calls, last = [], [], None
     async for line in lines:
         last = json.loads(line)
         if "error" in last:
             return JSONResponse(last, status_code=500)
-        text.append(last.pop("message", {}).get("content", "") if out == "message" else last.pop("response", ""))
+        message = last.pop("message", {})
+        calls += message.get("tool_calls", [])
+        text.append(message.get("content", "") if out == "message" else last.pop("response", ""))
     assert last is not None
     last[out] = {"role": "assistant", "content": "".join(text)} if out == "message" else "".join(text)
+    if calls:
+        last[out]["tool_calls"] = calls
     return JSONResponse(last)
 
 
@@ -196,10 +230,11 @@ async def _lines(request: Request, job: Any, name: str, chat: bool, out: str, t0
                 continue
             choice = chunk.choices[0]
             piece = (choice.delta.content or "") if chat else choice.text
+            calls = (choice.delta.tool_calls or []) if chat else []
             finish = choice.finish_reason or finish
-            if piece:
+            if piece or calls:
                 t_first = t_first or time.perf_counter_ns()
-                yield _line(name, out, piece, done=False)
+                yield _line(name, out, piece, done=False, calls=calls)
     except WgllmError as exc:  # after the 200 went out: Ollama's error line
         _, body = errors.status_and_body(exc)
         yield json.dumps({"error": body["error"]["message"]}) + "\n"
@@ -215,9 +250,15 @@ async def _lines(request: Request, job: Any, name: str, chat: bool, out: str, t0
     yield _line(name, out, "", done=True, **stats)
 
 
-def _line(name: str, out: str, piece: str, *, done: bool, **extra: Any) -> str:
-    line: dict[str, Any] = {"model": name, "created_at": _now(),
-                            out: {"role": "assistant", "content": piece} if out == "message" else piece, "done": done}
+def _line(name: str, out: str, piece: str, *, done: bool, calls: list | None = None, **extra: Any) -> str:
+    """One NDJSON line; tool calls (OpenAI delta form) in Ollama's form, arguments as an object."""
+    message: dict[str, Any] = {"role": "assistant", "content": piece}
+    if calls:
+        message["tool_calls"] = [{"id": c["id"], "function": {"index": c["index"], "name": c["function"]["name"],
+                                                              "arguments": json.loads(c["function"]["arguments"])}}
+                                 for c in calls]
+    line: dict[str, Any] = {"model": name, "created_at": _now(), out: message if out == "message" else piece,
+                            "done": done}
     return json.dumps({**line, **extra}, ensure_ascii=False) + "\n"
 
 
