@@ -57,6 +57,25 @@ def test_wrong_field_values_are_4xx(http, field, data):
     _post(http, "/v1/chat/completions", json.dumps(body).encode())
 
 
+EMBED_WRONG = st.one_of(
+    st.fixed_dictionaries({"input": st.one_of(st.integers(), st.just([]), st.just([[1], [10**9]]), st.just(""),
+                                              st.floats(), st.dictionaries(st.text(), st.text()))}),
+    st.fixed_dictionaries({"input": st.just("x"), "dimensions": st.one_of(st.integers(max_value=0), st.text(),
+                                                                           st.integers(min_value=10**5))}),
+    st.fixed_dictionaries({"input": st.just("x"), "encoding_format": st.text().filter(
+        lambda t: t not in ("float", "base64"))}),
+    st.fixed_dictionaries({"input": st.just([5] * 400)}))  # past the context
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=EMBED_WRONG)
+def test_wrong_embedding_requests_are_4xx(http, body):
+    _post(http, "/v1/embeddings", json.dumps(body).encode())
+    if "encoding_format" not in body:  # not an Ollama field
+        r = http.post("/api/embed", content=json.dumps(body).encode())
+        assert 400 <= r.status_code < 500 and r.json()["error"], r.text
+
+
 def test_unknown_fields_are_ignored(http):
     """Fields of other servers' clients (llama.cpp, Ollama) are ignored: the answer is the same."""
     plain = http.post("/v1/chat/completions", json={**GOOD, "seed": 1}).json()

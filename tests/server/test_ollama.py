@@ -112,3 +112,13 @@ def test_tool_call_lines_parse_in_the_ollama_client():
     (call,) = r.message.tool_calls
     assert call.function.name == "add" and call.function.arguments == {"a": 1}
 
+
+
+def test_embed(ollama_client, aengine):
+    import numpy as np
+
+    want = [d.embedding for d in aengine.engine.embeddings.create(input=["the sea", "hi"]).data]
+    r = ollama_client.embed(model="tiny", input=["the sea", "hi"])
+    assert np.allclose(r.embeddings, want, atol=1e-6) and r.prompt_eval_count > 0
+    assert np.allclose(ollama_client.embed(model="tiny", input="hi").embeddings[0], want[1], atol=1e-6)
+    assert np.allclose(ollama_client.embeddings(model="tiny", prompt="hi").embedding, want[1], atol=1e-6)

@@ -99,3 +99,19 @@ def test_bad_request_through_the_client_is_a_400(client):
     assert info.value.body["param"] == "temperature"
     served = client.chat.completions.create(model="gpt-3.5-turbo", messages=MSG, max_tokens=2)
     assert served.model == "tiny"  # any name is served by the loaded model; the response names it
+
+
+def test_embeddings(client, aengine):
+    import numpy as np
+
+    r = client.embeddings.create(model="tiny", input=["the sea", "the land"])  # the client asks for base64
+    want = aengine.engine.embeddings.create(input=["the sea", "the land"]).data
+    assert [d.index for d in r.data] == [0, 1] and r.usage.prompt_tokens > 0
+    for got, ref in zip(r.data, want):
+        assert np.allclose(got.embedding, ref.embedding, atol=1e-7) and len(got.embedding) == aengine.engine.cfg.dim
+    floats = client.embeddings.create(model="tiny", input="the sea", encoding_format="float", dimensions=8)
+    assert len(floats.data[0].embedding) == 8 and abs(np.linalg.norm(floats.data[0].embedding) - 1) < 1e-5
+    import openai
+
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="tiny", input="x", dimensions=10**6)

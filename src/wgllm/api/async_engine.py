@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from wgllm.api import generation, responses
+from wgllm.api import embeddings, generation, responses
 from wgllm.api.engine import Engine, _fields
 from wgllm.api.generation import Job
-from wgllm.api.protocol import parse_chat_request, parse_completion_request
+from wgllm.api.protocol import parse_chat_request, parse_completion_request, parse_embedding_request
 
 _END = object()
 
@@ -42,6 +42,7 @@ class AsyncEngine:
         self.pending = 0  # requests queued or running
         self.chat = _AsyncChat(self)
         self.completions = _AsyncCompletions(self)
+        self.embeddings = _AsyncEmbeddings(self)
 
     # --- requests -------------------------------------------------------------------------
     async def prepare_chat(self, request: dict[str, Any]) -> Job:
@@ -63,6 +64,11 @@ class AsyncEngine:
         build = responses.chat_chunks if job.kind == "chat" else responses.completion_chunks
         async for item in self._iterate(lambda: build(self.engine, job, generation.run(self.engine, job)), job):
             yield item
+
+    async def embed(self, request: dict[str, Any]) -> Any:
+        """Validate an embeddings request and run it in its turn (an EmbeddingList)."""
+        job = await asyncio.to_thread(embeddings.prepare, self.engine, parse_embedding_request(request))
+        return await self._in_worker(lambda: embeddings.run(self.engine, job))
 
     # --- engine control ---------------------------------------------------------------------
     def interrupt(self) -> None:
@@ -171,3 +177,12 @@ class _AsyncCompletions:
         """As `Engine.completions.create`; with stream=True, returns an async iterator."""
         job = await self._owner.prepare_completion(_fields(request))
         return self._owner.stream(job) if job.request.stream else await self._owner.result(job)
+
+
+class _AsyncEmbeddings:
+    def __init__(self, owner: AsyncEngine):
+        self._owner = owner
+
+    async def create(self, **request: Any) -> Any:
+        """As `Engine.embeddings.create`."""
+        return await self._owner.embed(_fields(request))

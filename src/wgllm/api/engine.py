@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wgllm.api import generation, responses
-from wgllm.api.protocol import parse_chat_request, parse_completion_request
-from wgllm.api.types import ChatCompletion, ChatCompletionChunk, Completion
+from wgllm.api import embeddings, generation, responses
+from wgllm.api.protocol import parse_chat_request, parse_completion_request, parse_embedding_request
+from wgllm.api.types import ChatCompletion, ChatCompletionChunk, Completion, EmbeddingList
 from wgllm.errors import EngineBusyError, ModelNotLoadedError
 from wgllm.runtime.engine import Engine as _RuntimeEngine
 
@@ -88,6 +88,19 @@ class Completions:
         return responses.completion_result(self._engine, job, pieces)
 
 
+class Embeddings:
+    """`engine.embeddings`."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+
+    def create(self, **request: Any) -> EmbeddingList:
+        """Embeddings for OpenAI's request fields (input=... a text, texts, token ids; model,
+        encoding_format "float" or "base64", dimensions; wgllm adds pooling "mean" or "last"):
+        the pooled final hidden state of the loaded model, L2-normalised (see wgllm.api.embeddings)."""
+        return embeddings.create(self._engine, parse_embedding_request(_fields(request)))
+
+
 class Engine(_RuntimeEngine):
     """A model on a WebGPU adapter with OpenAI's API: `chat.completions.create`, `completions.create`.
 
@@ -103,6 +116,7 @@ class Engine(_RuntimeEngine):
         self._api_lock = threading.Lock()
         self.chat = Chat(self)
         self.completions = Completions(self)
+        self.embeddings = Embeddings(self)
         self._load(model, options)
 
     def _load(self, model: Any, options: dict[str, Any]) -> None:
@@ -144,6 +158,13 @@ class Engine(_RuntimeEngine):
             raise ModelNotLoadedError(
                 "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
         return super().generate(prompt, **kwargs)
+
+    def hidden_states(self, prompt):
+        """As the base class; ModelNotLoadedError after `unload()`."""
+        if not getattr(self, "loaded", False):
+            raise ModelNotLoadedError(
+                "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
+        return super().hidden_states(prompt)
 
     def chat_prompt(self, messages, tools=None):
         """As the base class; ModelNotLoadedError after `unload()`."""

@@ -30,6 +30,7 @@ MAX_N = 16  # choices per request (they run one after another)
 MAX_STOP = 4  # stop sequences, as OpenAI
 MAX_TOP_LOGPROBS = 20  # chat; completions allow 5, as OpenAI
 MAX_TOOLS = 128  # as OpenAI
+MAX_EMBED_INPUTS = 2048  # as OpenAI
 # OpenAI request fields wgllm does not implement (yet): refused rather than ignored
 UNSUPPORTED = frozenset({"functions", "function_call", "audio", "modalities", "prediction", "web_search_options"})
 
@@ -304,6 +305,38 @@ class CompletionRequest(_Common):
         return self.logprobs
 
 
+class EmbeddingRequest(_Strict):
+    """POST /v1/embeddings: texts (or token ids) to pooled, normalised hidden states."""
+
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+    pooling: Literal["mean", "last"] | None = None  # wgllm: None = the model's own (GGUF pooling_type), else mean
+
+    @model_validator(mode="after")
+    def _inputs(self) -> EmbeddingRequest:
+        if isinstance(self.input, list) and not self.input:
+            _bad("input", "input must not be an empty list")
+        if isinstance(self.input, list) and len(self.input) > MAX_EMBED_INPUTS:
+            _bad("input", f"input takes at most {MAX_EMBED_INPUTS} items, got {len(self.input)}")
+        return self
+
+    @property
+    def items(self) -> list[str | list[int]]:
+        """Each input: a text or a list of token ids."""
+        x = self.input
+        if isinstance(x, str) or (x and isinstance(x[0], int)):
+            return [x]
+        return list(x)
+
+
+def parse_embedding_request(data: Any) -> EmbeddingRequest:
+    """Validate an embeddings request body; raise InvalidParameterError on the first problem."""
+    return _parse(EmbeddingRequest, data)
+
+
 class TokenizeRequest(_Strict):
     """POST /tokenize (llama.cpp's server): text to token ids."""
 
@@ -339,6 +372,7 @@ _UNIONS = {
     "prompt": "a string, a list of strings, a list of token ids or a list of lists of token ids",
     "content": "a string or a list of {\"type\": \"text\", \"text\": ...} parts",
     "stop": "a string or a list of strings",
+    "input": "a string, a list of strings, a list of token ids or a list of lists of token ids",
 }
 
 

@@ -75,6 +75,7 @@ class Transformer:
         self.staging = [dev.staging(4) for _ in range(STAGING_SLOTS)]  # token ids read back
         self.logit_staging = dev.staging(cfg.n_vocab * 4)  # one logits row read back
         self._all_logits: tuple | None = None
+        self._all_hidden: tuple | None = None
 
     # --- weights ----------------------------------------------------------
     def weight(self, names: list[str], label: str = "weights") -> list[lin.GpuWeight]:
@@ -163,6 +164,17 @@ class Transformer:
             d += self._softcap(out, T)
             self._all_logits = (d, out)
         return self._all_logits
+
+    def all_hidden(self) -> tuple[list[Dispatch], object]:
+        """Extra dispatches (run after a prefill pass) giving the final-normed hidden state of every
+        row (what the logits are computed from; embeddings pool it): [chunk, dim] f32."""
+        if self._all_hidden is None:
+            dev, cfg, T = self.dev, self.cfg, self.chunk
+            out = dev.buffer(T * cfg.dim * 4, "act")
+            d = ops.rmsnorm(dev, self.acts.x, self.output_norm, out, cfg.dim, T, cfg.rms_eps, self.step,
+                            in_type="f32", out_type="f32")
+            self._all_hidden = (d, out)
+        return self._all_hidden
 
     def write_tokens(self, ids, start: int) -> None:
         """Put token ids at positions start.. of the `tokens` buffer."""

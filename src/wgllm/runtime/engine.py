@@ -208,20 +208,33 @@ class Engine:
 
     def logits(self, prompt: Sequence[int]) -> np.ndarray:
         """Logits at every position of `prompt` ([T, vocab] float32), computed from an empty cache."""
+        return self._every_row(prompt, lambda m: m.all_logits(), self.cfg.n_vocab)
+
+    def hidden_states(self, prompt: Sequence[int]) -> np.ndarray:
+        """The final-normed hidden state at every position of `prompt` ([T, dim] float32: what the
+        logits are computed from, transformers' last `hidden_states`), from an empty cache."""
+        return self._every_row(prompt, lambda m: m.all_hidden(), self.cfg.dim)
+
+    def _every_row(self, prompt: Sequence[int], extra_of, width: int) -> np.ndarray:
+        """Prefill `prompt` chunk by chunk from an empty cache, running `extra_of(model)`'s dispatches
+        after each pass and reading its output rows ([T, width] float32)."""
         prompt = [int(t) for t in prompt]
         self._check_prompt(prompt, 0)
         self.reset()
-        self._resilient(lambda: None)  # a device that failed earlier is rebuilt first
-        m = self.model
-        extra, out = m.all_logits()
-        m.write_tokens(prompt, 0)
-        rows = []
-        for s in range(0, len(prompt), m.chunk):
-            T = min(m.chunk, len(prompt) - s)
-            ops.write_step(self.dev, m.step, T, s)
-            self.dev.run(m.prefill + extra, T=T)
-            rows.append(self.dev.read_array(out, np.float32, T * self.cfg.n_vocab).reshape(T, -1))
-        return np.concatenate(rows)
+
+        def work() -> np.ndarray:
+            m = self.model
+            extra, out = extra_of(m)
+            m.write_tokens(prompt, 0)
+            rows = []
+            for s in range(0, len(prompt), m.chunk):
+                T = min(m.chunk, len(prompt) - s)
+                ops.write_step(self.dev, m.step, T, s)
+                self.dev.run(m.prefill + extra, T=T)
+                rows.append(self.dev.read_array(out, np.float32, T * width).reshape(T, width))
+            return np.concatenate(rows)
+
+        return self._resilient(work)
 
     # --- recovery ---------------------------------------------------------------
     def _resilient(self, work):

@@ -56,6 +56,7 @@ def create_app(engine: AsyncEngine, *, api_key: str | None = None, max_body: int
     app.add_api_route("/v1/models", _models, methods=["GET"], dependencies=auth)
     app.add_api_route("/v1/chat/completions", _chat, methods=["POST"], dependencies=auth)
     app.add_api_route("/v1/completions", _completions, methods=["POST"], dependencies=auth)
+    app.add_api_route("/v1/embeddings", _embeddings, methods=["POST"], dependencies=auth)
     app.add_api_route("/tokenize", _tokenize, methods=["POST"], dependencies=auth)
     app.add_api_route("/detokenize", _detokenize, methods=["POST"], dependencies=auth)
     ollama.install(app, auth)
@@ -79,7 +80,7 @@ def _auth_dependency(api_key: str | None):
 
 
 # the routes /metrics counts by path (any other path counts as "other": bounded label values)
-_LABELLED = frozenset(("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/tokenize",
+_LABELLED = frozenset(("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics", "/tokenize",
                        "/detokenize", *ollama.PATHS))
 
 
@@ -116,6 +117,12 @@ async def _models(request: Request) -> JSONResponse:
 async def _chat(request: Request) -> Response:
     body = await read_json(request)
     return await _serve(request, await request.app.state.engine.prepare_chat(body))
+
+
+async def _embeddings(request: Request) -> JSONResponse:
+    """OpenAI's /v1/embeddings (in the queue's order, like a generation)."""
+    result = await request.app.state.engine.embed(await read_json(request))
+    return JSONResponse(result.model_dump(mode="json"))
 
 
 async def _tokenize(request: Request) -> JSONResponse:

@@ -1,5 +1,5 @@
-"""Ollama's API on the same server: /api/chat, /api/generate (NDJSON streams), /api/tags,
-/api/show, /api/ps, /api/version.
+"""Ollama's API on the same server: /api/chat, /api/generate (NDJSON streams), /api/embed (and
+the older /api/embeddings), /api/tags, /api/show, /api/ps, /api/version.
 
 Each request is translated into the OpenAI request the rest of the server runs (same
 validation, sampling, stop strings, grammars): Ollama's `options` map to OpenAI's fields
@@ -31,12 +31,14 @@ OPTIONS = {"num_predict": "max_tokens", "temperature": "temperature", "top_p": "
            "min_p": "min_p", "seed": "seed", "stop": "stop", "frequency_penalty": "frequency_penalty",
            "presence_penalty": "presence_penalty"}
 _IGNORED: set[str] = set()
-PATHS = ("/api/version", "/api/tags", "/api/ps", "/api/show", "/api/chat", "/api/generate")
+PATHS = ("/api/version", "/api/tags", "/api/ps", "/api/show", "/api/chat", "/api/generate", "/api/embed",
+         "/api/embeddings")
 
 
 def install(app: FastAPI, auth: list) -> None:
     """Add Ollama's routes to `app` (with the app's authentication)."""
-    routes = ((_version, "GET"), (_tags, "GET"), (_ps, "GET"), (_show, "POST"), (_chat, "POST"), (_generate, "POST"))
+    routes = ((_version, "GET"), (_tags, "GET"), (_ps, "GET"), (_show, "POST"), (_chat, "POST"), (_generate, "POST"),
+              (_embed, "POST"), (_embeddings, "POST"))
     for path, (fn, method) in zip(PATHS, routes):
         app.add_api_route(path, _ollama_errors(fn), methods=[method], dependencies=auth)
 
@@ -166,6 +168,29 @@ async def _generate(request: Request) -> Response:
     messages = ([{"role": "system", "content": body["system"]}] if body.get("system") else []) + \
                [{"role": "user", "content": prompt}]
     return await _run(request, body, {**_common(body), "messages": messages}, chat=True, out="response")
+
+
+async def _embed(request: Request) -> JSONResponse:
+    """/api/embed: {"model", "input": text or texts, "dimensions"?} -> {"embeddings": [[...]], ...}."""
+    body = await _body(request)
+    t0 = time.perf_counter_ns()
+    req = {"input": body.get("input"), **({"model": body["model"]} if body.get("model") is not None else {}),
+           **({"dimensions": body["dimensions"]} if body.get("dimensions") is not None else {})}
+    result = await request.app.state.engine.embed(req)
+    return JSONResponse({"model": _name(request), "embeddings": [d.embedding for d in result.data],
+                         "total_duration": time.perf_counter_ns() - t0, "load_duration": 0,
+                         "prompt_eval_count": result.usage.prompt_tokens})
+
+
+async def _embeddings(request: Request) -> JSONResponse:
+    """/api/embeddings (Ollama's older route): {"model", "prompt"} -> {"embedding": [...]}."""
+    body = await _body(request)
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str):
+        raise InvalidParameterError("Invalid request: 'prompt' must be the text to embed.", "prompt")
+    req = {"input": prompt, **({"model": body["model"]} if body.get("model") is not None else {})}
+    result = await request.app.state.engine.embed(req)
+    return JSONResponse({"embedding": result.data[0].embedding})
 
 
 def _common(body: dict[str, Any]) -> dict[str, Any]:

@@ -126,6 +126,16 @@ def reference_logits(gguf_path: str | Path, token_ids, config: dict | None = Non
     return out.logits[0].float().numpy()
 
 
+def reference_hidden(gguf_path: str | Path, token_ids, config: dict | None = None) -> np.ndarray:
+    """Transformers' last hidden state (after the final norm) for `token_ids` as float32 [T, dim]."""
+    import torch
+
+    model = _hf_model(gguf_path, config)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([list(token_ids)], dtype=torch.long), output_hidden_states=True)
+    return out.hidden_states[-1][0].float().numpy()
+
+
 def reference_greedy(gguf_path: str | Path, prompt_ids, n: int, config: dict | None = None) -> list[int]:
     """The n tokens transformers picks greedily (argmax, KV-cached, no stop on EOS) after the prompt."""
     import torch
