@@ -119,3 +119,25 @@ def test_ollama_client_round_trip(real_server):
     r = client.chat(model="any", messages=messages, tools=TOOLS, options={"num_predict": 40, "temperature": 0})
     assert r.done and r.message.content and not r.message.tool_calls
     assert "22" in r.message.content or "sunny" in r.message.content.lower(), r.message.content
+
+
+RESPONSES_TOOLS = [{"type": "function", **t["function"]} for t in TOOLS]  # Responses' flat function tools
+
+
+def test_responses_api_tool_call_and_round_trip(real_client):
+    kw = {"model": "any", "tools": RESPONSES_TOOLS, "temperature": 0, "max_output_tokens": 80}
+    r = real_client.responses.create(input="What is the weather in Paris?", tool_choice="required", **kw)
+    (call,) = [item for item in r.output if item.type == "function_call"]
+    assert call.name == "get_weather" and call.call_id and r.status == "completed"
+    jsonschema.validate(json.loads(call.arguments), SCHEMAS["get_weather"])
+    events = list(real_client.responses.create(input="What is the weather in Paris?", tool_choice="required",
+                                               stream=True, **kw))
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert [(e.name, e.arguments) for e in done] == [(call.name, call.arguments)]
+    assert events[-1].type == "response.completed"
+    answer = real_client.responses.create(input=[
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "22 degrees celsius and sunny"}], **kw)
+    assert answer.output_text and not [i for i in answer.output if i.type == "function_call"]
+    assert "22" in answer.output_text or "sunny" in answer.output_text.lower(), answer.output_text

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from wgllm.api import openai_responses
 from wgllm.api.async_engine import AsyncEngine
 from wgllm.api.generation import Job, check_model, model_id
 from wgllm.api.protocol import parse_detokenize_request, parse_tokenize_request
@@ -57,6 +58,7 @@ def create_app(engine: AsyncEngine, *, api_key: str | None = None, max_body: int
     app.add_api_route("/v1/chat/completions", _chat, methods=["POST"], dependencies=auth)
     app.add_api_route("/v1/completions", _completions, methods=["POST"], dependencies=auth)
     app.add_api_route("/v1/embeddings", _embeddings, methods=["POST"], dependencies=auth)
+    app.add_api_route("/v1/responses", _responses, methods=["POST"], dependencies=auth)
     app.add_api_route("/tokenize", _tokenize, methods=["POST"], dependencies=auth)
     app.add_api_route("/detokenize", _detokenize, methods=["POST"], dependencies=auth)
     ollama.install(app, auth)
@@ -80,7 +82,7 @@ def _auth_dependency(api_key: str | None):
 
 
 # the routes /metrics counts by path (any other path counts as "other": bounded label values)
-_LABELLED = frozenset(("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics", "/tokenize",
+_LABELLED = frozenset(("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models", "/health", "/metrics", "/tokenize",
                        "/detokenize", *ollama.PATHS))
 
 
@@ -117,6 +119,42 @@ async def _models(request: Request) -> JSONResponse:
 async def _chat(request: Request) -> Response:
     body = await read_json(request)
     return await _serve(request, await request.app.state.engine.prepare_chat(body))
+
+
+async def _responses(request: Request) -> Response:
+    """OpenAI's Responses API, run as the chat completion it translates to (wgllm.api.openai_responses)."""
+    body = await read_json(request)
+    job = await request.app.state.engine.prepare_chat(openai_responses.to_chat_request(body))
+    state = request.app.state
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+    if job.request.stream:
+        return StreamingResponse(_response_events(state, job, body, watcher), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    try:
+        result = await state.engine.result(job)
+    finally:
+        watcher.cancel()
+        state.metrics.observe(job)
+    return JSONResponse(openai_responses.to_response(job, body, result))
+
+
+async def _response_events(state: Any, job: Job, body: dict, watcher: asyncio.Task) -> AsyncIterator[str]:
+    stream = openai_responses.EventStream(job, body)
+
+    def sse(evs: list[dict]) -> str:
+        return "".join(f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n" for e in evs)
+    try:
+        yield sse(stream.start())
+        async for chunk in state.engine.stream(job):
+            if text := sse(stream.push(chunk)):
+                yield text
+        yield sse(stream.finish_events())
+    except WgllmError as exc:  # after the 200 went out: an error event
+        _, err = errors.status_and_body(exc)
+        yield sse([{"type": "error", "sequence_number": -1, **err["error"]}])
+    finally:
+        watcher.cancel()
+        state.metrics.observe(job)
 
 
 async def _embeddings(request: Request) -> JSONResponse:
