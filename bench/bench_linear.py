@@ -2,6 +2,7 @@
 
     python bench/bench_linear.py                      # default shapes, T = 1
     python bench/bench_linear.py --shape Q4_0:4096x14336 --T 512
+    python bench/bench_linear.py --rounds 2            # and each shape's best of 2 rounds
 
 TYPE is any runnable type of kernels/qtypes.py (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
 IQ4_NL Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS).
@@ -26,7 +27,7 @@ from gguf import GGMLQuantizationType
 from wgllm.gpu.device import Device
 from wgllm.gpu.discovery import choose_adapter
 from wgllm.kernels import linear as L
-from wgllm.kernels import ops
+from wgllm.kernels import ops, qtypes
 
 DEFAULT_SHAPES = ["Q4_0:4096x14336", "Q4_1:576x1536", "Q8_0:4096x4096", "Q4_K:4096x14336", "Q6_K:4096x14336", "F16:4096x4096",
                   "F32:4096x4096", "BF16:4096x4096", "Q5_0:4096x14336", "Q5_1:4096x14336", "IQ4_NL:4096x14336",
@@ -99,7 +100,7 @@ def _copies(dev, a, b, nbytes, iters):
     return enc.finish()
 
 
-def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int, iters: int, rng) -> None:
+def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int, iters: int, rng) -> float:
     raw = L.random_weight_bytes(rng, qtype, N, K)
     copies = min(MAX_COPIES, max(1, -(-COLD_BYTES // raw.nbytes)))
     weights = [L.upload_weight(dev, [raw], qtype, K, "bench w") for _ in range(copies)]
@@ -120,6 +121,7 @@ def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int
             dev.release(buf)
     for b in (x, y, step):
         dev.release(b)
+    return dt
 
 
 def main() -> None:
@@ -127,6 +129,9 @@ def main() -> None:
     ap.add_argument("--shape", action="append", help="TYPE:KxN, e.g. Q4_0:4096x14336 (repeatable)")
     ap.add_argument("--T", type=int, default=1, help="tokens per call (1: decode matvec)")
     ap.add_argument("--iters", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="time the shapes this many times over (each a fresh upload), then print each shape's best "
+                         "(the H200 showed slow spells of a few seconds that hit whichever shapes ran then)")
     ap.add_argument("--adapter", default=None)
     ap.add_argument("--matvec", metavar="G,P,U",
                     help="matvec tuning: row groups, row pairs (0: per type), unroll (one per process: timings in a "
@@ -143,10 +148,22 @@ def main() -> None:
     if args.matvec:
         L.MATVEC_GROUPS, L.MATVEC_PAIRS, L.MATVEC_UNROLL = (int(v) or None for v in args.matvec.split(","))
     print(f"matvec groups={L.MATVEC_GROUPS} pairs={L.MATVEC_PAIRS} unroll={L.MATVEC_UNROLL}")
-    for spec in args.shape or DEFAULT_SHAPES:
-        name, dims = spec.split(":")
-        K, N = (int(v) for v in dims.lower().split("x"))
-        bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng)
+    best: dict[str, float] = {}
+    for r in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {r}")
+        for spec in args.shape or DEFAULT_SHAPES:
+            name, dims = spec.split(":")
+            K, N = (int(v) for v in dims.lower().split("x"))
+            dt = bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng)
+            best[spec] = min(dt, best.get(spec, dt))
+    if args.rounds > 1:
+        print(f"best of {args.rounds} rounds:")
+        for spec, dt in best.items():
+            name, dims = spec.split(":")
+            K, N = (int(v) for v in dims.lower().split("x"))
+            nbytes = qtypes.qtype(name.upper()).nbytes((N, K))
+            print(f"{name.upper():6s} {K}x{N}  {dt * 1e6:9.1f} us/call  {nbytes / dt / 1e9:7.1f} GB/s")
 
 
 if __name__ == "__main__":

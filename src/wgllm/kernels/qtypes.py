@@ -74,7 +74,7 @@ TYPES: dict[str, QType] = {t.name: t for t in [
     QType("Q5_1", "q5_1", scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("IQ4_NL", "iq4_nl", scales=_S8),
     QType("Q2_K", "q2_k", unit=64, fallback="Q4_0", scales=((80, 1e-4, 1e-3), (82, 1e-4, 1e-3))),
-    QType("Q3_K", "q3_k", unit=64, pairs=1, fallback="Q4_0", scales=((108, 1e-4, 1e-3),)),
+    QType("Q3_K", "q3_k", unit=64, fallback="Q4_0", scales=((108, 1e-4, 1e-3),)),
     QType("Q4_K", "q4_k", unit=64, rowdot=True, fallback="Q5_0", scales=((0, 1e-4, 1e-3), (2, 1e-4, 1e-3))),
     QType("Q5_K", "q5_k", unit=64, pairs=1, fallback="Q5_1", scales=((0, 1e-4, 1e-3), (2, 1e-4, 1e-3))),
     QType("Q6_K", "q6_k", unit=64, fallback="Q8_0", scales=((208, 1e-4, 1e-3),)),

@@ -1,0 +1,115 @@
+"""A/B of decode matvec kernels: this tree's matvec.wgsl against another copy of it, per type.
+
+    python bench/diag/matvec_ab.py --old OLD.wgsl [--types Q4_0,Q2_K,...] [--rounds 3]
+        [--config NAME[@old]:TYPE=PAIRS,...] ...
+
+Each type's weights (random, K x N, cycled past the L2 as in bench_linear) are uploaded
+once; then, in interleaved rounds, every configuration times every type (bench_linear's
+timing: GPU timestamps). Configurations: "old" (OLD.wgsl: e.g. matvec.wgsl as committed,
+saved before an edit), "new" (this tree), and each --config: this tree (or OLD.wgsl with @old)
+with some types' row pairs replaced. Prints each type's median
+GB/s per configuration and its ratio to Q4_0's median in the same configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+
+import numpy as np
+from gguf import GGMLQuantizationType as Q
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import bench_linear as B  # noqa: E402
+
+from wgllm.gpu.device import Device  # noqa: E402
+from wgllm.gpu.discovery import choose_adapter  # noqa: E402
+from wgllm.kernels import linear as L  # noqa: E402
+from wgllm.kernels import ops, qtypes, registry  # noqa: E402
+
+_LOAD = registry.load_source
+_TYPES = dict(qtypes.TYPES)
+
+
+def configure(dev, old_src: str | None, over: dict) -> None:
+    """Later dispatches use `old_src` as matvec.wgsl (None: this tree's), and for each type
+    in `over` that many row pairs."""
+    qtypes.TYPES.clear()
+    qtypes.TYPES.update(_TYPES)
+    registry.load_source = _LOAD if old_src is None else (lambda name: old_src if name == "matvec" else _LOAD(name))
+    for n, pairs in over.items():
+        qtypes.TYPES[n] = dataclasses.replace(qtypes.TYPES[n], pairs=pairs)
+    dev._pipelines.clear()
+
+
+def parse_config(spec: str, old_src: str):
+    """NAME[@old]:TYPE=PAIRS,... -> (name, source, {type: row pairs})."""
+    name, _, rest = spec.partition(":")
+    src = old_src if name.endswith("@old") else None
+    over = {}
+    for item in filter(None, rest.split(",")):
+        t, _, pairs = item.partition("=")
+        over[t] = int(pairs)
+    return name, src, over
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--old", required=True)
+    ap.add_argument("--types", default="Q4_0,Q2_K,Q3_K,Q5_0")
+    ap.add_argument("--shape", default="4096x14336")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--config", action="append", default=[])
+    args = ap.parse_args()
+    old_src = open(args.old).read()
+    info = choose_adapter(None)
+    has_ts = "timestamp-query" in info.adapter.features
+    dev = Device(B._TimestampAdapter(info.adapter) if has_ts else info.adapter)
+    dev.timestamps = has_ts
+    dev._sync = dev.buffer(4, "bench sync")
+    print(f"adapter: {info.summary}; timing: {'GPU timestamps' if has_ts else 'wall clock'}", flush=True)
+    K, N = (int(v) for v in args.shape.split("x"))
+    rng = np.random.default_rng(0)
+    names = args.types.split(",")
+    data = {}
+    for name in names:
+        raw = L.random_weight_bytes(rng, Q[name], N, K)
+        copies = min(B.MAX_COPIES, max(1, -(-B.COLD_BYTES // raw.nbytes)))
+        data[name] = (raw.nbytes, [L.upload_weight(dev, [raw], Q[name], K, "ab w") for _ in range(copies)])
+    x = dev.upload(rng.standard_normal((1, K)).astype(np.float32), "ab x")
+    y = dev.buffer(N * 4, "ab y")
+    step = ops.step_buffer(dev, "ab step")
+    ops.write_step(dev, step, 1, 0)
+    configs = {"old": (old_src, {}), "new": (None, {})}
+    for spec in args.config:
+        name, src, over = parse_config(spec, old_src)
+        configs[name] = (src, over)
+    res: dict = {}
+    for r in range(args.rounds):
+        for cname, (src, over) in configs.items():
+            configure(dev, src, over)
+            for name in names:
+                nbytes, weights = data[name]
+                per_w = [L.linear(dev, w, x, y, 1, step) for w in weights]
+                dispatches = [d for i in range(args.iters) for d in per_w[i % len(weights)]]
+                dt = B.timed(dev, dispatches) / args.iters
+                res.setdefault((cname, name), []).append(dt)
+                print(f"round {r} {cname:8s} {name:6s} {dt * 1e6:7.1f} us {nbytes / dt / 1e9:7.1f} GB/s", flush=True)
+    configure(dev, None, {})
+    print(f"\n{args.shape}: median over {args.rounds} rounds (us/call, GB/s, per byte vs Q4_0 in the same configuration)")
+    for cname, (_, over) in configs.items():
+        base = data["Q4_0"][0] / statistics.median(res[(cname, "Q4_0")]) if "Q4_0" in names else None
+        for name in names:
+            dt = statistics.median(res[(cname, name)])
+            bps = data[name][0] / dt  # bytes per second
+            ratio = f"{bps / base:5.2f}" if base else "  -  "
+            pairs = over.get(name) or qtypes.TYPES[name].pairs
+            print(f"{cname:8s} {name:6s} pairs={pairs} {dt * 1e6:7.1f} us {bps / 1e9:7.1f} GB/s  x{ratio}")
+
+
+if __name__ == "__main__":
+    main()
