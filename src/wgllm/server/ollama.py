@@ -1,5 +1,6 @@
 """Ollama's API on the same server: /api/chat, /api/generate (NDJSON streams), /api/embed (and
-the older /api/embeddings), /api/tags, /api/show, /api/ps, /api/version.
+the older /api/embeddings), /api/pull (wgllm's registry, into the cache), /api/tags, /api/show,
+/api/ps, /api/version.
 
 Each request is translated into the OpenAI request the rest of the server runs (same
 validation, sampling, stop strings, grammars): Ollama's `options` map to OpenAI's fields
@@ -12,6 +13,7 @@ with the status the OpenAI routes give.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from wgllm.api.generation import model_id
-from wgllm.errors import InvalidParameterError, WgllmError
+from wgllm.errors import InvalidParameterError, ModelNotFoundError, WgllmError
 from wgllm.server import errors
 
 log = logging.getLogger("wgllm.server")
@@ -32,13 +34,13 @@ OPTIONS = {"num_predict": "max_tokens", "temperature": "temperature", "top_p": "
            "presence_penalty": "presence_penalty"}
 _IGNORED: set[str] = set()
 PATHS = ("/api/version", "/api/tags", "/api/ps", "/api/show", "/api/chat", "/api/generate", "/api/embed",
-         "/api/embeddings")
+         "/api/embeddings", "/api/pull")
 
 
 def install(app: FastAPI, auth: list) -> None:
     """Add Ollama's routes to `app` (with the app's authentication)."""
     routes = ((_version, "GET"), (_tags, "GET"), (_ps, "GET"), (_show, "POST"), (_chat, "POST"), (_generate, "POST"),
-              (_embed, "POST"), (_embeddings, "POST"))
+              (_embed, "POST"), (_embeddings, "POST"), (_pull, "POST"))
     for path, (fn, method) in zip(PATHS, routes):
         app.add_api_route(path, _ollama_errors(fn), methods=[method], dependencies=auth)
 
@@ -137,7 +139,11 @@ def _messages(messages: Any) -> Any:
         return messages  # validation names the problem
     ids: dict[str, str] = {}
     out = []
-    for m in messages:
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("images"):
+            raise _no_images(f"messages.{i}.images")
+        if isinstance(m, dict) and "images" in m:
+            m = {k: v for k, v in m.items() if k != "images"}
         if isinstance(m, dict) and isinstance(m.get("tool_calls"), list):
             m = {**m, "tool_calls": [_call(c, f"call_{len(ids) + k}") for k, c in enumerate(m["tool_calls"])]}
             ids.update({c["function"]["name"]: c["id"] for c in m["tool_calls"] if isinstance(c, dict)})
@@ -146,6 +152,11 @@ def _messages(messages: Any) -> Any:
             m = {k: v for k, v in m.items() if k != "tool_name"} | {"tool_call_id": ids.get(m.get("tool_name"), latest)}
         out.append(m)
     return out
+
+
+def _no_images(param: str) -> InvalidParameterError:
+    return InvalidParameterError(f"Invalid request: '{param}': wgllm runs text models only; send the request "
+                                 f"without images.", param)
 
 
 def _call(call: Any, default_id: str) -> Any:
@@ -160,7 +171,9 @@ def _call(call: Any, default_id: str) -> Any:
 async def _generate(request: Request) -> Response:
     body = await _body(request)
     prompt = body.get("prompt", "")
-    if prompt == "" and not body.get("images"):  # Ollama's "load the model" request
+    if body.get("images"):
+        raise _no_images("images")
+    if prompt == "":  # Ollama's "load the model" request
         return JSONResponse({"model": _name(request), "created_at": _now(), "response": "", "done": True,
                              "done_reason": "load"})
     if body.get("raw"):
@@ -191,6 +204,55 @@ async def _embeddings(request: Request) -> JSONResponse:
     req = {"input": prompt, **({"model": body["model"]} if body.get("model") is not None else {})}
     result = await request.app.state.engine.embed(req)
     return JSONResponse({"embedding": result.data[0].embedding})
+
+
+async def _pull(request: Request) -> Response:
+    """/api/pull: fetch a model of wgllm's registry into the cache (`wgllm pull`), with Ollama's status
+    lines. The server goes on serving the model it has loaded."""
+    from wgllm import hub
+
+    body = await _body(request)
+    name = body.get("model") or body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterError("Invalid request: 'model' must name the model to pull.", "model")
+    if hub.registry_entry(name) is None:
+        raise ModelNotFoundError(f"Unknown model '{name[:100]}': /api/pull fetches models of wgllm's registry "
+                                 f"(`wgllm list --all` shows them).")
+    lines = _pull_lines(name)
+    if body.get("stream", True):
+        return StreamingResponse(lines, media_type="application/x-ndjson")
+    last = {}
+    async for line in lines:
+        last = json.loads(line)
+    return JSONResponse(last, status_code=500 if "error" in last else 200)
+
+
+async def _pull_lines(name: str) -> AsyncIterator[str]:
+    from wgllm import hub
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def report(part: str, done: int, total: int | None) -> None:
+        line = {"status": f"pulling {part}", "digest": part, "completed": done, **({"total": total} if total else {})}
+        loop.call_soon_threadsafe(queue.put_nowait, line)
+
+    yield json.dumps({"status": "pulling manifest"}) + "\n"
+    task = loop.run_in_executor(None, lambda: hub.pull(name, progress=False, on_progress=report))
+    while not (task.done() and queue.empty()):
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            yield json.dumps(getter.result()) + "\n"
+        else:
+            getter.cancel()
+    try:
+        task.result()
+    except WgllmError as exc:
+        yield json.dumps({"error": exc.message}) + "\n"
+        return
+    yield json.dumps({"status": "verifying sha256 digest"}) + "\n"
+    yield json.dumps({"status": "success"}) + "\n"
 
 
 def _common(body: dict[str, Any]) -> dict[str, Any]:
