@@ -125,17 +125,8 @@ async def _responses(request: Request) -> Response:
     """OpenAI's Responses API, run as the chat completion it translates to (wgllm.api.openai_responses)."""
     body = await read_json(request)
     job = await request.app.state.engine.prepare_chat(openai_responses.to_chat_request(body))
-    state = request.app.state
-    watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
-    if job.request.stream:
-        return StreamingResponse(_response_events(state, job, body, watcher), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    try:
-        result = await state.engine.result(job)
-    finally:
-        watcher.cancel()
-        state.metrics.observe(job)
-    return JSONResponse(openai_responses.to_response(job, body, result))
+    return await _serve(request, job, events=lambda state, watcher: _response_events(state, job, body, watcher),
+                        whole=lambda result: openai_responses.to_response(job, body, result))
 
 
 async def _response_events(state: Any, job: Job, body: dict, watcher: asyncio.Task) -> AsyncIterator[str]:
@@ -228,19 +219,21 @@ def _no_constants(name: str) -> Any:
 # --- running ----------------------------------------------------------------------------------
 
 
-async def _serve(request: Request, job: Job) -> Response:
-    """Run a prepared job: the whole response, or an SSE stream."""
+async def _serve(request: Request, job: Job, events: Any = None, whole: Any = None) -> Response:
+    """Run a prepared job: the whole response (`whole(result)`: its JSON, default the result's), or an
+    SSE stream (`events(state, watcher)`: its text, default OpenAI's chunks)."""
     state = request.app.state
     watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
     if job.request.stream:
-        return StreamingResponse(_sse(state, job, watcher), media_type="text/event-stream",
+        body = events(state, watcher) if events else _sse(state, job, watcher)
+        return StreamingResponse(body, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
         result = await state.engine.result(job)
     finally:
         watcher.cancel()
         state.metrics.observe(job)
-    return JSONResponse(result.model_dump(mode="json"))
+    return JSONResponse(whole(result) if whole else result.model_dump(mode="json"))
 
 
 async def _cancel_on_disconnect(request: Request, job: Job) -> None:
