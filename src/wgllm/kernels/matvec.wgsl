@@ -542,8 +542,8 @@ fn udot_q2_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
 // integers below 2^24): one and-or per element on the integer pipe and a multiply-add on
 // the float pipe, where `top` takes two integer ops, and the quant's zero point (z) and
 // 8 (dot - X) - 4 X come for free. Fields are read where they sit; only those reaching
-// above bit 22 need a shift (one per word). Measured on an H200: Q3_K 1-2% faster (4-5%
-// with two row pairs, now its tiling); the same for Q2_K was 3% slower than `top`.
+// above bit 22 need a shift (one per word). Measured on an H200: Q3_K 1-2% faster than with
+// `top` at the same tiling; the same for Q2_K was 3% slower (bench/RESULTS.md).
 fn ex(w: vec4<u32>, m: vec4<u32>, f: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
     return bitcast<vec4<f32>>((w & m) | vec4<u32>(MAGIC)) * f + (z - TWO23 * f);
 }
