@@ -213,7 +213,8 @@ def test_unload_and_load_another_model(tiny_path, tmp_path, device):
         chat(e, max_tokens=2)
     e.load(str(other))
     assert e.model_id == "other" and e.n_ctx == 128  # options not given are kept
-    assert chat(e, model="other", max_tokens=3).usage.completion_tokens == 3
+    r = chat(e, model="other", max_tokens=3, temperature=0)  # the new model answers (a random one may stop early)
+    assert 1 <= r.usage.completion_tokens <= 3 and r.model == "other"
     e.load(str(tiny_path))
     assert text_of(e, max_tokens=4, temperature=0) == before
 

@@ -217,7 +217,7 @@ async def _pull(request: Request) -> Response:
         raise InvalidParameterError("Invalid request: 'model' must name the model to pull.", "model")
     if hub.registry_entry(name) is None:
         raise ModelNotFoundError(f"Unknown model '{name[:100]}': /api/pull fetches models of wgllm's registry "
-                                 f"(`wgllm list --all` shows them).")
+                                 f"(`wgllm models --catalog` lists them).")
     lines = _pull_lines(name)
     if body.get("stream", True):
         return StreamingResponse(lines, media_type="application/x-ndjson")
