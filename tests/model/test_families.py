@@ -111,3 +111,23 @@ def test_phi3_long_factors_beyond_the_original_context(tmp_path, device):
     assert rel.max() < 1e-3, f"per-position relative error {rel.max():.2e}"
     short = Engine(str(path), ctx=128, precision="f32", chunk=16).logits(prompt).astype(np.float64)
     assert np.linalg.norm(short - ref) / np.linalg.norm(ref) > 1e-2  # the factors matter: this can fail
+
+
+def test_greedy_identical_with_the_gpu_kernels(case, device, monkeypatch):
+    """The decode pass a hardware adapter builds (its kernel variants: the matvec, the split
+    attention and its combine, the one-workgroup RMSNorm), run on whatever adapter this is (on
+    lavapipe too), vs transformers."""
+    from wgllm.gpu.device import Device
+
+    init = Device.__init__
+
+    def gpu_kind(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.kind = "gpu"
+
+    monkeypatch.setattr(Device, "__init__", gpu_kind)
+    path, hf = case
+    eng = _engine(path, "f32", chunk=5)
+    assert eng.dev.kind == "gpu"
+    prompt = _prompt(11, eng.cfg.n_vocab, 2)
+    assert list(eng.generate(prompt, max_tokens=16, stop_ids=[])) == oracle.reference_greedy(path, prompt, 16, hf)
