@@ -62,3 +62,18 @@ def test_async_errors_raise_at_create(aengine):
 
     with pytest.raises(InvalidParameterError):
         asyncio.run(main())
+
+
+def test_async_responses_api(aengine, tiny):
+    async def main():
+        for _ in range(2):  # the second finds the prompt cached, as the streamed one will (f16 rounding)
+            r = await aengine.responses.create(input="Tell me a story.", max_output_tokens=5, temperature=0)
+        events = [e async for e in await aengine.responses.create(input="Tell me a story.", max_output_tokens=5,
+                                                                  temperature=0, stream=True)]
+        return r, events
+
+    r, events = asyncio.run(main())
+    text = r["output"][0]["content"][0]["text"]
+    assert r["usage"]["output_tokens"] == 5 and text
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == text
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))

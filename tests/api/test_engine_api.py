@@ -234,3 +234,15 @@ def test_recovery_mid_generation_keeps_grammar_logprobs_and_draws_exact(tiny_pat
     assert [t.logprob for t in got.choices[0].logprobs.content] == pytest.approx(
         [t.logprob for t in want.choices[0].logprobs.content], rel=1e-4)
     jsonschema.validate(json.loads(got.choices[0].message.content), SCHEMA)
+
+
+def test_responses_api_in_python(tiny):
+    kw = {"max_tokens": 6, "temperature": 0}
+    for _ in range(2):  # the second finds the prompt cached, as the responses request will
+        want = chat(tiny, **kw).choices[0].message.content
+    r = tiny.responses.create(input=MSG[0]["content"], max_output_tokens=6, temperature=0)
+    assert r["object"] == "response" and r["output"][0]["content"][0]["text"] == want
+    assert r["usage"]["output_tokens"] == 6 and r["status"] == "incomplete"
+    events = list(tiny.responses.create(input=MSG[0]["content"], max_output_tokens=6, temperature=0, stream=True))
+    assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.incomplete"
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == want

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from wgllm.api import embeddings, generation, responses
+from wgllm.api import embeddings, generation, openai_responses, responses
 from wgllm.api.engine import Engine, _fields
 from wgllm.api.generation import Job
 from wgllm.api.protocol import parse_chat_request, parse_completion_request, parse_embedding_request
@@ -43,6 +43,7 @@ class AsyncEngine:
         self.chat = _AsyncChat(self)
         self.completions = _AsyncCompletions(self)
         self.embeddings = _AsyncEmbeddings(self)
+        self.responses = _AsyncResponses(self)
 
     # --- requests -------------------------------------------------------------------------
     async def prepare_chat(self, request: dict[str, Any]) -> Job:
@@ -186,3 +187,16 @@ class _AsyncEmbeddings:
     async def create(self, **request: Any) -> Any:
         """As `Engine.embeddings.create`."""
         return await self._owner.embed(_fields(request))
+
+
+class _AsyncResponses:
+    def __init__(self, owner: AsyncEngine):
+        self._owner = owner
+
+    async def create(self, **request: Any) -> Any:
+        """As `Engine.responses.create`; with stream=True, returns an async iterator of events."""
+        body = _fields(request)
+        job = await self._owner.prepare_chat(openai_responses.to_chat_request(body))
+        if not job.request.stream:
+            return openai_responses.to_response(job, body, await self._owner.result(job))
+        return openai_responses.aevents(job, body, self._owner.stream(job))

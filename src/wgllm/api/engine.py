@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wgllm.api import embeddings, generation, responses
+from wgllm.api import embeddings, generation, openai_responses, responses
 from wgllm.api.protocol import parse_chat_request, parse_completion_request, parse_embedding_request
 from wgllm.api.types import ChatCompletion, ChatCompletionChunk, Completion, EmbeddingList
 from wgllm.errors import EngineBusyError, ModelNotLoadedError
@@ -101,6 +101,25 @@ class Embeddings:
         return embeddings.create(self._engine, parse_embedding_request(_fields(request)))
 
 
+class Responses:
+    """`engine.responses` (OpenAI's Responses API, run as the chat completion it translates to)."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+
+    def create(self, **request: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """A response for the Responses API's fields (input=... a text or input items;
+        instructions, model, max_output_tokens, temperature, top_p, tools, tool_choice,
+        parallel_tool_calls, text.format, stream): the Response object as a dict, or with
+        stream=True an iterator of its events (dicts with "type" and "sequence_number")."""
+        body = _fields(request)
+        job = generation.prepare_chat(self._engine, parse_chat_request(openai_responses.to_chat_request(body)))
+        pieces = generation.run(self._engine, job)
+        if job.request.stream:
+            return openai_responses.events(job, body, responses.chat_chunks(self._engine, job, pieces))
+        return openai_responses.to_response(job, body, responses.chat_result(self._engine, job, pieces))
+
+
 class Engine(_RuntimeEngine):
     """A model on a WebGPU adapter with OpenAI's API: `chat.completions.create`, `completions.create`.
 
@@ -117,6 +136,7 @@ class Engine(_RuntimeEngine):
         self.chat = Chat(self)
         self.completions = Completions(self)
         self.embeddings = Embeddings(self)
+        self.responses = Responses(self)
         self._load(model, options)
 
     def _load(self, model: Any, options: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from wgllm.errors import InvalidParameterError
@@ -263,6 +263,18 @@ class EventStream:
                 self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                             name=item["name"], arguments=item["arguments"]),
                 self._event("response.output_item.done", output_index=index, item=item)]
+
+
+async def aevents(job: Any, body: dict[str, Any], chunks: AsyncIterable[Any]) -> AsyncIterator[dict[str, Any]]:
+    """All the Responses stream events of an asynchronous chat stream."""
+    stream = EventStream(job, body)
+    for event in stream.start():
+        yield event
+    async for chunk in chunks:
+        for event in stream.push(chunk):
+            yield event
+    for event in stream.finish_events():
+        yield event
 
 
 def events(job: Any, body: dict[str, Any], chunks: Iterable[Any]) -> Iterator[dict[str, Any]]:

@@ -130,19 +130,14 @@ async def _responses(request: Request) -> Response:
 
 
 async def _response_events(state: Any, job: Job, body: dict, watcher: asyncio.Task) -> AsyncIterator[str]:
-    stream = openai_responses.EventStream(job, body)
-
-    def sse(evs: list[dict]) -> str:
-        return "".join(f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n" for e in evs)
+    def sse(e: dict) -> str:
+        return f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n"
     try:
-        yield sse(stream.start())
-        async for chunk in state.engine.stream(job):
-            if text := sse(stream.push(chunk)):
-                yield text
-        yield sse(stream.finish_events())
+        async for event in openai_responses.aevents(job, body, state.engine.stream(job)):
+            yield sse(event)
     except WgllmError as exc:  # after the 200 went out: an error event
         _, err = errors.status_and_body(exc)
-        yield sse([{"type": "error", "sequence_number": -1, **err["error"]}])
+        yield sse({"type": "error", "sequence_number": -1, **err["error"]})
     finally:
         watcher.cancel()
         state.metrics.observe(job)
