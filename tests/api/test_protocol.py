@@ -71,7 +71,10 @@ def test_text_parts_and_developer_role():
     ({"cache_prompt": "yes"}, "cache_prompt"),
     ({"id_slot": 1.5}, "id_slot"),
     ({"tool_choice": "auto"}, "tool_choice"),
-    ({"functions": [{"name": "f"}]}, "functions"),
+    ({"functions": "f"}, "functions"),
+    ({"functions": [{"name": "f"}], "tools": [{"type": "function", "function": {"name": "g"}}]}, "functions"),
+    ({"functions": [{"name": "bad name"}]}, "tools.0.function.name"),
+    ({"audio": {"voice": "x"}}, "audio"),
 ])
 def test_bad_chat_fields_name_the_param(fields, param):
     with pytest.raises(InvalidParameterError) as info:

@@ -236,3 +236,26 @@ def test_forced_calls_parse_and_validate(name, template_engines):
     parallel = engine.chat.completions.create(**{**sampled, "parallel_tool_calls": True})
     assert parallel.choices[0].finish_reason in ("tool_calls", "length")  # a random model may not stop calling
     call_names(parallel)
+
+
+# --- the deprecated functions / function_call -------------------------------------------------
+
+
+def test_deprecated_function_calling(template_engines):
+    engine = template_engines["chatml"]
+    functions = [t["function"] for t in TOOLS]
+    kw = {"messages": [{"role": "user", "content": "Weather?"}], "functions": functions, "max_tokens": 96,
+          "temperature": 0, "function_call": {"name": "add"}}
+    r = engine.chat.completions.create(**kw)
+    message = r.choices[0].message
+    assert r.choices[0].finish_reason == "function_call" and message.tool_calls is None
+    assert message.function_call.name == "add"
+    jsonschema.validate(json.loads(message.function_call.arguments), SCHEMAS["add"])
+    assert "tool_calls" not in r.model_dump() ["choices"][0]["message"]
+    chunks = list(engine.chat.completions.create(**kw, stream=True))
+    calls = [c.choices[0].delta.function_call for c in chunks if c.choices[0].delta.function_call]
+    assert calls == [message.function_call.model_dump()] and chunks[-1].choices[0].finish_reason == "function_call"
+    answer = engine.chat.completions.create(**{**kw, "function_call": "none", "messages": [
+        *kw["messages"], {"role": "assistant", "content": None, "function_call": message.function_call.model_dump()},
+        {"role": "function", "name": "add", "content": "5"}]})
+    assert answer.choices[0].message.function_call is None and answer.choices[0].finish_reason in ("stop", "length")

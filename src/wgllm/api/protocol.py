@@ -3,8 +3,8 @@
 Types are strict (no "1" for 1, no true for 1, no NaN) and every range is checked.
 Fields no endpoint defines (extras of other servers' clients) are ignored and
 logged once per name; a field of the other endpoint (prompt sent to chat) and the
-OpenAI fields wgllm does not implement (`UNSUPPORTED`, e.g. audio) are refused,
-so nothing changes behaviour silently. llama.cpp's `n_predict` means max_tokens,
+OpenAI fields wgllm does not implement (`UNSUPPORTED`, e.g. audio) are refused, so
+nothing changes behaviour silently (the deprecated `functions` are taken as tools). llama.cpp's `n_predict` means max_tokens,
 its `cache_prompt` and `id_slot` are accepted and ignored. System (and developer)
 messages may stand anywhere. `parse_chat_request` / `parse_completion_request` turn
 a plain dict (a JSON body, or keyword arguments of `create`) into a request or
@@ -20,9 +20,10 @@ import logging
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from wgllm.api import legacy_functions
 from wgllm.api.limits import INT64, LIMITS  # noqa: F401 (INT64: API)
 from wgllm.errors import InvalidParameterError
 
@@ -32,7 +33,7 @@ MAX_TOP_LOGPROBS = 20  # chat; completions allow 5, as OpenAI
 MAX_TOOLS = 128  # as OpenAI
 MAX_EMBED_INPUTS = 2048  # as OpenAI
 # OpenAI request fields wgllm does not implement (yet): refused rather than ignored
-UNSUPPORTED = frozenset({"functions", "function_call", "audio", "modalities", "prediction", "web_search_options"})
+UNSUPPORTED = frozenset({"audio", "modalities", "prediction", "web_search_options"})
 
 log = logging.getLogger("wgllm.api")
 _IGNORED_LOGGED: set[tuple[str, str]] = set()  # (request kind, field) already logged
@@ -237,6 +238,7 @@ class ChatCompletionRequest(_Common):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     tools: list[Tool] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
+    _legacy: bool = PrivateAttr(False)  # asked with the deprecated functions / function_call
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
     parallel_tool_calls: bool | None = None
 
@@ -265,6 +267,15 @@ class ChatCompletionRequest(_Common):
         if forced and self.response_format is not None and self.response_format.type != "text":
             _bad("response_format", "response_format cannot constrain the output while tool_choice forces a "
                                     "tool call; send one of the two")
+
+    @property
+    def legacy_functions(self) -> bool:
+        """Asked with the deprecated functions / function_call: answer in that shape."""
+        return self._legacy
+
+    @legacy_functions.setter
+    def legacy_functions(self, value: bool) -> None:
+        self._legacy = bool(value)
 
     @property
     def token_limit(self) -> int | None:
@@ -417,8 +428,13 @@ def _parse(cls: type[_Strict], data: Any) -> Any:
 
 
 def parse_chat_request(data: Any) -> ChatCompletionRequest:
-    """Validate a chat completion request body; raise InvalidParameterError on the first problem."""
-    return _parse(ChatCompletionRequest, data)
+    """Validate a chat completion request body; raise InvalidParameterError on the first problem.
+    The deprecated `functions` / `function_call` are taken as tools (see legacy_functions)."""
+    if not legacy_functions.uses_functions(data):
+        return _parse(ChatCompletionRequest, data)
+    req = _parse(ChatCompletionRequest, legacy_functions.to_tools_request(data))
+    req.legacy_functions = True
+    return req
 
 
 def parse_completion_request(data: Any) -> CompletionRequest:

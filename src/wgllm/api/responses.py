@@ -14,6 +14,7 @@ from typing import Any
 
 from wgllm.api.generation import Job, Piece
 from wgllm.api.grammar import token_bytes
+from wgllm.api.legacy_functions import as_function_call
 from wgllm.api.sampling import StepLogprobs
 from wgllm.api.types import (
     ChatChoice,
@@ -88,16 +89,20 @@ def chat_result(engine: Any, job: Job, pieces: Iterable[Piece]) -> ChatCompletio
             content += tail
         message = ChatMessage(content=None if calls and not content.strip() else content,
                               tool_calls=[ToolCall.model_validate(c.openai()) for c in calls] or None)
-        choices.append(ChatChoice(index=i, message=message, finish_reason=_finish(finish.get(i), calls),
+        if job.request.legacy_functions and calls:
+            message.function_call, message.tool_calls = message.tool_calls[0].function, None
+        choices.append(ChatChoice(index=i, message=message, finish_reason=_finish(finish.get(i), calls, job),
                                   logprobs=ChoiceLogprobs(content=chat_logprobs(engine.tokenizer, steps[i]))
                                   if want_lp else None))
     return ChatCompletion(id=job.id, created=job.created, model=job.model, system_fingerprint=job.fingerprint,
                           choices=choices, usage=job.usage)
 
 
-def _finish(reason: str | None, calls: list) -> str | None:
-    """"tool_calls" for a turn that ended (stop) with calls, as OpenAI."""
-    return "tool_calls" if calls and reason == "stop" else reason
+def _finish(reason: str | None, calls: list, job: Job) -> str | None:
+    """"tool_calls" ("function_call" in the deprecated form) for a turn that ended (stop) with calls."""
+    if calls and reason == "stop":
+        return "function_call" if job.request.legacy_functions else "tool_calls"
+    return reason
 
 
 def chat_chunks(engine: Any, job: Job, pieces: Iterable[Piece]) -> Iterator[ChatCompletionChunk]:
@@ -130,9 +135,11 @@ def chat_chunks(engine: Any, job: Job, pieces: Iterable[Piece]) -> Iterator[Chat
         elif steps:
             held_steps[i] = steps
         if calls:
-            yield chunk(i, Delta(tool_calls=[c.openai(n) for n, c in enumerate(calls)]), steps=held_steps.pop(i, []))
+            delta = Delta(function_call=as_function_call(calls[0].openai())) if job.request.legacy_functions \
+                else Delta(tool_calls=[c.openai(n) for n, c in enumerate(calls)])
+            yield chunk(i, delta, steps=held_steps.pop(i, []))
         if p.finish_reason:
-            yield chunk(i, Delta(), _finish(p.finish_reason, calls), steps=held_steps.pop(i, []))
+            yield chunk(i, Delta(), _finish(p.finish_reason, calls, job), steps=held_steps.pop(i, []))
     if job.request.include_usage:
         yield ChatCompletionChunk(id=job.id, created=job.created, model=job.model,
                                   system_fingerprint=job.fingerprint, choices=[], usage=job.usage)

@@ -74,12 +74,14 @@ class ChatMessage(BaseModel):
     content: str | None = None
     refusal: None = None
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None  # the deprecated function-calling answer
 
     @model_serializer(mode="wrap")
     def _drop_no_calls(self, handler: Any) -> dict:
         out = handler(self)
-        if out.get("tool_calls") is None:
-            out.pop("tool_calls", None)
+        for key in ("tool_calls", "function_call"):
+            if out.get(key) is None:
+                out.pop(key, None)
         return out
 
 
@@ -108,6 +110,7 @@ class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None  # {"index", "id", "type", "function": {name, arguments}}
+    function_call: dict[str, str] | None = None  # the deprecated form: {"name", "arguments"}
 
     @model_serializer(mode="wrap")
     def _drop_none(self, handler: Any) -> dict:
