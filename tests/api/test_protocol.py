@@ -162,3 +162,15 @@ def test_any_value_is_accepted_or_an_invalid_parameter(field, value):
         parse_chat_request({"messages": MSG, field: value})
     except InvalidParameterError as exc:
         assert exc.message
+
+
+def test_an_answer_message_appended_as_the_openai_client_sends_it():
+    """`messages.append(r.choices[0].message)` sends refusal / annotations (null) back: accepted."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+    r = parse_chat_request({"messages": [*MSG, {"role": "assistant", "content": None, "refusal": None,
+                                                "annotations": [], "tool_calls": [call]},
+                                         {"role": "tool", "tool_call_id": "call_1", "content": "1"}]})
+    assert r.messages[1].as_template_dict()["tool_calls"][0]["function"]["arguments"] == {"a": 1}
+    old = parse_chat_request({"messages": [*MSG, {"role": "assistant", "content": None,
+                                                  "function_call": call["function"]}]})
+    assert old.messages[1].as_template_dict()["tool_calls"][0]["function"]["name"] == "add"

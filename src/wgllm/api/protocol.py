@@ -74,10 +74,16 @@ class Message(_Strict):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # what the openai client sends back when an answer's message object is appended to the
+    # conversation: refusal and annotations are not shown to the model; a function_call (the
+    # deprecated form) is taken as a tool call
+    refusal: str | None = None
+    annotations: list[Any] | None = None
+    function_call: FunctionCall | None = None
 
     @model_validator(mode="after")
     def _content_rules(self) -> Message:
-        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+        if self.content is None and not (self.role == "assistant" and (self.tool_calls or self.function_call)):
             raise PydanticCustomError("message", "a {role} message needs content" + (
                 " (or tool_calls)" if self.role == "assistant" else ""), {"role": self.role, "at": "content"})
         if self.tool_calls is not None and self.role != "assistant":
@@ -99,10 +105,11 @@ class Message(_Strict):
         """The message for the chat template: {"role", "content"}, and a call's arguments as a
         dict (as transformers passes them), a tool result's call id and function name."""
         out: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text}
-        if self.tool_calls:
+        calls = self.tool_calls or ([ToolCall(id="call_0", function=self.function_call)] if self.function_call else [])
+        if calls:
             out["tool_calls"] = [{"id": c.id, "type": "function",
                                   "function": {"name": c.function.name, "arguments": _arguments(c.function)}}
-                                 for c in self.tool_calls]
+                                 for c in calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
