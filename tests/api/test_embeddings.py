@@ -77,3 +77,10 @@ def test_bad_embedding_requests(tiny, req, err, param):
     with pytest.raises(err) as e:
         tiny.embeddings.create(**req)
     assert e.value.param == param
+
+
+def test_truncate_cuts_to_the_context(tiny):
+    long = [3] * 300  # the tiny engine's context is 256
+    cut = tiny.embeddings.create(input=long, truncate=True)
+    assert cut.usage.prompt_tokens == tiny.n_ctx
+    assert cut.data[0].embedding == tiny.embeddings.create(input=long[:tiny.n_ctx]).data[0].embedding

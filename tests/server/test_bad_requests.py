@@ -64,7 +64,7 @@ EMBED_WRONG = st.one_of(
                                                                            st.integers(min_value=10**5))}),
     st.fixed_dictionaries({"input": st.just("x"), "encoding_format": st.text().filter(
         lambda t: t not in ("float", "base64"))}),
-    st.fixed_dictionaries({"input": st.just([5] * 400)}))  # past the context
+    st.fixed_dictionaries({"input": st.just([5] * 400), "truncate": st.just(False)}))  # past the context
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

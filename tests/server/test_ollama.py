@@ -160,3 +160,10 @@ def test_images_are_refused_clearly(ollama_client):
         with pytest.raises(ollama.ResponseError) as e:
             call()
         assert e.value.status_code == 400 and "images" in e.value.error
+
+
+def test_embed_truncates_by_default_as_ollama(ollama_client, http):
+    long = "sea " * 400  # longer than the tiny server's 256-token context
+    assert len(ollama_client.embed(model="tiny", input=long).embeddings[0]) > 0
+    r = http.post("/api/embed", json={"model": "tiny", "input": long, "truncate": False})
+    assert r.status_code == 400 and "context" in r.json()["error"]

@@ -3,7 +3,8 @@ last token), optionally cut to `dimensions`, then L2-normalised.
 
 The pooling is the model's own where its GGUF says (`{arch}.pooling_type`: 1 mean, 3 last), else
 mean; a request may choose (`pooling`, a wgllm field). Texts are tokenized as a completion prompt
-is (BOS and EOS as the model's metadata asks). Inputs run one after another on the engine, each
+is (BOS and EOS as the model's metadata asks); an input longer than the context is refused, or
+with `truncate` (a wgllm field; Ollama's /api/embed sets it by default, as Ollama does) cut to it. Inputs run one after another on the engine, each
 from an empty KV cache (the next chat prefills its prompt again).
 """
 
@@ -54,7 +55,7 @@ def prepare(engine: Any, req: EmbeddingRequest) -> EmbedJob:
         raise InvalidParameterError(
             f"Invalid request: 'dimensions': this model's embeddings have {engine.cfg.dim} dimensions; ask "
             f"for at most that many (or leave dimensions out).", "dimensions")
-    prompts = [_tokens(engine, x, i, len(req.items)) for i, x in enumerate(req.items)]
+    prompts = [_tokens(engine, x, i, len(req.items), req.truncate) for i, x in enumerate(req.items)]
     return EmbedJob(req, prompts, req.pooling or model_pooling(engine), served)
 
 
@@ -78,10 +79,12 @@ def create(engine: Any, req: EmbeddingRequest) -> EmbeddingList:
     return run(engine, prepare(engine, req))
 
 
-def _tokens(engine: Any, item: str | list[int], i: int, n: int) -> list[int]:
+def _tokens(engine: Any, item: str | list[int], i: int, n: int, truncate: bool = False) -> list[int]:
     param = "input" if n == 1 else f"input.{i}"
     ids = engine.tokenizer.encode(item, add_special=True) if isinstance(item, str) else list(item)
     _check_ids(engine, ids, param)
+    if truncate:
+        ids = ids[:engine.n_ctx]
     if len(ids) > engine.n_ctx:
         err = ContextLengthExceededError(len(ids), engine.n_ctx, what="input")
         err.param = param

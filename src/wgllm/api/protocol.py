@@ -332,6 +332,7 @@ class EmbeddingRequest(_Strict):
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
     pooling: Literal["mean", "last"] | None = None  # wgllm: None = the model's own (GGUF pooling_type), else mean
+    truncate: bool = False  # wgllm (Ollama's default is true): cut inputs to the context instead of refusing them
 
     @model_validator(mode="after")
     def _inputs(self) -> EmbeddingRequest:

@@ -219,7 +219,7 @@ class Engine:
         """Prefill `prompt` chunk by chunk from an empty cache, running `extra_of(model)`'s dispatches
         after each pass and reading its output rows ([T, width] float32)."""
         prompt = [int(t) for t in prompt]
-        self._check_prompt(prompt, 0)
+        self._check_prompt(prompt, 0, room=0)  # a whole context fits: nothing is generated
         self.reset()
 
         def work() -> np.ndarray:
@@ -385,10 +385,12 @@ class Engine:
         yield from steps(pos, done)
 
     # --- internals --------------------------------------------------------------
-    def _check_prompt(self, prompt: list[int], max_tokens: int) -> None:
+    def _check_prompt(self, prompt: list[int], max_tokens: int, room: int = 1) -> None:
+        """Raise for a prompt that is empty, leaves fewer than `room` positions of the context free
+        (a generation needs one for its first token), holds a bad id, or a negative max_tokens."""
         if not prompt:
             raise RequestError("The prompt is empty: give at least one token of text.")
-        if len(prompt) >= self.n_ctx:
+        if len(prompt) > self.n_ctx - room:
             raise ContextLengthExceededError(len(prompt), self.n_ctx)
         bad = [t for t in prompt if not 0 <= t < self.cfg.n_vocab]
         if bad:

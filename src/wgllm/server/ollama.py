@@ -184,10 +184,12 @@ async def _generate(request: Request) -> Response:
 
 
 async def _embed(request: Request) -> JSONResponse:
-    """/api/embed: {"model", "input": text or texts, "dimensions"?} -> {"embeddings": [[...]], ...}."""
+    """/api/embed: {"model", "input": text or texts, "dimensions"?, "truncate"? (default true: inputs
+    longer than the context are cut)} -> {"embeddings": [[...]], ...}."""
     body = await _body(request)
     t0 = time.perf_counter_ns()
-    req = {"input": body.get("input"), **({"model": body["model"]} if body.get("model") is not None else {}),
+    req = {"input": body.get("input"), "truncate": body.get("truncate", True),  # Ollama truncates by default
+           **({"model": body["model"]} if body.get("model") is not None else {}),
            **({"dimensions": body["dimensions"]} if body.get("dimensions") is not None else {})}
     result = await request.app.state.engine.embed(req)
     return JSONResponse({"model": _name(request), "embeddings": [d.embedding for d in result.data],
