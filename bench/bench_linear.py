@@ -9,7 +9,8 @@ IQ4_NL Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS).
 
 For each shape KxN (K = row length, N = rows) it uploads enough copies of a
 random weight to exceed the GPU's last-level cache (cycled, so every dispatch
-reads its weight from memory), encodes `iters` linear calls in one submission,
+reads its weight from memory; all shapes' copies go into one arena buffer, the
+same memory for every type, unless --fresh-buffers), encodes `iters` linear calls in one submission,
 and prints the time per call, the weight bandwidth (weight bytes / time) and the
 arithmetic rate. A device-to-device buffer copy gives the memory bandwidth seen
 through WebGPU, for comparison.
@@ -100,10 +101,33 @@ def _copies(dev, a, b, nbytes, iters):
     return enc.finish()
 
 
-def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int, iters: int, rng) -> float:
+ARENA_BYTES = COLD_BYTES + (160 << 20)  # the copies of every default shape fit
+
+
+def arena_weights(dev: Device, arena, raw, qtype, K: int, N: int, copies: int) -> list | None:
+    """`copies` of weight `raw` written one after another into the buffer `arena` (bound at
+    256-byte aligned offsets), or None when they do not fit it or one binding."""
+    step = -(-(raw.nbytes + L.PAD) // 256) * 256
+    if arena is None or copies * step > arena.size or step > dev.max_binding:
+        return None
+    out = []
+    for i in range(copies):
+        dev.write(arena, raw, i * step)
+        out.append(L.GpuWeight(qtype, K, N, [((arena, i * step, step), 0, N)], raw.nbytes))
+    return out
+
+
+def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int, iters: int, rng,
+                arena=None) -> float:
+    """Time one shape; with `arena` (a buffer) its copies live there, so that every shape reads
+    the same memory (separate buffers per shape were seen to change one type's speed by up to
+    1.5x with the allocations made and freed before it)."""
     raw = L.random_weight_bytes(rng, qtype, N, K)
     copies = min(MAX_COPIES, max(1, -(-COLD_BYTES // raw.nbytes)))
-    weights = [L.upload_weight(dev, [raw], qtype, K, "bench w") for _ in range(copies)]
+    weights = arena_weights(dev, arena, raw, qtype, K, N, copies)
+    own = weights is None
+    if own:
+        weights = [L.upload_weight(dev, [raw], qtype, K, "bench w") for _ in range(copies)]
     x = dev.upload(rng.standard_normal((T, K)).astype(np.float32), "bench x")
     y = dev.buffer(T * N * 4, "bench y")
     step = ops.step_buffer(dev, "bench step")
@@ -115,8 +139,8 @@ def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int
     tflops = 2 * T * K * N / dt / 1e12
     print(f"{qtype.name:5s} K={K:5d} N={N:6d} T={T:4d}  {raw.nbytes / 1e6:8.2f} MB  "
           f"{dt * 1e6:9.1f} us/call  {gbs:7.1f} GB/s  {tflops:6.2f} TFLOP/s  ({copies} copies, "
-          f"{len(weights[0].chunks)} chunk(s))")
-    for w in weights:
+          f"{len(weights[0].chunks)} chunk(s){', one arena' if not own else ''})")
+    for w in weights if own else ():
         for buf, _, _ in w.chunks:
             dev.release(buf)
     for b in (x, y, step):
@@ -133,9 +157,8 @@ def main() -> None:
                     help="time the shapes this many times over (each a fresh upload), then print each shape's best "
                          "(the H200 showed slow spells of a few seconds that hit whichever shapes ran then)")
     ap.add_argument("--adapter", default=None)
-    ap.add_argument("--matvec", metavar="G,P,U",
-                    help="matvec tuning: row groups, row pairs (0: per type), unroll (one per process: timings in a "
-                         "process that already benchmarked other settings were seen to drift)")
+    ap.add_argument("--fresh-buffers", action="store_true",
+                    help="upload each shape's copies into buffers of their own (freed after it), not one arena")
     args = ap.parse_args()
     info = choose_adapter(args.adapter)
     has_ts = "timestamp-query" in info.adapter.features
@@ -145,9 +168,9 @@ def main() -> None:
     print(f"adapter: {info.summary}; timing: {'GPU timestamps' if has_ts else 'wall clock'}")
     print(f"device copy: {copy_bandwidth(dev):.1f} GB/s (read + write)")
     rng = np.random.default_rng(0)
-    if args.matvec:
-        L.MATVEC_GROUPS, L.MATVEC_PAIRS, L.MATVEC_UNROLL = (int(v) or None for v in args.matvec.split(","))
-    print(f"matvec groups={L.MATVEC_GROUPS} pairs={L.MATVEC_PAIRS} unroll={L.MATVEC_UNROLL}")
+    sg = ops.subgroup_size(dev)
+    print(f"subgroup size: {sg or 'none'} (matvec row sums by {'subgroup shuffles' if sg >= 32 else 'workgroup memory'})")
+    arena = None if args.fresh_buffers else dev.buffer(min(ARENA_BYTES, dev.max_buffer), "bench arena")
     best: dict[str, float] = {}
     for r in range(args.rounds):
         if args.rounds > 1:
@@ -155,7 +178,7 @@ def main() -> None:
         for spec in args.shape or DEFAULT_SHAPES:
             name, dims = spec.split(":")
             K, N = (int(v) for v in dims.lower().split("x"))
-            dt = bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng)
+            dt = bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng, arena)
             best[spec] = min(dt, best.get(spec, dt))
     if args.rounds > 1:
         print(f"best of {args.rounds} rounds:")

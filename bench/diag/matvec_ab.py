@@ -1,13 +1,15 @@
 """A/B of decode matvec kernels: this tree's matvec.wgsl against another copy of it, per type.
 
     python bench/diag/matvec_ab.py --old OLD.wgsl [--types Q4_0,Q2_K,...] [--rounds 3]
-        [--config NAME[@old]:TYPE=PAIRS,...] ...
+        [--config NAME[@old]:TYPE=PAIRS[/UNROLL[/TPR]],...[,sum=shared]] ...
 
 Each type's weights (random, K x N, cycled past the L2 as in bench_linear) are uploaded
 once; then, in interleaved rounds, every configuration times every type (bench_linear's
 timing: GPU timestamps). Configurations: "old" (OLD.wgsl: e.g. matvec.wgsl as committed,
 saved before an edit), "new" (this tree), and each --config: this tree (or OLD.wgsl with @old)
-with some types' row pairs replaced. Prints each type's median
+with some types' matvec tiling replaced (row pairs, unrolling, invocations per row group), and
+with sum=shared the row sums through workgroup memory even where the device has subgroups.
+Prints each type's median
 GB/s per configuration and its ratio to Q4_0's median in the same configuration.
 """
 
@@ -36,23 +38,30 @@ _TYPES = dict(qtypes.TYPES)
 
 def configure(dev, old_src: str | None, over: dict) -> None:
     """Later dispatches use `old_src` as matvec.wgsl (None: this tree's), and for each type
-    in `over` that many row pairs."""
+    in `over` its fields replaced (pairs, unroll, tpr; key "sum": "shared" hides subgroups)."""
     qtypes.TYPES.clear()
     qtypes.TYPES.update(_TYPES)
     registry.load_source = _LOAD if old_src is None else (lambda name: old_src if name == "matvec" else _LOAD(name))
-    for n, pairs in over.items():
-        qtypes.TYPES[n] = dataclasses.replace(qtypes.TYPES[n], pairs=pairs)
+    for n, fields in over.items():
+        if n != "sum":
+            qtypes.TYPES[n] = dataclasses.replace(qtypes.TYPES[n], **fields)
+    ops._SUBGROUP.pop(dev, None)
+    if over.get("sum") == "shared":
+        ops._SUBGROUP[dev] = 0
     dev._pipelines.clear()
 
 
 def parse_config(spec: str, old_src: str):
-    """NAME[@old]:TYPE=PAIRS,... -> (name, source, {type: row pairs})."""
+    """NAME[@old]:TYPE=PAIRS[/UNROLL[/TPR]],...[,sum=shared] -> (name, source, overrides)."""
     name, _, rest = spec.partition(":")
     src = old_src if name.endswith("@old") else None
-    over = {}
+    over: dict = {}
     for item in filter(None, rest.split(",")):
-        t, _, pairs = item.partition("=")
-        over[t] = int(pairs)
+        t, _, val = item.partition("=")
+        if t == "sum":
+            over["sum"] = val
+            continue
+        over[t] = dict(zip(("pairs", "unroll", "tpr"), (int(v) for v in val.split("/"))))
     return name, src, over
 
 
@@ -102,13 +111,16 @@ def main() -> None:
     configure(dev, None, {})
     print(f"\n{args.shape}: median over {args.rounds} rounds (us/call, GB/s, per byte vs Q4_0 in the same configuration)")
     for cname, (_, over) in configs.items():
+        if over.get("sum"):
+            print(f"{cname}: row sums {over['sum']}")
         base = data["Q4_0"][0] / statistics.median(res[(cname, "Q4_0")]) if "Q4_0" in names else None
         for name in names:
             dt = statistics.median(res[(cname, name)])
             bps = data[name][0] / dt  # bytes per second
             ratio = f"{bps / base:5.2f}" if base else "  -  "
-            pairs = over.get(name) or qtypes.TYPES[name].pairs
-            print(f"{cname:8s} {name:6s} pairs={pairs} {dt * 1e6:7.1f} us {bps / 1e9:7.1f} GB/s  x{ratio}")
+            t = dataclasses.replace(_TYPES[name], **over.get(name, {}))
+            print(f"{cname:8s} {name:6s} p{t.pairs}/u{t.unroll}/t{t.tpr} {dt * 1e6:7.1f} us {bps / 1e9:7.1f} GB/s"
+                  f"  x{ratio}")
 
 
 if __name__ == "__main__":

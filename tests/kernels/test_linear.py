@@ -1,5 +1,7 @@
 """linear (matvec.wgsl / matmul.wgsl) on raw GGUF weights against float64 numpy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from gguf import GGML_QUANT_SIZES
@@ -8,7 +10,7 @@ from gguf.quants import dequantize
 
 from tests.conftest import rel_err
 from wgllm.kernels import linear as L
-from wgllm.kernels import ops
+from wgllm.kernels import ops, qtypes
 
 NP = {"f32": np.float32, "f16": np.float16}
 TOL = {"f32": 1e-5, "f16": 3e-3}
@@ -186,3 +188,31 @@ def test_linear_glu_input(device, act, rng, qtype, case):
         for b in (gb, yb, step):
             device.release(b)
         release(device, w)
+
+
+# --- matvec tilings: invocations per row group, unrolling, subgroup row sums ------------
+
+
+@pytest.mark.parametrize("tiling", ["tpr=subgroup", "tpr=16,unroll=2", "tpr=8,pairs=1"])
+@pytest.mark.parametrize("case", [0, 4], ids=["T1of1", "T1of1long"])
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling):
+    """The decode matvec with other tilings than the type's: row groups as wide as the
+    device's subgroup (row sums by subgroup shuffles), 16 lanes unrolled twice, 8 lanes
+    with one row pair (shuffles where the subgroup is a multiple of 8, else workgroup memory)."""
+    dev = gpu_kernel_device
+    sg = ops.subgroup_size(dev)
+    fields = dict(kv.split("=") for kv in tiling.split(","))
+    if fields["tpr"] == "subgroup":
+        if sg not in (8, 16, 32):
+            pytest.skip(f"subgroup size {sg or 'none'}: no row group of that width")
+        fields["tpr"] = sg
+    monkeypatch.setitem(qtypes.TYPES, qtype.name,
+                        dataclasses.replace(qtypes.TYPES[qtype.name], **{k: int(v) for k, v in fields.items()}))
+    N, K = shape_for(qtype, case)
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(dev, [raw], qtype, K, "test")
+    try:
+        run_linear(dev, w, dequant_ref(qtype, raw, N, K), rng, 1, 1, "f32", add=case == 4)
+    finally:
+        release(dev, w)

@@ -97,7 +97,9 @@ class Device:
         # inlines uniform values that bound loops or branches and recompiles the kernel when
         # they change (every decode step for attention's position).
         self.kind = "cpu" if adapter.info.get("adapter_type", "") == "CPU" else "gpu"
-        features = (["shader-f16"] if self.has_f16 else []) + [f for f in features if f in adapter.features]
+        self.has_subgroups = "subgroup" in adapter.features
+        features = (["shader-f16"] if self.has_f16 else []) + (["subgroup"] if self.has_subgroups else []) \
+            + [f for f in features if f in adapter.features]
         limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
         try:
             self.device = adapter.request_device_sync(

@@ -23,7 +23,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from wgllm.gpu.dispatch import Dispatch
-from wgllm.kernels import qtypes, rowdot
+from wgllm.kernels import ops, qtypes, rowdot
 from wgllm.kernels.constants import K_ALIGN, PAD
 from wgllm.kernels.qtypes import QType
 
@@ -40,9 +40,8 @@ def _qt(qtype: GGMLQuantizationType) -> QType:
 
 SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
-MATVEC_GROUPS = 4     # matvec: row groups (of 32 invocations) per workgroup
+MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
-MATVEC_UNROLL = 1     # matvec: units per invocation per loop iteration
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
@@ -132,7 +131,16 @@ def _matvec_pairs(qtype: GGMLQuantizationType) -> int:
 
 def matvec_rows(qtype: GGMLQuantizationType) -> int:
     """Weight rows per matvec workgroup."""
-    return MATVEC_GROUPS * 2 * _matvec_pairs(qtype)
+    return MATVEC_WG // _qt(qtype).tpr * 2 * _matvec_pairs(qtype)
+
+
+def _matvec_consts(dev: Device, kern: QType) -> dict:
+    """matvec.wgsl's tiling constants for weight type `kern` on `dev`: row sums by subgroup
+    shuffles where each row group lies in one subgroup, else through workgroup memory."""
+    sg = ops.subgroup_size(dev)
+    shuffle = sg >= kern.tpr and sg % kern.tpr == 0
+    return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=MATVEC_PAIRS or kern.pairs,
+                UNROLL=kern.unroll, SUM="subgroup" if shuffle else "shared")
 
 
 def _act(*types: str) -> str:
@@ -169,8 +177,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
             continue
         if T_max == 1:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
-            d = dev.dispatch("matvec", binds, (gx, gy, 1), RG=MATVEC_GROUPS, UNIT=kern.unit,
-                             PAIRS=_matvec_pairs(w.qtype), UNROLL=MATVEC_UNROLL, **consts)
+            d = dev.dispatch("matvec", binds, (gx, gy, 1), **_matvec_consts(dev, kern), **consts)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
             d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), BN=MATMUL_ROWS,

@@ -5,13 +5,14 @@
 // Layout: W (binding 0, see quant.wgsl) raw rows of row_bytes; X [T_max, K] as
 // vec4 of {{XT}} (GLU = 1 / 2: [T_max, 2K], x = silu / gelu(first half) * second half);
 // Y [T_max, N] {{YT}}.
-// Work split: a workgroup is RG row groups of TPR = 32 invocations; each group
-// owns NR = 2 * PAIRS rows. Its 32 invocations walk the rows' "units" (UNIT
+// Work split: a workgroup is RG row groups of TPR invocations; each group owns
+// NR = 2 * PAIRS rows. Its TPR invocations walk the rows' "units" (UNIT
 // consecutive elements: a block or a slice of one, see the udot_* functions) with
-// stride 32, so neighbouring invocations read neighbouring bytes of a row
+// stride TPR, so neighbouring invocations read neighbouring bytes of a row
 // (coalesced); each udot_* call handles a pair of rows, so each x value loaded
-// serves both, and UNROLL units are in flight per iteration. One barrier, then
-// lane i of the group sums the 32 partial dots of row i.
+// serves both, and UNROLL units are in flight per iteration. Then row_sums
+// (matvec_sum_shared / matvec_sum_subgroup.wgsl) gives lane i of the group the
+// sum of the TPR partial dots of row i.
 // Grid: x, y flatten the row groups, z = token.
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
@@ -22,6 +23,7 @@
 //!include step
 //!include quant
 //!include glu
+//!include matvec_sum_{{SUM}}
 
 struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
 
@@ -32,7 +34,7 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 @group(0) @binding(3) var<storage, read> P: Params;
 @group(0) @binding(4) var<{{UNI}}> S: Step;
 
-const TPR: u32 = 32u;          // invocations per row group
+const TPR: u32 = {{TPR}};      // invocations per row group (16 or 32)
 const PAIRS: u32 = {{PAIRS}};  // row pairs per row group (1 or 2)
 const NR: u32 = 2u * PAIRS;    // rows per row group
 const RG: u32 = {{RG}};        // row groups per workgroup
@@ -44,8 +46,6 @@ const MAGIC: u32 = 0x4b000000u;
 const TWO23: f32 = 8388608.0;
 const SH_LO = vec4<u32>(0u, 8u, 16u, 24u);
 const SH_HI = vec4<u32>(4u, 12u, 20u, 28u);
-
-var<workgroup> red: array<f32, NR * WG>;   // partial sums [invocation][row of its group]
 
 const GLU: u32 = {{GLU}};      // 1 / 2: X rows are [gate (K) | up (K)] and x = silu / gelu(gate) * up
 
@@ -725,18 +725,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-    for (var i = 0u; i < NR; i++) {
-        red[NR * lid + i] = acc[i];
-    }
-    workgroupBarrier();
+    let v = row_sums(acc, lid, l);
     let n = n0 + l;
     if (l < NR && n < P.rows) {
-        var v = 0.0;
-        for (var i = 0u; i < TPR; i++) {
-            v += red[NR * (r * TPR + i) + l];
-        }
         let o = t * P.N + P.row0 + n;
-        if (P.add != 0u) { v += f32(Y[o]); }
-        Y[o] = {{YT}}(v);
+        var y = v;
+        if (P.add != 0u) { y += f32(Y[o]); }
+        Y[o] = {{YT}}(y);
     }
 }

@@ -30,6 +30,26 @@ RMSNORM_ROWS_WG = 8  # rmsnorm_rows (CPU adapters): rows per workgroup
 ELEMENTWISE_WG = 256  # rowmap / bias_add: elements per workgroup
 
 
+_SUBGROUP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Device -> subgroup size
+
+
+def subgroup_size(dev: Device) -> int:
+    """Invocations per subgroup of a 128-wide workgroup on `dev` (0: no subgroup feature).
+
+    WebGPU states only a range, so it is measured once per device: a kernel writes
+    the subgroup_size builtin (NVIDIA: 32; lavapipe: its vector width, 8 at 256 bits).
+    A device without `has_subgroups` (the planner's MeterDevice) reports 0."""
+    if not getattr(dev, "has_subgroups", False):
+        return 0
+    n = _SUBGROUP.get(dev)
+    if n is None:
+        out = dev.buffer(4, "subgroup probe")
+        dev.run([dev.dispatch("subgroup_size", [out], (1,))])
+        n = _SUBGROUP[dev] = int(dev.read_array(out, np.uint32, 1)[0])
+        dev.release(out)
+    return n
+
+
 def step_buffer(dev: Device, label: str = "step"):
     """A uniform buffer holding `struct Step` (see step.wgsl)."""
     return dev.buffer(STEP_BYTES, label, usage=UNIFORM)

@@ -2,7 +2,7 @@
 
 One row (`QType`) per ggml type says how big its blocks are, whether the
 engine has kernels for it, the suffix of its WGSL functions (`dq8_<kernel>` in
-quant.wgsl, `udot_<kernel>` in matvec.wgsl), the matvec tiling, whether the
+quant.wgsl, `udot_<kernel>` in matvec.wgsl), the matvec tiling (row pairs, invocations per row group, unrolling), whether the
 CPU-adapter kernel (rowdot) reads it, the type llama-quantize falls back to
 when a row is not a whole number of blocks, and where its f16 scales sit (for
 valid random test data). The planner, the engine, the kernels, the catalog and
@@ -30,7 +30,9 @@ class QType:
     kernel: str  # suffix of the WGSL functions, e.g. "q4_k"
     runnable: bool = True  # the engine's kernels read it (matvec, matmul, get_rows)
     unit: int = 32  # matvec: elements per invocation step (a block or a slice of one)
-    pairs: int = 2  # matvec: row pairs per 32 invocations
+    pairs: int = 2  # matvec: row pairs per row group
+    tpr: int = 32  # matvec: invocations per row group (16 or 32)
+    unroll: int = 1  # matvec: units per invocation per loop iteration (1 or 2)
     rowdot: bool = False  # the CPU-adapter kernel (rowdot) reads it
     fallback: str | None = None  # llama-quantize's type when a row is not whole blocks (then F16)
     scales: tuple[tuple[int, float, float], ...] = ()  # (byte offset in block, lo, hi) of f16 scales
