@@ -1,14 +1,15 @@
 """A/B of decode matvec kernels: this tree's matvec.wgsl against another copy of it, per type.
 
     python bench/diag/matvec_ab.py --old OLD.wgsl [--types Q4_0,Q2_K,...] [--rounds 3]
-        [--config NAME[@old]:TYPE=PAIRS[/UNROLL[/TPR]],...[,sum=shared]] ...
+        [--config NAME[@old|@PATH]:TYPE=PAIRS[/UNROLL[/TPR]],...[,sum=shared][,wg=N]] ...
 
 Each type's weights (random, K x N, cycled past the L2 as in bench_linear) are uploaded
 once; then, in interleaved rounds, every configuration times every type (bench_linear's
 timing: GPU timestamps). Configurations: "old" (OLD.wgsl: e.g. matvec.wgsl as committed,
 saved before an edit), "new" (this tree), and each --config: this tree (or OLD.wgsl with @old)
 with some types' matvec tiling replaced (row pairs, unrolling, invocations per row group), and
-with sum=shared the row sums through workgroup memory even where the device has subgroups.
+with sum=shared the row sums through workgroup memory even where the device has subgroups,
+with wg=N workgroups of N invocations; NAME@PATH takes its matvec.wgsl from PATH.
 Prints each type's median
 GB/s per configuration and its ratio to Q4_0's median in the same configuration.
 """
@@ -34,6 +35,7 @@ from wgllm.kernels import ops, qtypes, registry  # noqa: E402
 
 _LOAD = registry.load_source
 _TYPES = dict(qtypes.TYPES)
+_WG = L.MATVEC_WG
 
 
 def configure(dev, old_src: str | None, over: dict) -> None:
@@ -43,23 +45,27 @@ def configure(dev, old_src: str | None, over: dict) -> None:
     qtypes.TYPES.update(_TYPES)
     registry.load_source = _LOAD if old_src is None else (lambda name: old_src if name == "matvec" else _LOAD(name))
     for n, fields in over.items():
-        if n != "sum":
+        if n not in ("sum", "wg"):
             qtypes.TYPES[n] = dataclasses.replace(qtypes.TYPES[n], **fields)
     ops._SUBGROUP.pop(dev, None)
     if over.get("sum") == "shared":
         ops._SUBGROUP[dev] = 0
+    L.MATVEC_WG = int(over.get("wg", _WG))
     dev._pipelines.clear()
 
 
 def parse_config(spec: str, old_src: str):
-    """NAME[@old]:TYPE=PAIRS[/UNROLL[/TPR]],...[,sum=shared] -> (name, source, overrides)."""
+    """NAME[@old|@PATH]:TYPE=PAIRS[/UNROLL[/TPR]],...[,sum=shared][,wg=N] -> (name, source, overrides)."""
     name, _, rest = spec.partition(":")
-    src = old_src if name.endswith("@old") else None
+    src = None
+    if "@" in name:  # NAME@old, or NAME@PATH: another matvec.wgsl
+        path = name.partition("@")[2]
+        src = old_src if path == "old" else open(path).read()
     over: dict = {}
     for item in filter(None, rest.split(",")):
         t, _, val = item.partition("=")
-        if t == "sum":
-            over["sum"] = val
+        if t in ("sum", "wg"):
+            over[t] = val
             continue
         over[t] = dict(zip(("pairs", "unroll", "tpr"), (int(v) for v in val.split("/"))))
     return name, src, over
@@ -111,8 +117,8 @@ def main() -> None:
     configure(dev, None, {})
     print(f"\n{args.shape}: median over {args.rounds} rounds (us/call, GB/s, per byte vs Q4_0 in the same configuration)")
     for cname, (_, over) in configs.items():
-        if over.get("sum"):
-            print(f"{cname}: row sums {over['sum']}")
+        if over.get("sum") or over.get("wg"):
+            print(f"{cname}: row sums {over.get('sum', 'auto')}, workgroup {over.get('wg', _WG)}")
         base = data["Q4_0"][0] / statistics.median(res[(cname, "Q4_0")]) if "Q4_0" in names else None
         for name in names:
             dt = statistics.median(res[(cname, name)])

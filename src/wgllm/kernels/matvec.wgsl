@@ -725,9 +725,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-    let v = row_sums(acc, lid, l);
     let n = n0 + l;
-    if (l < NR && n < P.rows) {
+    let live = l < NR && n < P.rows;
+    let v = row_sums(acc, lid, l, live);
+    if (live) {
         let o = t * P.N + P.row0 + n;
         var y = v;
         if (P.add != 0u) { y += f32(Y[o]); }

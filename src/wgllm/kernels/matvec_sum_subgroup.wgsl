@@ -3,8 +3,9 @@
 // a butterfly over the group's TPR lanes, no workgroup memory and no barrier.
 // Needs TPR, NR (matvec.wgsl).
 
-// For lane l < NR of the row group of invocation lid: sum over the group of acc[l].
-fn row_sums(acc: vec4<f32>, lid: u32, l: u32) -> f32 {
+// Where `live` (lane l < NR of its row group, the row exists): the sum over the row group
+// of invocation lid of acc[l]; every invocation must call it (shuffles).
+fn row_sums(acc: vec4<f32>, lid: u32, l: u32, live: bool) -> f32 {
     var s = acc;
     if (NR == 2u) {
         var h = acc.xy;
