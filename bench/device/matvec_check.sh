@@ -16,5 +16,5 @@ cfg=(); for c in "$@"; do cfg+=(--config "$c"); done
 new 200 python3 bench/diag/matvec_ab.py --old .old/src/wgllm/kernels/matvec.wgsl --types "${AB_TYPES:-Q4_0,Q2_K,Q3_K,Q5_0}" \
   --rounds 3 "${cfg[@]}" > "$OUT/matvec_ab.txt" 2>&1; sed -n '/median/,$p' "$OUT/matvec_ab.txt"
 if [ "${TESTS:-1}" = 1 ]; then
-  new 250 python3 -m pytest -q -p no:cacheprovider tests/kernels > "$OUT/tests_kernels.txt" 2>&1; tail -3 "$OUT/tests_kernels.txt"
+  new 300 python3 -m pytest -q -p no:cacheprovider ${TEST_PATHS:-tests/kernels} > "$OUT/tests.txt" 2>&1; tail -3 "$OUT/tests.txt"
 fi

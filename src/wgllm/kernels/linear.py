@@ -140,7 +140,7 @@ def _matvec_consts(dev: Device, kern: QType) -> dict:
     sg = ops.subgroup_size(dev)
     shuffle = sg >= kern.tpr and sg % kern.tpr == 0
     return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=MATVEC_PAIRS or kern.pairs,
-                UNROLL=kern.unroll, SUM="subgroup" if shuffle else "shared")
+                UNROLL=kern.unroll, SHUFFLE="subgroup" if shuffle else "none", SHUFFLE_ON=int(shuffle))
 
 
 def _act(*types: str) -> str:

@@ -10,9 +10,11 @@
 // consecutive elements: a block or a slice of one, see the udot_* functions) with
 // stride TPR, so neighbouring invocations read neighbouring bytes of a row
 // (coalesced); each udot_* call handles a pair of rows, so each x value loaded
-// serves both, and UNROLL units are in flight per iteration. Then row_sums
-// (matvec_sum_shared / matvec_sum_subgroup.wgsl) gives lane i of the group the
-// sum of the TPR partial dots of row i.
+// serves both, and UNROLL units are in flight per iteration. Then lane i of the
+// group gets the sum of the TPR partial dots of row i: by subgroup shuffles where
+// the device has them (matvec_shuffle_subgroup.wgsl), else through workgroup memory
+// (one barrier; kept inline in main: as a function it was 30% slower for Q2_K on an
+// H200, bench/RESULTS.md).
 // Grid: x, y flatten the row groups, z = token.
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
@@ -23,7 +25,7 @@
 //!include step
 //!include quant
 //!include glu
-//!include matvec_sum_{{SUM}}
+//!include matvec_shuffle_{{SHUFFLE}}
 
 struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
 
@@ -41,6 +43,9 @@ const RG: u32 = {{RG}};        // row groups per workgroup
 const UNROLL: u32 = {{UNROLL}};  // units per invocation per loop iteration (1 or 2)
 const UNIT: u32 = {{UNIT}};    // elements per unit of this weight type
 const WG: u32 = TPR * RG;
+const SHUFFLE: u32 = {{SHUFFLE_ON}};  // 1: row sums by subgroup shuffles
+
+var<workgroup> red: array<f32, NR * WG>;   // partial sums [invocation][row of its group]
 
 const MAGIC: u32 = 0x4b000000u;
 const TWO23: f32 = 8388608.0;
@@ -727,7 +732,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let n = n0 + l;
     let live = l < NR && n < P.rows;
-    let v = row_sums(acc, lid, l, live);
+    var v = 0.0;
+    if (SHUFFLE == 1u) {
+        v = shuffle_sums(acc, l);
+    } else {
+        for (var i = 0u; i < NR; i++) {
+            red[NR * lid + i] = acc[i];
+        }
+        workgroupBarrier();
+        if (live) {
+            for (var i = 0u; i < TPR; i++) {
+                v += red[NR * (r * TPR + i) + l];
+            }
+        }
+    }
     if (live) {
         let o = t * P.N + P.row0 + n;
         var y = v;

@@ -1,11 +1,10 @@
 // matvec's row sums by subgroup shuffles (the device has the subgroup feature and
 // subgroups of a multiple of TPR invocations, so each row group lies in one subgroup):
 // a butterfly over the group's TPR lanes, no workgroup memory and no barrier.
-// Needs TPR, NR (matvec.wgsl).
+// Needs TPR, NR (matvec.wgsl). Every invocation must call it.
 
-// Where `live` (lane l < NR of its row group, the row exists): the sum over the row group
-// of invocation lid of acc[l]; every invocation must call it (shuffles).
-fn row_sums(acc: vec4<f32>, lid: u32, l: u32, live: bool) -> f32 {
+// For lane l < NR of its row group: the sum over the group of acc[l].
+fn shuffle_sums(acc: vec4<f32>, l: u32) -> f32 {
     var s = acc;
     if (NR == 2u) {
         var h = acc.xy;
