@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool, carry .gl .whl .whl3 .old): matvec per type, this tree
-# against .old (`git archive BASE src bench`), then kernel-variant A/B and the kernel tests.
+# (and .whl2: transformers / tokenizers wheels, when the model tests run) against .old
+# (`git archive BASE src bench`), then kernel-variant A/B and the tests (TEST_PATHS).
 # Usage: bash bench/device/matvec_check.sh [AB_CONFIG...]   (each: matvec_ab's --config)
 # Logs under $OUT.
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl3/*.whl || exit 1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl3/*.whl $(ls .whl2/*.whl 2>/dev/null) || exit 1
 export PYTHONUNBUFFERED=1 XDG_RUNTIME_DIR=/tmp WGLLM_REQUIRE_GPU=1
 nvidia-smi -L; git log -1 --format=%h 2>/dev/null
 new() { PYTHONPATH=/tmp/site:$PWD/src timeout "$@"; }
