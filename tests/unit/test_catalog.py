@@ -151,15 +151,18 @@ def standin(tmp_path, name, quant):
     return path, st.st_size
 
 
-def test_llama3_8b_standin_plans_onto_the_laptops_integrated_gpu(tmp_path):
+def test_llama3_8b_standin_splits_over_the_laptops_gpus(tmp_path):
     path, size = standin(tmp_path, "llama-3-8b", "Q4_0")
     assert abs(size - 4.66e9) / 4.66e9 < 0.01
     g = GGUFFile(path)
     layout = ModelLayout.from_gguf(g)
     assert len(layout.tensors) == 291 and layout.n_kv_heads == 8 and layout.n_ctx_train == 8192
     assert layout.weight_bytes == catalog_layout("llama-3-8b", "Q4_0").weight_bytes
-    plan = make_plan(layout_from_gguf(g), laptop())
-    assert plan.adapter.kind == "integrated" and "NVIDIA" in plan.reasons["adapter"]
+    plan = make_plan(layout_from_gguf(g), laptop())  # as many layers as fit on the 4 GB GPU, the rest beside it
+    assert [p.adapter.kind for p in plan.parts] == ["discrete", "integrated"]
+    assert plan.parts[0].layers[0] == 0 and plan.parts[-1].layers[1] == 32 and "NVIDIA" in plan.reasons["placement"]
+    plan = make_plan(layout_from_gguf(g), laptop(), split="none")  # one adapter: the integrated GPU
+    assert plan.adapter.kind == "integrated" and "NVIDIA" in plan.reasons["adapter"] and not plan.is_split
 
 
 def test_llama3_8b_q8_standin_error_names_a_smaller_quantization(tmp_path):

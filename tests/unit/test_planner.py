@@ -58,8 +58,8 @@ SMOL = catalog_layout("smollm2-135m", "Q4_1")
 # --- the laptop --------------------------------------------------------------------------
 
 
-def test_laptop_8b_goes_to_the_integrated_gpu_and_says_why():
-    p = make_plan(L8B, laptop(), ctx=None)
+def test_laptop_8b_without_a_split_goes_to_the_integrated_gpu_and_says_why():
+    p = make_plan(L8B, laptop(), ctx=None, split="none")
     assert p.adapter.name.startswith("Intel")
     assert p.precision == p.kv_dtype == "f16"
     assert p.n_ctx == 4096 and not p.ctx_reduced
@@ -85,8 +85,11 @@ def test_high_performance_cuts_context_on_the_fastest_adapter_auto_keeps_it():
     lay = catalog_layout("llama-3-8b", "Q4_0")
     gpus = laptop()
     gpus[0] = adapter(0, "NVIDIA GeForce RTX 3060 Laptop GPU", "discrete", budget=int(5.2 * GiB))
-    auto = make_plan(lay, gpus)
-    assert auto.adapter.kind == "integrated" and auto.n_ctx == 4096 and not auto.ctx_reduced
+    auto = make_plan(lay, gpus)  # the context is kept: split over both GPUs
+    assert [p.adapter.kind for p in auto.parts] == ["discrete", "integrated"]
+    assert auto.n_ctx == 4096 and not auto.ctx_reduced
+    whole = make_plan(lay, gpus, split="none")
+    assert whole.adapter.kind == "integrated" and whole.n_ctx == 4096 and not whole.ctx_reduced
     fast = make_plan(lay, gpus, policy="high-performance")
     assert fast.adapter.kind == "discrete" and fast.n_ctx == 2048 and fast.ctx_reduced
     assert "reduced from the default 4096" in fast.reasons["n_ctx"]
@@ -216,7 +219,7 @@ def test_nothing_fits_lists_needs_per_adapter_and_a_smaller_quantization():
     small_laptop[1] = adapter(1, "Intel(R) UHD Graphics 620", "integrated", budget=6 * GiB)
     lay = catalog_layout("llama-3-8b", "Q8_0")
     with pytest.raises(ModelTooLargeError) as exc:
-        make_plan(lay, small_laptop)
+        make_plan(lay, small_laptop, split="none")
     e = exc.value
     assert [n[0] for n in e.needs] == [a.summary for a in small_laptop]
     assert all(need > avail for _, need, avail in e.needs)
@@ -312,7 +315,7 @@ def test_a_type_without_kernels_is_flagged(monkeypatch):
 
 
 def test_as_dict_and_explain():
-    p = make_plan(L8B, laptop())
+    p = make_plan(L8B, laptop(), split="none")
     d = json.loads(json.dumps(p.as_dict()))
     assert d["adapter"]["index"] == 1 and d["n_ctx"] == 4096 and d["estimate"]["total"] == p.estimate.total
     assert set(d["reasons"]) == {"model", "adapter", "precision", "kv_dtype", "n_ctx", "budget", "headroom",

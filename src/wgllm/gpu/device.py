@@ -91,6 +91,7 @@ class Device:
                  faults=None, features: Sequence[str] = ()):
         self.adapter = adapter
         self.faults = faults  # a wgllm.runtime.faults.FaultInjector, or None
+        self.part = 0  # which part of a split model this device holds (for faults naming a part)
         self.has_f16 = "shader-f16" in adapter.features
         # The adapter class picks kernel variants: "cpu" (a software adapter such as lavapipe)
         # or "gpu". On "cpu", parameter structs are read-only storage, not uniforms: lavapipe
@@ -321,7 +322,7 @@ class Device:
     def map_read(self, buf: wgpu.GPUBuffer, timeout: float | None = None) -> memoryview:
         """Map a MAP_READ buffer and return a copy of its bytes, waiting at most `timeout`
         seconds for the GPU (then DeviceLostError "hang")."""
-        if self.faults and self.faults.take_hang():
+        if self.faults and self.faults.take_hang(self):
             health.stall(timeout, self.adapter.summary)
         # On a lost device this raises at once, where a map would leave wgpu-py's polling
         # thread polling a dead device (which can abort the process).

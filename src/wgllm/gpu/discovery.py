@@ -1,8 +1,16 @@
-"""WebGPU adapters: enumeration, description, and the default choice."""
+"""WebGPU adapters: enumeration, description, and the default choice.
+
+`WGLLM_ADAPTERS` (for tests and benchmarks) presents the driver's adapters as
+another list: a comma-separated list of wgpu's adapter indices, e.g. "0,0"
+lists adapter 0 twice, as adapters 0 and 1 (devices on one GPU standing for two
+adapters: a split model's parts each get their own device). A repeated
+adapter's summary ends in "#2", "#3", ...
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 from wgllm.errors import AdapterNotFoundError, NoAdapterError
 
@@ -55,15 +63,37 @@ def _describe(i: int, a) -> AdapterInfo:
     )
 
 
+ENV_ADAPTERS = "WGLLM_ADAPTERS"
+
+
 def list_adapters() -> list[AdapterInfo]:
-    """Every WebGPU adapter on this machine, in wgpu's order."""
+    """Every WebGPU adapter on this machine, in wgpu's order (or as $WGLLM_ADAPTERS lists them)."""
     try:
         import wgpu
 
         adapters = wgpu.gpu.enumerate_adapters_sync()
     except Exception as exc:  # no loader / no driver
         raise NoAdapterError(f"{type(exc).__name__}: {exc}") from exc
-    return [_describe(i, a) for i, a in enumerate(adapters)]
+    found = [_describe(i, a) for i, a in enumerate(adapters)]
+    return remap(found, os.environ.get(ENV_ADAPTERS, ""))
+
+
+def remap(found: list[AdapterInfo], spec: str) -> list[AdapterInfo]:
+    """`found` as the list `spec` names ("0,0": adapter 0 twice; "" keeps it; see module doc)."""
+    if not spec.strip():
+        return found
+    try:
+        picks = [found[int(p)] for p in spec.split(",")]
+    except (ValueError, IndexError):
+        raise AdapterNotFoundError(
+            f"{ENV_ADAPTERS}='{spec}' must list adapter indices among 0..{len(found) - 1}, e.g. 0,0.") from None
+    seen: dict[int, int] = {}
+    out = []
+    for i, a in enumerate(picks):
+        seen[a.index] = seen.get(a.index, 0) + 1
+        tag = f" #{seen[a.index]}" if seen[a.index] > 1 else ""
+        out.append(replace(a, index=i, summary=a.summary + tag))
+    return out
 
 
 def rank(a: AdapterInfo) -> tuple:

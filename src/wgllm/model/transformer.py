@@ -3,7 +3,10 @@
 `Transformer` uploads the weights in their GGUF block layout, allocates the
 KV cache, the activation buffers and the read-back staging, and builds the
 forward pass as two reusable dispatch lists: `decode` (one token) and
-`prefill` (up to `chunk` tokens). The architecture (`family`, a module of
+`prefill` (up to `chunk` tokens). A model split over adapters is a chain of
+Transformers, one per part, each holding a range of layers (`layers`): the
+first part also the embedding, the last the output head; the hidden state `x`
+crosses each cut through the host (`x_staging`). The architecture (`family`, a module of
 wgllm.model.arch) supplies each layer's weights and dispatches from the
 shared blocks of wgllm.model.blocks, so a pass is a list of per-layer
 segments (`segments`). Both passes read the token ids from the `tokens`
@@ -35,45 +38,57 @@ STAGING_SLOTS = 4  # 4-byte token read-back buffers: decode steps queued ahead o
 
 
 class Activations:
-    """The activation buffers of a forward pass of up to `T` tokens."""
+    """The activation buffers of a forward pass of up to `T` tokens (`head`: with the logits)."""
 
-    def __init__(self, dev, cfg: ModelConfig, T: int, act: str):
+    def __init__(self, dev, cfg: ModelConfig, T: int, act: str, head: bool = True):
         a = 2 if act == "f16" else 4
         self.x = dev.buffer(T * cfg.dim * 4, "act")  # x: [T, dim] f32 residual stream
         self.xn = dev.buffer(T * cfg.dim * a, "act")  # xn: [T, dim] normed
         self.qkv = dev.buffer(T * cfg.qkv_dim * a, "act")  # qkv: [T, (Hq+2Hkv)*hd]
         self.attn = dev.buffer(T * cfg.n_heads * cfg.head_dim * a, "act")  # attn: [T, Hq*hd]
         self.gu = dev.buffer(T * 2 * cfg.ffn_dim * a, "act")  # gu: [T, 2*ffn]
-        self.xlast = dev.buffer(cfg.dim * a, "act")  # xlast: [1, dim] normed last row
         if cfg.post_norms:
             self.h = dev.buffer(T * cfg.dim * 4, "act")  # h: [T, dim] f32 block output before its post-norm
-        self.logits = dev.buffer(cfg.n_vocab * 4, "logits")  # logits: [vocab] f32
+        if head:
+            self.xlast = dev.buffer(cfg.dim * a, "act")  # xlast: [1, dim] normed last row
+            self.logits = dev.buffer(cfg.n_vocab * 4, "logits")  # logits: [vocab] f32
 
 
 class Transformer:
     """A model on one device with its KV cache and forward passes (see module doc).
 
     tensors: name -> tensor (a GGUF TensorInfo, or for planning a layout's TensorSpec:
-    name, type_name, shape, n_rows, row_len, n_bytes, and no data)."""
+    name, type_name, shape, n_rows, row_len, n_bytes, and no data). layers: the
+    (start, stop) layer range of this part (None: every layer); the part starting at
+    layer 0 embeds the tokens, the one ending at the last layer has the output head
+    (`first`, `last`), and a part that is not last reads its x back (`x_staging`)."""
 
     def __init__(self, dev, tensors: Mapping[str, Any], cfg: ModelConfig, family, *, act: str, n_ctx: int,
-                 chunk: int):
+                 chunk: int, layers: tuple[int, int] | None = None):
         self.dev, self.cfg, self.family, self.act, self.n_ctx, self.chunk = dev, cfg, family, act, n_ctx, chunk
         self.tensors = tensors
-        self.tokens = dev.buffer((n_ctx + 1) * 4, "tokens")  # tokens: [n_ctx + 1] u32
+        self.layer_range = range(*(layers or (0, cfg.n_layers)))
+        if not (0 <= self.layer_range.start < self.layer_range.stop <= cfg.n_layers):
+            raise ValueError(f"layers {layers} is not a non-empty range of the model's {cfg.n_layers} layers")
+        self.first, self.last = self.layer_range.start == 0, self.layer_range.stop == cfg.n_layers
+        if self.first or self.last:  # tokens: [n_ctx + 1] u32 (read by the embedding, written by the argmax)
+            self.tokens = dev.buffer((n_ctx + 1) * 4, "tokens")
         self.step = ops.step_buffer(dev)
         self.step_one = ops.step_buffer(dev, "step")  # T=1, pos=0: for one-row passes
         ops.write_step(dev, self.step_one, 1, 0)
         self._upload()
         kv_bytes = n_ctx * cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)
-        self.k_cache = [dev.buffer(kv_bytes, "kv") for _ in range(cfg.n_layers)]
-        self.v_cache = [dev.buffer(kv_bytes, "kv") for _ in range(cfg.n_layers)]
-        self.acts = Activations(dev, cfg, chunk, act)
+        self.k_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
+        self.v_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
+        self.acts = Activations(dev, cfg, chunk, act, head=self.last)
         self.decode = self.body(1)
         self.prefill = self.body(chunk) if chunk > 1 else self.decode
-        self.head = self.logits_head()
-        self.staging = [dev.staging(4) for _ in range(STAGING_SLOTS)]  # token ids read back
-        self.logit_staging = dev.staging(cfg.n_vocab * 4)  # one logits row read back
+        self.head = self.logits_head() if self.last else []
+        if self.last:
+            self.staging = [dev.staging(4) for _ in range(STAGING_SLOTS)]  # token ids read back
+            self.logit_staging = dev.staging(cfg.n_vocab * 4)  # one logits row read back
+        else:
+            self.x_staging = dev.staging(chunk * cfg.dim * 4)  # x: [chunk, dim] f32 read back at the cut
         self._all_logits: tuple | None = None
         self._all_hidden: tuple | None = None
 
@@ -112,24 +127,33 @@ class Transformer:
         return buf
 
     def _upload(self) -> None:
-        (self.token_embd,) = self.weight(["token_embd.weight"])
-        self.output_norm = self.vector("output_norm.weight")
-        self.output = [self.token_embd] if self.cfg.tied_embeddings else self.weight(["output.weight"])
+        """This part's weights: the embedding (first part), its layers, the output head (last part;
+        a tied output matrix is the embedding, uploaded again when the first part is elsewhere)."""
+        tied = self.cfg.tied_embeddings
+        if self.first or (self.last and tied):
+            (self.token_embd,) = self.weight(["token_embd.weight"])
+        if self.last:
+            self.output_norm = self.vector("output_norm.weight")
+            self.output = [self.token_embd] if tied else self.weight(["output.weight"])
         name = self.cfg.rope_factors_tensor(self.n_ctx)
         factors = self.tensors.get(name) if name else None
         data = getattr(factors, "data", None)  # none when planning: the rope tables' size is the same
         self.rope_factors = None if data is None else np.asarray(data).view(np.float32)  # [rope_dim / 2]
-        self.layers = [self.family.layer_weights(self, i) for i in range(self.cfg.n_layers)]
+        self.layers = [self.family.layer_weights(self, i) if i in self.layer_range else None
+                       for i in range(self.cfg.n_layers)]
 
     # --- forward pass -----------------------------------------------------
     def segments(self, T: int) -> list[list[Dispatch]]:
-        """The dispatches of a pass over up to T tokens, per segment: the embedding, then one
-        segment per layer (x = layers(embed(tokens[pos:pos+T])))."""
+        """The dispatches of a pass over up to T tokens, per segment: the embedding (first part),
+        then one segment per layer of the part (x = layers(embed(tokens[pos:pos+T])))."""
+        layers = [self.family.layer(self, i, T) for i in self.layer_range]
+        if not self.first:
+            return layers
         embed = lin.get_rows(self.dev, self.token_embd, self.tokens, self.acts.x, T, self.step, y_type="f32")
         if self.cfg.embed_scale != 1.0:
             embed += ops.rowmap(self.dev, self.acts.x, self.step, D=self.cfg.dim, rows=T, op="scale",
                                 c=self.cfg.embed_scale)
-        return [embed] + [self.family.layer(self, i, T) for i in range(self.cfg.n_layers)]
+        return [embed] + layers
 
     def body(self, T: int) -> list[Dispatch]:
         """`segments(T)` as one list."""

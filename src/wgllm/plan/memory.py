@@ -93,9 +93,11 @@ Buffer = MeterBuffer  # label, size, binding
 
 def engine_buffers(layout: ModelLayout, *, n_ctx: int, act: str, chunk: int = 128,
                    max_binding: int = DEFAULT_MAX_BINDING, max_buffer: int | None = None,
-                   all_logits: bool = False, kind: str = "gpu") -> list[MeterBuffer]:
+                   all_logits: bool = False, kind: str = "gpu",
+                   layers: tuple[int, int] | None = None) -> list[MeterBuffer]:
     """Every buffer `Engine(model, ctx=n_ctx, precision=act, chunk=chunk)` allocates, in order:
-    the model built on a MeterDevice (see module doc).
+    the model built on a MeterDevice (see module doc); `layers`: only the part of a split
+    model holding that (start, stop) layer range (on its own adapter).
 
     max_binding / max_buffer: the adapter's max-storage-buffer-binding-size and
     max-buffer-size (they set how weights are chunked); kind: the adapter class
@@ -105,8 +107,8 @@ def engine_buffers(layout: ModelLayout, *, n_ctx: int, act: str, chunk: int = 12
     chunk = max(1, min(int(chunk), int(n_ctx)))  # as Engine.__init__
     dev = MeterDevice(max_binding=max_binding, max_buffer=max_buffer, kind=kind)
     model = arches.build(dev, layout.tensor_map(), layout.config, act=act, n_ctx=int(n_ctx), chunk=chunk,
-                         plannable=True)
-    if all_logits:
+                         plannable=True, layers=layers)
+    if all_logits and model.last:
         model.all_logits()
     return dev.buffers
 
@@ -130,8 +132,9 @@ def summarize(buffers: list[MeterBuffer]) -> MemoryEstimate:
 
 def estimate(layout: ModelLayout, *, n_ctx: int, act: str, chunk: int = 128,
              max_binding: int = DEFAULT_MAX_BINDING, max_buffer: int | None = None,
-             all_logits: bool = False, kind: str = "gpu") -> MemoryEstimate:
+             all_logits: bool = False, kind: str = "gpu", layers: tuple[int, int] | None = None) -> MemoryEstimate:
     """Bytes `Engine(model, ctx=n_ctx, precision=act, chunk=chunk)` allocates on a fresh device
-    whose max-storage-buffer-binding-size is `max_binding` (see `engine_buffers`)."""
+    whose max-storage-buffer-binding-size is `max_binding` (see `engine_buffers`); `layers`: of
+    the part of a split model holding that layer range."""
     return summarize(engine_buffers(layout, n_ctx=n_ctx, act=act, chunk=chunk, max_binding=max_binding,
-                                    max_buffer=max_buffer, all_logits=all_logits, kind=kind))
+                                    max_buffer=max_buffer, all_logits=all_logits, kind=kind, layers=layers))

@@ -42,7 +42,7 @@ Rules
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator, Union
 
@@ -51,8 +51,10 @@ from wgllm.gpu.inventory import AdapterBudget
 from wgllm.kernels.qtypes import runnable_types
 from wgllm.model import arch as _arch
 from wgllm.plan import catalog
+from wgllm.plan import placement
 from wgllm.plan.layout import ModelLayout
 from wgllm.plan.memory import MemoryEstimate, estimate, kv_bytes_per_token
+from wgllm.plan.placement import Part
 
 HEADROOM = 0.10  # share of the budget a plan leaves free (see module doc)
 DEFAULT_CTX = 4096
@@ -109,10 +111,11 @@ def _pow2_below(n: int) -> int:
     return 1 << (n - 1).bit_length() - 1 if n > 1 else 0
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=4096)
 def _estimate(layout: ModelLayout, n_ctx: int, act: str, chunk: int, max_binding: int,
-              max_buffer: int) -> MemoryEstimate:
-    return estimate(layout, n_ctx=n_ctx, act=act, chunk=chunk, max_binding=max_binding, max_buffer=max_buffer)
+              max_buffer: int, layers: tuple[int, int] | None = None) -> MemoryEstimate:
+    return estimate(layout, n_ctx=n_ctx, act=act, chunk=chunk, max_binding=max_binding, max_buffer=max_buffer,
+                    layers=layers)
 
 
 def runnable(layout: ModelLayout) -> tuple[bool, str]:
@@ -157,12 +160,17 @@ def default_chunk(adapter: AdapterBudget) -> int:
     return 32 if adapter.kind == "cpu" else 128
 
 
-def check(layout: ModelLayout, adapter: AdapterBudget, act: str, n_ctx: int, chunk: int | None = None) -> Trial:
+def check(layout: ModelLayout, adapter: AdapterBudget, act: str, n_ctx: int, chunk: int | None = None,
+          layers: tuple[int, int] | None = None) -> Trial:
     """Try `layout` at (act, n_ctx) on `adapter` with prefill passes of `chunk` tokens (None:
-    `default_chunk`): limits and memory (see module doc)."""
+    `default_chunk`): limits and memory (see module doc). `layers`: only the part of a split
+    model holding that (start, stop) layer range."""
     chunk = chunk or default_chunk(adapter)
+    if layers is not None and tuple(layers) == (0, layout.n_layers):
+        layers = None  # the whole model: one cache entry
     try:
-        est = _estimate(layout, int(n_ctx), act, int(chunk), adapter.max_storage_binding, adapter.max_buffer_size)
+        est = _estimate(layout, int(n_ctx), act, int(chunk), adapter.max_storage_binding, adapter.max_buffer_size,
+                        None if layers is None else tuple(layers))
     except ValueError as exc:  # a weight row larger than a binding
         return Trial(adapter, act, n_ctx, None, [str(exc)], chunk)
     problems = est.limit_problems(adapter.max_buffer_size, adapter.max_storage_binding)
@@ -260,9 +268,18 @@ class Plan:
     requested_ctx: int | None = None
     policy: str = "auto"
     chunk: int = 128
+    parts: list[Part] = field(default_factory=list)  # the placement: one part, or one per adapter of a split
+    split: str = "auto"  # the split policy asked for: auto, none, or the explicit placement
+
+    @property
+    def is_split(self) -> bool:
+        return len(self.parts) > 1
 
     def as_dict(self) -> dict:
         """Everything, JSON-ready (for `wgllm plan --json`)."""
+        return {"split": self.split, "parts": [p.as_dict() for p in self.parts], **self._single_dict()}
+
+    def _single_dict(self) -> dict:
         return {
             "model": self.model, "arch": self.arch, "quantization": self.quantization, "runnable": self.runnable,
             "adapter": self.adapter.as_dict(), "policy": self.policy, "precision": self.precision,
@@ -281,8 +298,16 @@ class Plan:
                   f"{fmt_bytes(self.budget)} budget.")
         titles = {"model": "Model", "adapter": "Adapter", "precision": "Precision", "kv_dtype": "KV cache",
                   "n_ctx": "Context", "budget": "Budget", "headroom": "Headroom", "limits": "Limits"}
+        titles["placement"] = "Placement"
         lines = [f"{titles.get(k, k)}: {v}" for k, v in self.reasons.items()]
         lines.insert(min(5, len(lines)), memory)
+        if self.is_split:
+            n = self.parts[-1].layers[1]
+            lines += [f"  {p.describe(n)} on {p.adapter.summary}: {fmt_bytes(p.need)} (weights "
+                      f"{fmt_bytes(p.estimate.weights)}, KV {fmt_bytes(p.estimate.kv_cache)}, activations "
+                      f"{fmt_bytes(p.estimate.activations + p.estimate.logits)}, other "
+                      f"{fmt_bytes(p.estimate.other + p.estimate.staging)}) of {fmt_bytes(usable(p.adapter))} usable"
+                      for p in self.parts]
         return lines
 
 
@@ -304,22 +329,165 @@ def _check_f16(cands: list[AdapterBudget], precision: str, how: str) -> None:
 
 
 def make_plan(layout: ModelLayout, adapters: list[AdapterBudget], *, ctx: int | None = None,
-              policy: Policy = "auto", precision: str = "auto", chunk: int | None = None) -> Plan:
-    """Plan `layout` on one of `adapters` (see module doc for the rules).
+              policy: Policy = "auto", precision: str = "auto", chunk: int | None = None,
+              split: str | None = "auto") -> Plan:
+    """Plan `layout` on one of `adapters`, or split over several (see module doc for the rules).
 
     ctx: tokens, or None for the default (which may then be reduced).
     policy: "auto", "high-performance", "low-power", an adapter index or a name
     substring. chunk: prefill tokens per pass (None: `default_chunk` of each adapter).
+    split: "auto" (split over the policy's adapters when no single one holds the model),
+    "none", or an explicit placement "0:0-19,1:20-31" (see wgllm.plan.placement).
     Raises ModelTooLargeError (nothing fits; alternatives listed),
     AdapterNotFoundError, FeatureMissingError, NoAdapterError, RequestError."""
     _validate(ctx, precision, chunk)
+    how_split = placement.parse_split(split, layout.n_layers)
+    ladder = ctx_ladder(layout, ctx)
+    if isinstance(how_split, list):
+        return _explicit_plan(layout, adapters, how_split, ladder, ctx, precision, chunk, str(split))
     cands, how = select_adapters(adapters, policy)
     _check_f16(cands, precision, how)
-    ladder = ctx_ladder(layout, ctx)
-    found, trials = search(layout, cands, ladder, precision, chunk, how == "high-performance")
-    if found is None:
-        raise too_large(layout, adapters, cands, ladder, precision, chunk, ctx, trials)
-    return _build(layout, found, trials, cands, how, policy, ladder, ctx, precision, chunk)
+    trials: list[Trial] = []
+    tried: list[Part] = []
+    for kind, group, ctxs in _steps(cands, how_split == "auto", ladder, how == "high-performance"):
+        if kind == "single":
+            found, more = search(layout, group, ctxs, precision, chunk, how == "high-performance")
+            trials += more
+            if found is not None:
+                plan = _build(layout, found, trials, cands, how, policy, ladder, ctx, precision, chunk)
+                plan.split = how_split
+                return plan
+        else:
+            got = _split_search(layout, group, ctxs, precision, chunk)
+            if got[0] is not None:
+                return _split_plan(layout, *got[:3], ladder, ctx, precision, policy, how_split, trials, got[4])
+            tried = got[3] or tried
+    raise too_large(layout, adapters, cands, ladder, precision, chunk, ctx, trials, tried)
+
+
+def _steps(cands: list[AdapterBudget], split: bool, ladder: list[int], adapter_first: bool
+           ) -> Iterator[tuple[str, list[AdapterBudget], list[int]]]:
+    """(kind, adapters, contexts) in search order. First the GPUs: one adapter of the best GPU
+    kind, a split over the GPUs, one of the other GPUs; then with CPU adapters: a split over GPUs
+    and CPU adapters (partial offload), one CPU adapter, a split over CPU adapters. Within each
+    round the context comes first (it is kept, the adapters change) unless `adapter_first`
+    (high-performance: the context is cut on the fastest adapter first). Without `split`, the
+    single-adapter steps only."""
+    gpus = [a for a in cands if a.kind != "cpu"]
+    cpus = [a for a in cands if a.kind == "cpu"]
+    best = [a for a in gpus if a.kind == gpus[0].kind] if gpus else []
+    rounds = ([("single", best), ("split", gpus), ("single", [a for a in gpus if a not in best])],
+              [("split", cands if gpus and cpus else []), ("single", cpus), ("split", cpus)])
+    for steps in rounds:
+        steps = [(k, g) for k, g in steps if g and (k == "single" or (split and len(g) > 1))]
+        if adapter_first:
+            yield from ((k, g, ladder) for k, g in steps)
+        else:
+            yield from ((k, g, [c]) for c in ladder for k, g in steps)
+
+
+def _split_search(layout: ModelLayout, cands: list[AdapterBudget], ladder: list[int], precision: str,
+                  chunk: int | None):
+    """(parts, act, n_ctx, tried): the first greedy split over `cands` that fits, context first
+    (f16 over the adapters that have it, then f32 over all, for "auto"), or (None, ..., tried)."""
+    chunk = chunk or min(default_chunk(a) for a in cands)
+    tried: list[Part] = []
+    for n_ctx in ladder:
+        for act, group in _split_precisions(precision, cands):
+            parts, tried_now = placement.greedy(group, layout.n_layers, act, n_ctx,
+                                                _part_check(layout, chunk), usable)
+            tried = tried or tried_now
+            if parts is not None and len(parts) > 1:
+                return parts, act, n_ctx, parts, chunk
+    return None, None, None, tried, chunk
+
+
+def _split_precisions(precision: str, cands: list[AdapterBudget]) -> list[tuple[str, list[AdapterBudget]]]:
+    f16 = [a for a in cands if a.shader_f16]
+    if precision == "f32":
+        return [("f32", cands)]
+    if precision == "f16":
+        return [("f16", f16)] if len(f16) > 1 else []
+    return ([("f16", f16)] if len(f16) > 1 else []) + ([("f32", cands)] if len(f16) < len(cands) else [])
+
+
+def _part_check(layout: ModelLayout, chunk: int):
+    def part_check(adapter: AdapterBudget, act: str, n_ctx: int, layers: tuple[int, int]):
+        t = check(layout, adapter, act, n_ctx, chunk, layers)
+        return t.estimate, t.problems
+    return part_check
+
+
+def _explicit_plan(layout, adapters, spec: list[tuple[int, int, int]], ladder, ctx, precision, chunk,
+                   text: str) -> Plan:
+    """The user's placement at the first context of the ladder where every part fits."""
+    by_index = {a.index: a for a in adapters}
+    missing = sorted({i for i, _, _ in spec} - set(by_index))
+    if missing:
+        listing = "; ".join(f"{a.index}: {a.summary}" for a in adapters)
+        raise AdapterNotFoundError(f"--split names adapter {missing[0]}, which is not here. The adapters are: "
+                                   f"{listing}.")
+    used = [by_index[i] for i, _, _ in spec]
+    acts = ["f16"] if precision != "f32" and all(a.shader_f16 for a in used) else ["f32"]
+    if precision == "f16" and acts != ["f16"]:
+        _check_f16([a for a in used if not a.shader_f16][:1], "f16", "index")
+    chunk = chunk or min(default_chunk(a) for a in used)
+    parts: list[Part] = []
+    for n_ctx in ladder:
+        parts = placement.explicit(spec, by_index, acts[0], n_ctx, _part_check(layout, chunk), usable)
+        if all(p.fits for p in parts):
+            return _split_plan(layout, parts, acts[0], n_ctx, ladder, ctx, precision, "index", text, [], chunk)
+    lines = "; ".join(f"{p.describe(layout.n_layers)} on {p.adapter.summary} needs {fmt_bytes(p.need)} and has "
+                      f"{fmt_bytes(usable(p.adapter))} usable" + (f" ({p.problems[0]})" if p.problems else "")
+                      for p in parts)
+    raise ModelTooLargeError(f"{layout.name} does not fit the placement --split {text} at {ladder[-1]} tokens: "
+                             f"{lines}. Nothing was allocated. Try --split auto, or move layers to the adapter "
+                             f"with room.", needs=[(p.adapter.summary, p.need, usable(p.adapter)) for p in parts])
+
+
+def _split_plan(layout, parts: list[Part], act: str, n_ctx: int, ladder, ctx, precision, policy, split,
+                trials: list[Trial], chunk: int) -> Plan:
+    """The Plan of a placement over several adapters (see Plan), checked with prefill passes of
+    `chunk` tokens."""
+    est = placement.total(parts)
+    first, n = parts[0].adapter, layout.n_layers
+    ok, why_run = runnable(layout)
+    cause = "as asked" if isinstance(split, str) and ":" in split else _why_split(layout, parts, trials, n_ctx)
+    where = "; ".join(f"{p.describe(n)} on {p.adapter.summary} ({fmt_bytes(p.need)} of "
+                      f"{fmt_bytes(usable(p.adapter))} usable)" for p in parts)
+    lacks = [p.adapter.summary for p in parts if not p.adapter.shader_f16]
+    why_act = (f"{act}, as asked." if precision != "auto" else
+               "f16: every adapter of the placement has shader-f16." if act == "f16" else
+               f"f32: {', '.join(lacks)} lacks shader-f16 (f16 is used only where every part has it).")
+    found = Trial(first, act, n_ctx, est, [], chunk)
+    reasons = {
+        "model": _why_model(layout, why_run),
+        "adapter": f"split over {len(parts)} adapters (placement below).",
+        "placement": f"{where}: {cause}; the hidden state crosses each cut through the host once per "
+                     f"prefill chunk and once per token.",
+        "precision": why_act,
+        "kv_dtype": (f"{act}, the activation precision: {fmt_bytes(kv_bytes_per_token(layout, act))} per token "
+                     f"over all parts, {fmt_bytes(est.kv_cache)} for {n_ctx} tokens."),
+        "n_ctx": _why_ctx(layout, found, [found], ladder, ctx, "auto") if n_ctx == ladder[0] else
+        f"{n_ctx} tokens, reduced from the default {ladder[0]}: no placement holds more.",
+        "budget": "; ".join(f"{p.adapter.summary}: {_why_budget(p.adapter)}" for p in parts),
+    }
+    return Plan(adapter=first, precision=act, kv_dtype=act, n_ctx=n_ctx, estimate=est,
+                headroom=min(p.adapter.planning_budget - p.need for p in parts), reasons=reasons,
+                ctx_reduced=n_ctx != ladder[0], model=layout.name, arch=layout.arch,
+                quantization=layout.quantization, runnable=ok, budget=first.planning_budget, requested_ctx=ctx,
+                policy=str(policy or "auto"), chunk=chunk, parts=parts, split=str(split))
+
+
+def _why_split(layout, parts: list[Part], trials: list[Trial], n_ctx: int) -> str:
+    """Why one adapter was not enough: the first part's adapter's need for the whole model."""
+    a = parts[0].adapter
+    whole = next((t for t in trials if t.adapter.index == a.index and t.n_ctx == n_ctx and t.estimate), None)
+    if whole is None:
+        return f"no single adapter holds the whole model at {n_ctx} tokens"
+    return (f"no single adapter holds the whole model at {n_ctx} tokens ({a.summary} would need "
+            f"{fmt_bytes(whole.need)} of {fmt_bytes(usable(a))} usable), so {a.summary} takes as many layers as "
+            f"fit and the next adapter the rest")
 
 
 def _build(layout, found: Trial, trials: list[Trial], cands, how, policy, ladder, ctx, precision, chunk) -> Plan:
@@ -346,7 +514,8 @@ def _build(layout, found: Trial, trials: list[Trial], cands, how, policy, ladder
     return Plan(adapter=a, precision=found.precision, kv_dtype=found.precision, n_ctx=found.n_ctx, estimate=est,
                 headroom=a.planning_budget - est.total, reasons=reasons, ctx_reduced=found.n_ctx != ladder[0],
                 model=layout.name, arch=layout.arch, quantization=layout.quantization, runnable=ok,
-                budget=a.planning_budget, requested_ctx=ctx, policy=str(policy or "auto"), chunk=found.chunk)
+                budget=a.planning_budget, requested_ctx=ctx, policy=str(policy or "auto"), chunk=found.chunk,
+                parts=[Part(a, (0, layout.n_layers), est)])
 
 
 def _why_model(layout: ModelLayout, why_run: str) -> str:
@@ -418,8 +587,10 @@ def _why_budget(a: AdapterBudget) -> str:
 # --- when nothing fits -----------------------------------------------------------------------
 
 
-def too_large(layout: ModelLayout, adapters, cands, ladder, precision, chunk, ctx, trials) -> ModelTooLargeError:
-    """The error for a model no candidate holds: per adapter need vs available, and alternatives."""
+def too_large(layout: ModelLayout, adapters, cands, ladder, precision, chunk, ctx, trials,
+              tried: list[Part] | None = None) -> ModelTooLargeError:
+    """The error for a model no candidate holds, alone or split: per adapter need vs available,
+    how far a split got, and alternatives."""
     firsts: dict[int, Trial] = {}
     for t in trials:
         if t.n_ctx == ladder[0]:
@@ -430,6 +601,11 @@ def too_large(layout: ModelLayout, adapters, cands, ladder, precision, chunk, ct
     quant = f" {layout.quantization}" if layout.quantization else ""
     where = cands[0].summary if len(cands) == 1 else "any adapter"
     lines = "; ".join(_need_line(t) for t in firsts.values())
+    if tried:
+        held = sum(p.layers[1] - p.layers[0] for p in tried)
+        got = ", ".join(f"{p.describe(layout.n_layers)} on {p.adapter.summary}" for p in tried)
+        lines += (f". Split over the adapters, {got} would fit, leaving {layout.n_layers - held} of the "
+                  f"{layout.n_layers} layers and the output head without room")
     alts = alternatives(layout, adapters, cands, ladder, precision, chunk)
     tail = (" Would fit: " + "; ".join(alts) + ".") if alts else \
         " No smaller configuration or catalog model would fit on this machine."

@@ -7,6 +7,9 @@ the next step's embedding reads it there, and the host only reads 4 bytes per
 token through a ring of small staging buffers while further steps are
 already queued. Sampling reads the logits row and samples on the host.
 The KV cache is reused across calls for the common prefix of the prompt.
+A model split over adapters (the plan's placement) runs as a chain of parts
+(wgllm.runtime.chain): each token crosses every cut through the host, and the
+produced token is written back into the first part before the next step.
 
 GPU failures (device lost, out of memory, hang, non-finite logits) are
 detected, and by default recovered from without losing or repeating a token:
@@ -26,16 +29,15 @@ import numpy as np
 from wgllm.errors import (ContextLengthExceededError, DeviceLostError, GpuOutOfMemoryError, RequestError,
                           UnsupportedModelError, WgllmError)
 from wgllm.gpu import health
-from wgllm.gpu.device import Device
 from wgllm.gpu.discovery import AdapterInfo, list_adapters
 from wgllm.gpu.inventory import Caps, inventory
-from wgllm.kernels import ops
 from wgllm.model import arch as arches
 from wgllm.model.gguf import GGUFFile
 from wgllm.plan.catalog import layout_from_gguf
 from wgllm.kernels.qtypes import runnable_types
 from wgllm.model.transformer import STAGING_SLOTS
 from wgllm.plan.planner import DEFAULT_CTX, Plan, make_plan  # noqa: F401 (DEFAULT_CTX: API)
+from wgllm.runtime.chain import Chain, Link
 from wgllm.runtime.faults import FaultInjector
 from wgllm.runtime.recovery import EventLog, RecoveryPolicy, Segment, truncate
 from wgllm.runtime.sampler import Sampler, SamplingParams
@@ -90,6 +92,8 @@ class Engine:
     pass (None: the planner's default for the adapter, 32 on a CPU adapter, 128 elsewhere).
     gpu_memory: memory caps (e.g. "4GiB", "0=4GiB,1=8GiB"; see
     `wgllm.gpu.inventory.parse_caps`; None: $WGLLM_GPU_MEMORY).
+    split: "auto" (split the model over adapters when no single one holds it),
+    "none", or a placement such as "0:0-19,1:20-31" (see wgllm.plan.placement).
     recovery: a RecoveryPolicy (None: the default: recover on the same adapter,
     then fall back). faults: a fault-injection spec (see wgllm.runtime.faults;
     None: $WGLLM_FAULTS). on_event: called with each RecoveryEvent.
@@ -103,7 +107,8 @@ class Engine:
 
     def __init__(self, model: str | None = None, *, device: str | int | None = None, ctx: int | None = None,
                  precision: str = "auto", chunk: int | None = None, gpu_memory: Caps = None, policy: str = "auto",
-                 recovery: RecoveryPolicy | None = None, faults: str | None = None, on_event=None):
+                 split: str | None = "auto", recovery: RecoveryPolicy | None = None, faults: str | None = None,
+                 on_event=None):
         from wgllm import hub
         from wgllm.model.chat_template import ChatTemplate
         from wgllm.model.tokenizer import Tokenizer
@@ -119,8 +124,9 @@ class Engine:
         check_tensor_types(self.gguf)
         self.tokenizer = Tokenizer.from_gguf(self.gguf)
         self.template = ChatTemplate.from_gguf(self.gguf)
-        self._request = dict(ctx=int(ctx) if ctx else None, precision=precision, chunk=chunk, caps=gpu_memory)
-        self.plan, self.adapter = self._plan(device if device not in (None, "") else policy)
+        self._request = dict(ctx=int(ctx) if ctx else None, precision=precision, chunk=chunk, caps=gpu_memory,
+                             split=split)
+        self.plan, self.adapters = self._plan(device if device not in (None, "") else policy)
         self.precision = self.plan.precision
         self.n_ctx = self.plan.n_ctx
         self.chunk = max(1, min(self.plan.chunk, self.n_ctx))
@@ -131,38 +137,81 @@ class Engine:
         # on_progress(stage, done, total): called as work proceeds before the first token
         # ("prefill": prompt tokens run so far of those to run), for spinners and logs.
         self.on_progress = None
-        self.dev = self.model = None
-        self._broken: Exception | None = None  # the failure that took the device, until rebuilt
+        self.chain: Chain | None = None
+        self._broken: Exception | None = None  # the failure that took a device, until rebuilt
+        self._broken_part: int | None = None  # the part whose device it took (None: rebuild every part)
         self._failed: set[int] = set()  # adapter indexes given up on
-        self._resilient(lambda: None)  # builds the device, recovering from failures on the way
+        self._resilient(lambda: None)  # builds the devices, recovering from failures on the way
 
-    def _plan(self, policy, exclude: set[int] = frozenset()) -> tuple[Plan, AdapterInfo]:
+    @property
+    def adapter(self) -> AdapterInfo:
+        """The adapter of the first part (the only one unless the model is split)."""
+        return self.adapters[0]
+
+    @property
+    def adapter_summary(self) -> str:
+        """The adapter, or for a split model every part's ("X (layers 0-18) + Y (layers 19-31)")."""
+        if len(self.adapters) == 1:
+            return self.adapters[0].summary
+        return " + ".join(f"{a.summary} (layers {p.layers[0]}-{p.layers[1] - 1})"
+                          for a, p in zip(self.adapters, self.plan.parts))
+
+    @property
+    def dev(self):
+        """The first part's Device (None before it is built or after a failure took it)."""
+        return self.chain.links[0].dev if self.chain is not None else None
+
+    @property
+    def model(self):
+        """The first part's model (see `dev`)."""
+        return self.chain.links[0].model if self.chain is not None else None
+
+    def memory_by_adapter(self) -> list[dict]:
+        """Per part: adapter, layers, bytes allocated now, bytes planned, budget."""
+        got = self.chain.allocated() if self.chain is not None else [0] * len(self.adapters)
+        return [{"adapter": a.summary, "index": a.index, "layers": list(p.layers), "allocated": n,
+                 "planned": p.need, "budget": p.adapter.planning_budget}
+                for a, p, n in zip(self.adapters, self.plan.parts, got)]
+
+    def _plan(self, policy, exclude: set[int] = frozenset()) -> tuple[Plan, list[AdapterInfo]]:
         """Plan the model on this machine's adapters, less `exclude` (no device is created here)."""
         r = self._request
         adapters = [a for a in list_adapters() if a.index not in exclude]
         plan = make_plan(layout_from_gguf(self.gguf), inventory(adapters, caps=r["caps"]), ctx=r["ctx"],
-                         policy=policy, precision=r["precision"], chunk=r["chunk"])
-        return plan, next(a for a in adapters if a.index == plan.adapter.index)
+                         policy=policy, precision=r["precision"], chunk=r["chunk"], split=r["split"])
+        by_index = {a.index: a for a in adapters}
+        return plan, [by_index[p.adapter.index] for p in plan.parts]
 
-    def _build(self) -> None:
-        """A fresh device on the planned adapter, the weights uploaded, the KV cache replayed."""
-        rebuild = self.dev is not None or self._broken is not None
-        if self.dev is not None:
-            self.dev.destroy()
-        self.dev = self.model = None
-        if rebuild:
-            self.adapter = self._fresh_adapter()
-        self.dev = Device(self.adapter.adapter, budget=self.plan.budget, faults=self.faults)
-        self.model = arches.build(self.dev, self.gguf.tensors, self.cfg, act=self.precision, n_ctx=self.n_ctx,
-                                  chunk=self.chunk)
-        self._replay()
-        self._broken = None
+    def _build(self, only: int | None = None) -> None:
+        """Fresh devices for every part (or only part `only`), the weights uploaded, the KV cache
+        replayed (through the parts up to the rebuilt one)."""
+        rebuild = self.chain is not None or self._broken is not None
+        if only is None or self.chain is None:
+            if self.chain is not None:
+                self.chain.release()
+            if rebuild:
+                self.adapters = [self._fresh_adapter(a) for a in self.adapters]
+            links = [Link(a, p.layers, p.adapter.planning_budget) for a, p in zip(self.adapters, self.plan.parts)]
+            self.chain = Chain(links, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=self.chunk,
+                               faults=self.faults)
+            self.chain.hang_timeout_s = self.recovery.hang_timeout_s
+            for k in range(len(links)):
+                self.chain.build(k)
+            self._replay()
+        else:
+            self.adapters[only] = self.chain.links[only].adapter = self._fresh_adapter(self.adapters[only])
+            self.chain.build(only)
+            self._replay(upto=only)
+        self._broken = self._broken_part = None
 
-    def _fresh_adapter(self) -> AdapterInfo:
-        """The planned adapter, enumerated anew: after a loss NVIDIA's driver refuses a new
+    def _fresh_adapter(self, old: AdapterInfo) -> AdapterInfo:
+        """Adapter `old`, enumerated anew: after a loss NVIDIA's driver refuses a new
         device from the old adapter object ("Parent device is lost"; measured on H100)."""
-        old = self.adapter
-        for a in list_adapters():
+        listed = list_adapters()
+        for a in listed:
+            if (a.index, a.name, a.backend) == (old.index, old.name, old.backend):
+                return a
+        for a in listed:
             if (a.name, a.backend) == (old.name, old.backend):
                 return a
         raise DeviceLostError("lost", old.summary, "the adapter is no longer listed by the driver")
@@ -173,10 +222,10 @@ class Engine:
         self.cached, self._log = [], []
 
     def close(self) -> None:
-        """Release the device and all its memory; the engine cannot be used afterwards."""
-        if self.dev is not None:
-            self.dev.destroy()
-        self.dev = self.model = None
+        """Release every device and all its memory; the engine cannot be used afterwards."""
+        if self.chain is not None:
+            self.chain.release()
+        self.chain = None
 
     def chat_prompt(self, messages: Sequence[dict], tools: Sequence[dict] | None = None) -> list[int]:
         """Token ids of `messages` rendered with the model's chat template (`tools`: the template's
@@ -223,15 +272,14 @@ class Engine:
         self.reset()
 
         def work() -> np.ndarray:
-            m = self.model
-            extra, out = extra_of(m)
-            m.write_tokens(prompt, 0)
+            chain = self.chain
+            extra, out = extra_of(chain.last)
+            chain.write_tokens(prompt, 0)
             rows = []
-            for s in range(0, len(prompt), m.chunk):
-                T = min(m.chunk, len(prompt) - s)
-                ops.write_step(self.dev, m.step, T, s)
-                self.dev.run(m.prefill + extra, T=T)
-                rows.append(self.dev.read_array(out, np.float32, T * width).reshape(T, width))
+            for s in range(0, len(prompt), self.chunk):
+                T = min(self.chunk, len(prompt) - s)
+                chain.run(T, s, extra=extra, body="prefill")
+                rows.append(chain.read_rows(out, T, width))
             return np.concatenate(rows)
 
         return self._resilient(work)
@@ -242,8 +290,8 @@ class Engine:
         on a GPU failure, recover (per policy) and run it again."""
         while True:
             try:
-                if self.dev is None or self._broken is not None:
-                    self._build()
+                if self.chain is None or self._broken is not None:
+                    self._build(self._broken_part)
                 return work()
             except Exception as exc:  # noqa: BLE001 - only GPU failures are handled; the rest re-raised
                 if not health.is_gpu_failure(exc):
@@ -251,89 +299,98 @@ class Engine:
                 self._recover(exc)
 
     def _recover(self, exc: BaseException) -> None:
-        """Detected GPU failure -> a rebuilt device (same adapter, then fallback), or raise."""
-        err = exc if isinstance(exc, GpuOutOfMemoryError) else health.as_device_error(exc, self.adapter.summary)
-        logged = self.dev.loss_logged() if self.dev is not None else None
+        """Detected GPU failure -> a rebuilt device for the part it took (same adapter, then a
+        fallback re-plan of every part), or raise."""
+        k = self.chain.active if self.chain is not None else 0
+        k = k if k < len(self.adapters) else 0
+        where = self.adapters[k].summary
+        err = exc if isinstance(exc, GpuOutOfMemoryError) else health.as_device_error(exc, where)
+        dev = self.chain.links[k].dev if self.chain is not None else None
+        logged = dev.loss_logged() if dev is not None else None
         if isinstance(err, DeviceLostError) and err.reason == "unknown" and logged:
-            err = DeviceLostError("lost", self.adapter.summary, f"{err.detail}; the wgpu log said: {logged}")
+            err = DeviceLostError("lost", where, f"{err.detail}; the wgpu log said: {logged}")
         kind = health.classify(err)
         t0 = time.time()
         self._broken = err
-        self.events.add(self.adapter.summary, kind, "detected", detail=health.last_line(exc))
+        self._broken_part = k if len(self.adapters) > 1 and self.chain is not None else None
+        self.events.add(where, kind, "detected", detail=health.last_line(exc))
         if not self.recovery.enabled:
             self._release()
             raise err
         oom_first = kind == "out-of-memory" and self.recovery.fallback  # the same adapter would likely fail again
-        if oom_first and self._fall_back(kind, t0) or self._retry(kind, t0):
+        if oom_first and self._fall_back(kind, t0, k) or self._retry(kind, t0, k):
             return
-        if self.recovery.fallback and not oom_first and self._fall_back(kind, t0):
+        if self.recovery.fallback and not oom_first and self._fall_back(kind, t0, k):
             return
-        self.events.add(self.adapter.summary, kind, "gave up", t0)
+        self.events.add(where, kind, "gave up", t0)
         self._release()
         raise err
 
-    def _retry(self, kind: str, t0: float) -> bool:
-        """Rebuild on the same adapter, up to `retries` times with doubling backoff."""
+    def _retry(self, kind: str, t0: float, k: int) -> bool:
+        """Rebuild part k on the same adapter, up to `retries` times with doubling backoff."""
         retries = self.recovery.retries
         for attempt in range(retries):
             time.sleep(self.recovery.backoff_s * 2 ** attempt)
-            self.events.add(self.adapter.summary, kind, "retry", t0, f"attempt {attempt + 1} of {retries}")
-            if self._try(self._build):
-                self.events.add(self.adapter.summary, kind, "continued", t0)
+            self.events.add(self.adapters[k].summary, kind, "retry", t0, f"attempt {attempt + 1} of {retries}")
+            if self._try(lambda: self._build(self._broken_part), k):
+                self.events.add(self.adapters[k].summary, kind, "continued", t0)
                 return True
         return False
 
-    def _try(self, build) -> bool:
-        """Run a rebuild; False (device released) when it fails on the GPU too."""
+    def _try(self, build, k: int = 0) -> bool:
+        """Run a rebuild; False (every device released) when it fails on the GPU too."""
         try:
             build()
             return True
         except Exception as exc:  # noqa: BLE001
             if not health.is_gpu_failure(exc):
                 raise
-            self.events.add(self.adapter.summary, health.classify(exc), "failed", detail=health.last_line(exc))
+            where = self.adapters[min(k, len(self.adapters) - 1)].summary
+            self.events.add(where, health.classify(exc), "failed", detail=health.last_line(exc))
             self._release()
             return False
 
-    def _fall_back(self, kind: str, t0: float) -> bool:
-        """Re-plan on the next adapters, in the planner's order, until one works; on
-        failure the engine stays planned for the adapter it had."""
-        before = (self.plan, self.adapter, self.precision, self.n_ctx)
-        failed = self._failed | {self.adapter.index}
+    def _fall_back(self, kind: str, t0: float, k: int) -> bool:
+        """Re-plan without part k's adapter, in the planner's order (a split may be re-planned
+        onto what is left), until a plan builds; on failure the engine stays planned as it was."""
+        before = (self.plan, self.adapters, self.precision, self.n_ctx)
+        lost = self.adapters[k]
+        failed = self._failed | {lost.index}
         if not self.recovery.fallback_same_gpu:
-            failed |= {a.index for a in list_adapters() if _same_gpu(a, self.adapter)}
+            failed |= {a.index for a in list_adapters() if _same_gpu(a, lost)}
         while True:
             try:
-                plan, adapter = self._plan("auto", exclude=failed)
+                plan, adapters = self._plan("auto", exclude=failed)
             except WgllmError:
-                self.plan, self.adapter, self.precision, self.n_ctx = before
+                self.plan, self.adapters, self.precision, self.n_ctx = before
                 return False
-            failed.add(adapter.index)
+            failed |= {a.index for a in adapters}
             if plan.n_ctx <= len(self.cached):
                 continue
-            self.events.add(adapter.summary, kind, "fallback", t0, f"from {self.adapter.summary}")
-            self.plan, self.adapter, self.precision, self.n_ctx = plan, adapter, plan.precision, plan.n_ctx
+            names = " + ".join(a.summary for a in adapters)
+            self.events.add(names, kind, "fallback", t0, f"from {lost.summary}")
+            self.plan, self.adapters, self.precision, self.n_ctx = plan, adapters, plan.precision, plan.n_ctx
+            self._release()
             if self._try(self._build):
-                self._failed.add(before[1].index)
-                self.events.add(self.adapter.summary, kind, "continued", t0)
+                self._failed.add(lost.index)
+                self.events.add(names, kind, "continued", t0)
                 return True
 
     def _release(self) -> None:
-        """Drop the failed device and everything on it (the conversation state stays)."""
-        if self.dev is not None:
-            self.dev.destroy()
-        self.dev = self.model = None
+        """Drop every device and everything on it (the conversation state stays)."""
+        if self.chain is not None:
+            self.chain.release()
+        self.chain = None
+        self._broken_part = None
 
-    def _replay(self) -> None:
-        """Recompute the KV cache of `cached` with exactly the passes that first built it."""
-        m = self.model
+    def _replay(self, upto: int | None = None) -> None:
+        """Recompute the KV cache of `cached` with exactly the passes that first built it (through
+        parts 0..upto: the parts after a rebuilt one kept theirs)."""
         for seg in (s for s in self._log if s.tokens):
-            m.write_tokens(seg.tokens, seg.start)
-            step = m.chunk if seg.chunked else 1
+            self.chain.write_tokens(seg.tokens, seg.start)
+            step = self.chunk if seg.chunked else 1
             for s in range(seg.start, seg.end, step):
-                T = min(step, seg.end - s)
-                ops.write_step(self.dev, m.step, T, s)
-                self.dev.run(m.decode if T == 1 else m.prefill, T=T)
+                self.chain.run(min(step, seg.end - s), s, upto=upto)
 
     def _survive(self, prompt: list[int]) -> Iterator[int]:
         """The generation's tokens, carried across GPU failures (see generate)."""
@@ -342,8 +399,8 @@ class Engine:
         rng = start[2]
         while True:
             try:
-                if self.dev is None or self._broken is not None:
-                    self._build()
+                if self.chain is None or self._broken is not None:
+                    self._build(self._broken_part)
                 for tok in self._steps(prompt, emitted):
                     emitted.append(tok)
                     if self._sampler.needs_logits:
@@ -373,7 +430,7 @@ class Engine:
         emitted token (whose K/V is not in the rebuilt cache yet)."""
         if emitted:
             pos = len(prompt) + len(emitted) - 1
-            self.model.write_tokens([emitted[-1]], pos)
+            self.chain.write_tokens([emitted[-1]], pos)
             done = len(emitted) - 1
         else:
             t0 = time.perf_counter()
@@ -400,85 +457,75 @@ class Engine:
 
     def _prefill(self, prompt: list[int]) -> int:
         """Run the prompt's uncached suffix; returns the first generated token."""
-        m = self.model
+        chain = self.chain
         keep = min(_common_prefix(self.cached, prompt), len(prompt) - 1)  # >= 1 token must run
         self.cached, self._log = prompt[:keep], truncate(self._log, keep)
         self.stats.cached_tokens = keep
-        m.write_tokens(prompt[keep:], keep)
-        starts = list(range(keep, len(prompt), m.chunk))
+        chain.write_tokens(prompt[keep:], keep)
+        starts = list(range(keep, len(prompt), self.chunk))
         for s in starts:
             if self.on_progress is not None:
                 self.on_progress("prefill", s - keep, len(prompt) - keep)
-            T = min(m.chunk, len(prompt) - s)
-            ops.write_step(self.dev, m.step, T, s)
+            T = min(self.chunk, len(prompt) - s)
             last = s == starts[-1]
-            if last and self.faults:
-                self.faults.at(self.dev, "prefill")
-            body = m.decode if T == 1 else m.prefill
-            self._submit(body + (m.head if last else []), last, len(prompt), T=T)
+            if last:
+                chain.fault_point("prefill")
+            chain.run(T, s, head=last, produce=self._produces() if last else None)
         tok = self._read_next(len(prompt))
         self.cached = list(prompt)
         self._log.append(Segment(keep, prompt[keep:], True))
         return tok
 
-    def _submit(self, dispatches, produce: bool, next_pos: int, slot: int = 0, T: int | None = None) -> None:
-        """Submit one pass over T tokens (only their workgroups run; None: the dispatches'
-        capacity, as for decode); if `produce`, copy the produced token (GPU argmax) or the
-        logits (host sampling) to staging."""
-        enc = self.dev.encode(dispatches, T=T)
-        if produce and self._sampler.needs_logits:
-            enc.copy_buffer_to_buffer(self.model.acts.logits, 0, self.model.logit_staging, 0, self.model.logit_staging.size)
-        elif produce:
-            enc.copy_buffer_to_buffer(self.model.tokens, next_pos * 4, self.model.staging[slot], 0, 4)
-        self.dev.submit(enc)
+    def _produces(self) -> str:
+        """What a step reads back: the logits row (host sampling) or the GPU argmax's token."""
+        return "logits" if self._sampler.needs_logits else "token"
 
     def _read_next(self, pos: int, slot: int = 0) -> int:
         """The token at `pos` made by the last pass (GPU argmax: read back; else sampled here)."""
         if not self._sampler.needs_logits:
-            return self._read_slot(slot)
-        raw = self.dev.map_read(self.model.logit_staging, self.recovery.hang_timeout_s)
-        logits = np.frombuffer(raw, np.float32)
+            return self._read_slot(slot, pos)
+        logits = self.chain.read_logits()
         if not np.isfinite(logits).all():
-            raise DeviceLostError("unknown", self.adapter.summary, "the logits are not finite (NaN or inf)")
+            raise DeviceLostError("unknown", self.adapters[-1].summary, "the logits are not finite (NaN or inf)")
         tok = int(self._sampler.sample(logits, self._history))
-        self.model.write_tokens([tok], pos)
+        self.chain.write_tokens([tok], pos)
         return tok
 
-    def _read_slot(self, slot: int) -> int:
-        raw = self.dev.map_read(self.model.staging[slot], self.recovery.hang_timeout_s)
-        tok = int(np.frombuffer(raw, np.uint32)[0])
+    def _read_slot(self, slot: int, pos: int) -> int:
+        """The argmax's token for position `pos` from staging `slot` (relayed to the first part of a
+        split model, whose embedding reads it next)."""
+        tok = self.chain.read_token(slot)
         if tok >= self.cfg.n_vocab:  # the argmax kernel's mark for non-finite logits
-            raise DeviceLostError("unknown", self.adapter.summary, "the logits are not finite (NaN or inf)")
+            raise DeviceLostError("unknown", self.adapters[-1].summary, "the logits are not finite (NaN or inf)")
+        if self.chain.split:
+            self.chain.write_tokens([tok], pos)
         return tok
 
     def _decode_greedy(self, pos: int, done: int) -> Iterator[int]:
         """Greedy: yield the tokens of steps at pos, pos+1, ... (each step runs tokens[p]
-        and writes tokens[p+1]), keeping PIPELINE_DEPTH steps queued ahead. `done`:
-        decode steps of this generation before this call (for fault points)."""
-        m = self.model
+        and writes tokens[p+1]), keeping PIPELINE_DEPTH steps queued ahead (one model part;
+        a split model needs each token on the host before the next step). `done`: decode
+        steps of this generation before this call (for fault points)."""
+        chain = self.chain
+        depth = 1 if chain.split else PIPELINE_DEPTH
         queued: deque[tuple[int, int]] = deque()
         nxt = pos  # next step to submit
         while True:
-            while len(queued) < PIPELINE_DEPTH and nxt < self.n_ctx:
-                slot = nxt % len(self.model.staging)
-                ops.write_step(self.dev, m.step, 1, nxt)
-                self._submit(m.decode + m.head, True, nxt + 1, slot)
+            while len(queued) < depth and nxt < self.n_ctx:
+                slot = nxt % len(chain.last.staging)
+                chain.run(1, nxt, head=True, produce="token", slot=slot)
                 queued.append((nxt, slot))
                 nxt += 1
             if not queued:
                 return
             p, slot = queued.popleft()
-            if self.faults:
-                self.faults.at(self.dev, "decode", done + p - pos + 1)
-            yield self._read_slot(slot)
+            chain.fault_point("decode", done + p - pos + 1)
+            yield self._read_slot(slot, p + 1)
 
     def _decode_sampled(self, pos: int, done: int) -> Iterator[int]:
-        m = self.model
         for p in range(pos, self.n_ctx):
-            ops.write_step(self.dev, m.step, 1, p)
-            self._submit(m.decode + m.head, True, p + 1)
-            if self.faults:
-                self.faults.at(self.dev, "decode", done + p - pos + 1)
+            self.chain.run(1, p, head=True, produce="logits")
+            self.chain.fault_point("decode", done + p - pos + 1)
             yield self._read_next(p + 1)
 
     def _collect(self, tokens: Iterator[int], prompt: list[int], max_tokens: int, stops: set[int],

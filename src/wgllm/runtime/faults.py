@@ -1,6 +1,6 @@
 """Fault injection: make the GPU fail on purpose, to test recovery.
 
-A spec is a comma-separated list of `KIND@POINT[:ARG][xN]`:
+A spec is a comma-separated list of `KIND@POINT[:ARG][#PART][xN]`:
 
   KIND   lost  the device is really destroyed (`device.destroy()`): every later
                call on it fails as a lost device does.
@@ -15,11 +15,13 @@ A spec is a comma-separated list of `KIND@POINT[:ARG][xN]`:
          submit:N     at the N-th submission since the engine was made
          alloc:LABEL  when a buffer labelled LABEL is allocated (kv, weights,
                       act, logits, tokens, staging, ...)
+  #PART  only on the device of that part of a split model (0 = the first; without
+         it the first device to reach the point: part 0 for load, prefill, decode)
   xN     fire N times (default once); e.g. `lost@loadx3` keeps the device
          failing during three loads in a row.
 
 Examples: `lost@decode:17`, `oom@alloc:kv`, `hang@submit:5`, `lost@prefill`,
-`lost@load`. Set it with the `faults=` argument of Engine, `--faults` on the
+`lost@load`, `lost@decode:3#1` (the second part's device). Set it with the `faults=` argument of Engine, `--faults` on the
 CLI, or the WGLLM_FAULTS environment variable.
 """
 
@@ -34,20 +36,24 @@ from wgllm.errors import RequestError
 ENV = "WGLLM_FAULTS"
 KINDS = ("lost", "oom", "hang")
 POINTS = ("load", "prefill", "decode", "submit", "alloc")
-_ITEM = re.compile(r"^(?P<kind>[a-z]+)@(?P<point>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]+?))?(?:x(?P<times>\d+))?$")
+_ITEM = re.compile(r"^(?P<kind>[a-z]+)@(?P<point>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]+?))?(?:#(?P<part>\d+))?"
+                   r"(?:x(?P<times>\d+))?$")
 
 
 @dataclass
 class Fault:
-    """One planned fault: `kind` at `point` (with `arg`), `times` more times."""
+    """One planned fault: `kind` at `point` (with `arg`, on part `part`), `times` more times."""
 
     kind: str
     point: str
     arg: str | None = None
     times: int = 1
+    part: int | None = None
 
-    def matches(self, point: str, arg) -> bool:
-        if self.times <= 0 or point != self.point:
+    def matches(self, point: str, arg, part: int = 0, named_only: bool = False) -> bool:
+        if self.times <= 0 or point != self.point or (self.part is not None and part != self.part):
+            return False
+        if named_only and self.part is None:
             return False
         return self.arg is None or str(arg) == self.arg
 
@@ -61,14 +67,15 @@ def parse(spec: str | None) -> list[Fault]:
         m = _ITEM.match(item)
         if not m or m["kind"] not in KINDS or m["point"] not in POINTS:
             raise RequestError(
-                f"Bad fault '{item}': write KIND@POINT[:ARG][xN] with KIND one of {', '.join(KINDS)} and "
+                f"Bad fault '{item}': write KIND@POINT[:ARG][#PART][xN] with KIND one of {', '.join(KINDS)} and "
                 f"POINT one of load, prefill, decode:N, submit:N, alloc:LABEL (e.g. lost@decode:17).")
         point, arg = m["point"], m["arg"]
         if point in ("decode", "submit") and not (arg and arg.isdigit() and int(arg) > 0):
             raise RequestError(f"Bad fault '{item}': {point} needs a positive number, e.g. {m['kind']}@{point}:5.")
         if point == "alloc" and not arg:
             raise RequestError(f"Bad fault '{item}': alloc needs a buffer label, e.g. oom@alloc:kv.")
-        faults.append(Fault(m["kind"], point, arg, int(m["times"] or 1)))
+        part = int(m["part"]) if m["part"] is not None else None
+        faults.append(Fault(m["kind"], point, arg, int(m["times"] or 1), part))
     return faults
 
 
@@ -79,7 +86,7 @@ class FaultInjector:
         self.faults = parse(spec) if isinstance(spec, (str, type(None))) else list(spec)
         self.fired: list[str] = []
         self.submits = 0
-        self._hang_pending = False
+        self._hang_pending = None  # the device whose next read-back hangs
 
     @classmethod
     def from_env(cls, spec: str | None = None) -> "FaultInjector":
@@ -87,24 +94,30 @@ class FaultInjector:
         return cls(os.environ.get(ENV, "") if spec is None else spec)
 
     def __bool__(self) -> bool:
-        return any(f.times > 0 for f in self.faults) or self._hang_pending
+        return any(f.times > 0 for f in self.faults) or self._hang_pending is not None
 
-    def at(self, dev, point: str, arg=None) -> None:
-        """Hook: the engine or device reached `point`; fire the first matching fault on `dev`."""
+    def at(self, dev, point: str, arg=None, named_only: bool = False) -> None:
+        """Hook: the engine or device reached `point`; fire the first matching fault on `dev` (the
+        device of part `dev.part` of a split model; `named_only`: only faults naming that part)."""
         if point == "submit":
             self.submits += 1
             arg = self.submits
+        part = getattr(dev, "part", 0)
         for f in self.faults:
-            if f.matches(point, arg):
+            if f.matches(point, arg, part, named_only):
                 f.times -= 1
-                self.fired.append(f"{f.kind}@{point}" + (f":{arg}" if arg is not None else ""))
+                self.fired.append(f"{f.kind}@{point}" + (f":{arg}" if arg is not None else "")
+                                  + (f"#{part}" if f.part is not None else ""))
                 self._fire(f.kind, dev)
                 return
 
-    def take_hang(self) -> bool:
-        """Whether a hang was injected since the last read-back (the watchdog then times out)."""
-        hang, self._hang_pending = self._hang_pending, False
-        return hang
+    def take_hang(self, dev=None) -> bool:
+        """Whether a hang was injected on `dev` since its last read-back (the watchdog then times
+        out); None: on any device."""
+        if self._hang_pending is None or (dev is not None and self._hang_pending is not dev):
+            return False
+        self._hang_pending = None
+        return True
 
     def _fire(self, kind: str, dev) -> None:
         if kind == "lost":
@@ -112,4 +125,4 @@ class FaultInjector:
         elif kind == "oom":
             dev.refused_allocation()
         else:
-            self._hang_pending = True
+            self._hang_pending = dev

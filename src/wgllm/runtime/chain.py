@@ -1,0 +1,161 @@
+"""A model on one adapter, or split over several: the parts on their devices, run as one chain.
+
+`Chain` holds one (adapter, Device, Transformer part) per part of the plan's
+placement (`Plan.parts`). A pass over T tokens runs the parts in order: the
+first embeds the tokens, each part runs its layers, and at a cut the hidden
+state `x [T, dim]` is copied into the part's read-back buffer in the same
+submission, read on the host (one read-back), and written into the next part's
+`x` (one write), whose work is submitted right after. The last part runs the
+output head and produces the token (GPU argmax) or the logits. With one part
+nothing crosses the host and greedy decode steps can be queued ahead.
+
+The engine (wgllm.runtime.engine) drives the chain and recovers it: a failure
+is attributed to the part that was running (`active`), and only that part's
+device is rebuilt (`build(only=k)`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wgllm.gpu.device import Device
+from wgllm.gpu.discovery import AdapterInfo
+from wgllm.kernels import ops
+from wgllm.model import arch as arches
+
+
+@dataclass
+class Link:
+    """One part: its adapter, layer range and budget; its device and model once built."""
+
+    adapter: AdapterInfo
+    layers: tuple[int, int]
+    budget: int
+    dev: Device | None = None
+    model: object = None
+
+    @property
+    def built(self) -> bool:
+        return self.dev is not None
+
+
+class Chain:
+    """The parts of a model, in layer order (see module doc)."""
+
+    def __init__(self, links: list[Link], gguf, cfg, *, act: str, n_ctx: int, chunk: int, faults=None):
+        self.links, self.gguf, self.cfg = links, gguf, cfg
+        self.act, self.n_ctx, self.chunk, self.faults = act, n_ctx, chunk, faults
+        self.active = 0  # the part whose work runs now (a failure is attributed to it)
+
+    # --- building -----------------------------------------------------------
+    @property
+    def split(self) -> bool:
+        return len(self.links) > 1
+
+    @property
+    def first(self):
+        return self.links[0].model
+
+    @property
+    def last(self):
+        return self.links[-1].model
+
+    def build(self, k: int) -> None:
+        """A fresh device and model for part k (its previous device destroyed)."""
+        self.active = k
+        link = self.links[k]
+        self.release(k)
+        link.dev = Device(link.adapter.adapter, budget=link.budget, faults=self.faults)
+        link.dev.part = k
+        layers = None if link.layers == (0, self.cfg.n_layers) else link.layers
+        link.model = arches.build(link.dev, self.gguf.tensors, self.cfg, act=self.act, n_ctx=self.n_ctx,
+                                  chunk=self.chunk, layers=layers)
+
+    def release(self, k: int | None = None) -> None:
+        """Destroy part k's device (None: every part's); the conversation state is the engine's."""
+        for link in self.links if k is None else [self.links[k]]:
+            if link.dev is not None:
+                link.dev.destroy()
+            link.dev = link.model = None
+
+    def allocated(self) -> list[int]:
+        """Bytes allocated per part (0 for a part not built)."""
+        return [link.dev.allocated_bytes if link.dev is not None else 0 for link in self.links]
+
+    # --- running --------------------------------------------------------------
+    def write_tokens(self, ids, start: int) -> None:
+        """Token ids at positions start.. of the first part's `tokens` (what the embedding reads)."""
+        self.active = 0
+        self.first.write_tokens(ids, start)
+
+    def fault_point(self, point: str, arg=None) -> None:
+        """The engine reached fault point `point`: offer it to every part (a fault naming a part fires
+        on that part's device, one naming none on the first)."""
+        if self.faults:
+            for k, link in enumerate(self.links):
+                self.faults.at(link.dev, point, arg, named_only=k > 0)
+
+    def run(self, T: int, pos: int, *, head: bool = False, extra=(), produce: str | None = None,
+            slot: int = 0, upto: int | None = None, body: str | None = None) -> None:
+        """Submit one pass over T tokens at `pos` through the parts (see module doc); the last part
+        adds the output head (`head`) and `extra` dispatches, and copies what `produce` names
+        ("token": the argmax's token id at pos + T into staging slot `slot`; "logits": the logits
+        row) to its read-back buffer. `upto`: only parts 0..upto (a replay after part upto was
+        rebuilt; nothing is produced). body: "prefill" runs the prefill dispatches even for one
+        token (default: decode's for T == 1)."""
+        last = len(self.links) - 1 if upto is None else upto
+        for k in range(last + 1):
+            self.active = k
+            link = self.links[k]
+            m, dev = link.model, link.dev
+            ops.write_step(dev, m.step, T, pos)
+            if k == len(self.links) - 1:
+                enc = dev.encode(self._body(m, T, body) + (m.head if head else []) + list(extra), T=T)
+                self._produce(enc, m, produce, pos + T, slot)
+                dev.submit(enc)
+            else:
+                self._cut(k, T, body)
+
+    @staticmethod
+    def _body(m, T: int, body: str | None = None) -> list:
+        return m.decode if T == 1 and body != "prefill" else m.prefill
+
+    def _cut(self, k: int, T: int, body: str | None = None) -> None:
+        """Run part k over T rows and hand its x [T, dim] to part k + 1: one read-back, one write."""
+        link, nxt = self.links[k], self.links[k + 1]
+        m, dev = link.model, link.dev
+        nbytes = T * self.cfg.dim * 4
+        enc = dev.encode(self._body(m, T, body), T=T)
+        enc.copy_buffer_to_buffer(m.acts.x, 0, m.x_staging, 0, nbytes)
+        dev.submit(enc)
+        x = np.frombuffer(dev.map_read(m.x_staging, self.hang_timeout_s), np.uint8)[:nbytes]
+        self.active = k + 1
+        nxt.dev.write(nxt.model.acts.x, x)
+
+    hang_timeout_s: float | None = None  # the engine's watchdog for read-backs
+
+    @staticmethod
+    def _produce(enc, m, produce: str | None, next_pos: int, slot: int) -> None:
+        if produce == "logits":
+            enc.copy_buffer_to_buffer(m.acts.logits, 0, m.logit_staging, 0, m.logit_staging.size)
+        elif produce == "token":
+            enc.copy_buffer_to_buffer(m.tokens, next_pos * 4, m.staging[slot], 0, 4)
+
+    def read_token(self, slot: int) -> int:
+        """The token id in the last part's staging slot `slot` (waits for the GPU)."""
+        self.active = len(self.links) - 1
+        raw = self.links[-1].dev.map_read(self.last.staging[slot], self.hang_timeout_s)
+        return int(np.frombuffer(raw, np.uint32)[0])
+
+    def read_logits(self) -> np.ndarray:
+        """The last produced logits row ([vocab] float32, waits for the GPU)."""
+        self.active = len(self.links) - 1
+        raw = self.links[-1].dev.map_read(self.last.logit_staging, self.hang_timeout_s)
+        return np.frombuffer(raw, np.float32)
+
+    def read_rows(self, buf, rows: int, width: int) -> np.ndarray:
+        """rows x width float32 of a last-part buffer (after a pass with its `extra` dispatches)."""
+        self.active = len(self.links) - 1
+        return self.links[-1].dev.read_array(buf, np.float32, rows * width).reshape(rows, width)
