@@ -3,12 +3,16 @@
 Usage:
     python bench/bench_engine.py --shape smollm2-135m --types Q4_1 [--model FILE.gguf]
         [--prompt 256] [--gen 128] [--precision auto] [--device X] [--json OUT.json]
+        [--split 0:0-15,1:16-31 --adapters 0,0] [--depth 1]
 
 Without --model, a random-weight GGUF in the real tensor shapes and types of
 `--shape` is written first (see wgllm.testing.synth): speed does not depend
 on the weight values. A fixed number of tokens is generated (EOS ignored).
 The roof is a large device-to-device buffer copy through WebGPU, timed in the
-same process (bytes read + written per second).
+same process (bytes read + written per second). --split places the model over
+adapters (--adapters 0,0 presents adapter 0 as two: a device each); --depth sets
+how many decode steps are queued ahead (a split model runs one at a time, so
+`--depth 1` on the unsplit model isolates the cost of the cuts).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ def weight_bytes(engine) -> int:
 
 
 def run(args) -> dict:
+    from wgllm.runtime import engine as engine_mod
     from wgllm.runtime.engine import Engine
     from wgllm.testing import synth
 
@@ -99,8 +104,12 @@ def run(args) -> dict:
         synth.write_llama_gguf(path, synth.SHAPES[args.shape], types=types, seed=0, fast=True)
         print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
-    eng = Engine(str(path), device=args.device, ctx=args.prompt + args.gen + 8, precision=args.precision,
-                 chunk=args.chunk)
+    if args.adapters:
+        os.environ["WGLLM_ADAPTERS"] = args.adapters
+    if args.depth:
+        engine_mod.PIPELINE_DEPTH = args.depth
+    eng = Engine(str(path), device=args.device if args.split == "none" else None, ctx=args.prompt + args.gen + 8,
+                 precision=args.precision, chunk=args.chunk, split=args.split)
     load_s = time.perf_counter() - t
     roof = copy_roof(eng.dev)
     troof = torch_copy_roof()
@@ -114,7 +123,8 @@ def run(args) -> dict:
     med = {k: statistics.median(r[k] for r in runs) for k in ("prefill_tok_s", "decode_tok_s", "ttft_ms")}
     wb = weight_bytes(eng)
     return dict(
-        shape=args.shape, types=args.types, model=str(path), adapter=eng.adapter.summary,
+        shape=args.shape, types=args.types, model=str(path), adapter=eng.adapter_summary, split=args.split,
+        parts=[list(p.layers) for p in eng.plan.parts], depth=args.depth or engine_mod.PIPELINE_DEPTH,
         precision=eng.precision, prompt=args.prompt, gen=args.gen, reps=args.reps, load_s=load_s,
         weight_mib_per_token=wb / 2**20, copy_roof_gbs=roof, torch_copy_roof_gbs=troof, **med,
         decode_gbs=wb * med["decode_tok_s"] / 1e9, runs=runs,
@@ -133,6 +143,9 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=256)
     p.add_argument("--precision", default="auto")
     p.add_argument("--device", default=None)
+    p.add_argument("--split", default="none", help="none, auto, or a placement such as 0:0-15,1:16-31")
+    p.add_argument("--adapters", default="", help="WGLLM_ADAPTERS for this run, e.g. 0,0: the GPU as two adapters")
+    p.add_argument("--depth", type=int, default=0, help="decode steps queued ahead (0: the engine's default)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")

@@ -57,6 +57,7 @@ def _gen_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--stats", action="store_true", help="print speed figures to stderr afterwards")
     _memory_option(p)
+    _split_option(p)
     _recovery_options(p)
 
 
@@ -76,6 +77,12 @@ def _memory_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-memory", default=None, metavar="SIZE",
                    help="memory budget per adapter, e.g. 4GiB, or 0=4GiB,1=8GiB (default: measured; "
                         "env WGLLM_GPU_MEMORY)")
+
+
+def _split_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="auto", metavar="SPEC",
+                   help="split the model over adapters: auto (when no single adapter holds it; default), none, "
+                        "or explicit parts ADAPTER:FIRST-LAST, e.g. 0:0-19,1:20-31")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefill tokens per pass (default: 32 on a CPU adapter, 128 on a GPU)")
     p.add_argument("--json", action="store_true")
     _memory_option(p)
+    _split_option(p)
     p = sub.add_parser("doctor", help="this machine at a glance: adapters, drivers, what fits, hazards")
     p.add_argument("--json", action="store_true")
     _memory_option(p)
@@ -131,6 +139,7 @@ def _serve_parser(sub) -> None:
     p.add_argument("--api-key", default=os.environ.get("WGLLM_API_KEY"),
                    help="require `Authorization: Bearer KEY` (default: env WGLLM_API_KEY; none: no key)")
     p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    _split_option(p)
     p.add_argument("--alias", action="append", default=[], metavar="NAME",
                    help="another model name requests may use (repeatable; listed by /v1/models)")
     p.add_argument("--strict-model-names", action="store_true",
@@ -314,7 +323,7 @@ def _engine(args):
         fb.show(load_text(_model_label(args.model)))
         engine = _loading(Engine, fb, _model_label(args.model))(
             str(path), device=args.device, ctx=args.ctx, precision=args.precision, gpu_memory=args.gpu_memory,
-            recovery=_recovery(args), faults=args.faults, on_event=_notice)
+            split=args.split, recovery=_recovery(args), faults=args.faults, on_event=_notice)
     _warn_ctx(engine, args.ctx)
     return engine
 
@@ -447,7 +456,7 @@ def _stream(engine, prompt_ids, args, feedback: Feedback | None = None, on_start
 def _print_stats(engine) -> None:
     s = engine.stats
     err.print(
-        f"[dim]{engine.adapter.summary} · {engine.precision} · prompt {s.prompt_tokens} tok "
+        f"[dim]{engine.adapter_summary} · {engine.precision} · prompt {s.prompt_tokens} tok "
         f"({s.prefill_tok_s:.1f} tok/s) · generated {s.completion_tokens} tok ({s.decode_tok_s:.1f} tok/s) · "
         f"TTFT {s.ttft_s * 1000:.0f} ms · {s.finish_reason}[/dim]"
     )
@@ -485,7 +494,7 @@ def cmd_run(args) -> int:
 
 def cmd_chat(args) -> int:
     engine = _engine(args)
-    err.print(f"[dim]{engine.path.name} on {engine.adapter.summary} ({engine.precision}). "
+    err.print(f"[dim]{engine.path.name} on {engine.adapter_summary} ({engine.precision}). "
               f"/reset clears the conversation, /exit quits; Ctrl-C stops a reply.[/dim]")
     history: list[dict] = []
     last: list[Generation] = []
@@ -560,9 +569,10 @@ def cmd_serve(args) -> int:
     with Feedback() as fb:
         fb.show(load_text(_model_label(args.model)))
         engine = _loading(Engine, fb, _model_label(args.model))(
-            args.model, device=args.device, ctx=args.ctx, precision=args.precision, gpu_memory=args.gpu_memory)
+            args.model, device=args.device, ctx=args.ctx, precision=args.precision, gpu_memory=args.gpu_memory,
+            split=args.split)
     _warn_ctx(engine, args.ctx)
-    err.print(f"[dim]{engine.model_id} on {engine.adapter.summary} ({engine.precision}, ctx {engine.n_ctx}); "
+    err.print(f"[dim]{engine.model_id} on {engine.adapter_summary} ({engine.precision}, ctx {engine.n_ctx}); "
               f"OpenAI API at http://{args.host}:{args.port}/v1[/dim]")
     try:
         serve(AsyncEngine(engine=engine), host=args.host, port=args.port, api_key=args.api_key,
@@ -690,7 +700,7 @@ def cmd_plan(args) -> int:
     layout, source = _layout_for(args.model)
     try:
         plan = make_plan(layout, _budgets(args), ctx=args.ctx, policy=args.device, precision=args.precision,
-                         chunk=args.chunk)
+                         chunk=args.chunk, split=args.split)
     except ModelTooLargeError as exc:
         if not args.json:
             raise
@@ -754,12 +764,14 @@ def _print_catalog_fits(report: dict) -> None:
 
     if not report["adapters"]:
         return
-    t = Table("model", "quant", "ctx", "runnable", *(f"#{a['index']}" for a in report["adapters"]),
+    t = Table("model", "quant", "ctx", "runnable", *(f"#{a['index']}" for a in report["adapters"]), "split",
               title="Catalog models at their default context", title_justify="left")
     for row in report["catalog"]:
         cells = [f"[green]fits[/green] {f['precision']} {fmt_bytes(f['need'])}" if f["fits"]
                  else f"[red]no[/red]: needs {fmt_bytes(f['need'])}" for f in row["adapters"]]
-        t.add_row(row["model"], row["quantization"], str(row["n_ctx"]), "yes" if row["runnable"] else "no", *cells)
+        split = f"[yellow]needs a split[/yellow]: {row['split']}" if row.get("split") else "-"
+        t.add_row(row["model"], row["quantization"], str(row["n_ctx"]), "yes" if row["runnable"] else "no", *cells,
+                  split)
     out.print(t)
 
 

@@ -101,15 +101,28 @@ def _adapter_hazards(b: AdapterBudget) -> list[str]:
 
 
 def catalog_fits(budgets: list[AdapterBudget]) -> list[dict]:
-    """Per catalog model (default quantization, default context): whether it fits each adapter."""
+    """Per catalog model (default quantization, default context): whether it fits each adapter,
+    and when none holds it alone, the split over adapters that does (`split`: the --split spec)."""
     rows = []
     for e in catalog.entries():
         lay = catalog.catalog_layout(e.name)
         n_ctx = default_ctx(lay)
         fits = [_fit_on(lay, n_ctx, b, budgets) for b in budgets]
+        split = _split_here(lay, n_ctx, budgets) if budgets and not any(f["fits"] for f in fits) else None
         rows.append({"model": e.title, "name": e.name, "quantization": lay.quantization, "n_ctx": n_ctx,
-                     "weights": lay.weight_bytes, "runnable": runnable(lay)[0], "adapters": fits})
+                     "weights": lay.weight_bytes, "runnable": runnable(lay)[0], "adapters": fits, "split": split})
     return rows
+
+
+def _split_here(lay, n_ctx: int, budgets: list[AdapterBudget]) -> str | None:
+    """The --split spec of the auto plan at `n_ctx` when it splits the model over adapters, else None."""
+    try:
+        p = make_plan(lay, budgets, ctx=n_ctx)
+    except ModelTooLargeError:
+        return None
+    if not p.is_split:
+        return None
+    return ",".join(f"{q.adapter.index}:{q.layers[0]}-{q.layers[1] - 1}" for q in p.parts)
 
 
 def _fit_on(lay, n_ctx: int, b: AdapterBudget, budgets: list[AdapterBudget]) -> dict:

@@ -270,6 +270,12 @@ def recoveries(engine: Any) -> int:
     return _count(engine, "recoveries", "continued")
 
 
+def by_adapter(engine: Any) -> list[dict]:
+    """The engine's per-adapter figures (`by_adapter()`, see wgllm.runtime.engine), or none."""
+    fn = getattr(engine, "by_adapter", None)
+    return list(fn()) if callable(fn) else []
+
+
 def device_losses(engine: Any) -> int:
     """GPU failures the engine has seen so far (as `recoveries`: "failures" / "detected" entries)."""
     return _count(engine, "failures", "detected")
@@ -294,6 +300,7 @@ class _Accumulator:
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
         self.rec0 = recoveries(engine)
+        self.busy0 = [p["busy_s"] for p in by_adapter(engine)]
         self.prompt = self.cached = self.completion = 0
         self.prefill_tokens = 0
         self.prefill_s = self.decode_s = 0.0
@@ -328,5 +335,13 @@ class _Accumulator:
                 "adapter": getattr(adapter, "summary", "") if adapter is not None else "",
                 "precision": getattr(e, "precision", ""),
                 "recoveries": recoveries(e) - self.rec0,
+                "adapters": self._adapters(),
             },
         })
+
+    def _adapters(self) -> list[dict]:
+        parts = by_adapter(self.engine)
+        busy0 = self.busy0 if len(self.busy0) == len(parts) else [0.0] * len(parts)
+        return [{"adapter": p["adapter"], "layers": p["layers"], "memory_allocated_bytes": p["allocated"],
+                 "memory_planned_bytes": p["planned"], "busy_s": max(p["busy_s"] - b, 0.0)}
+                for p, b in zip(parts, busy0)]

@@ -13,6 +13,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_serializer
 
 
+class AdapterUsage(BaseModel):
+    """One adapter's share of a request: the model part on it (layers [start, stop)), its memory
+    now and as planned, and the seconds the host spent on its work during the request."""
+
+    adapter: str = ""
+    layers: list[int] = Field(default_factory=list)
+    memory_allocated_bytes: int = 0
+    memory_planned_bytes: int = 0
+    busy_s: float = 0.0
+
+
 class UsageExtra(BaseModel):
     """wgllm's figures of a request (seconds, tokens per second). Times count from when the engine
     starts the request (time waiting in a server's queue is not included); speeds are over all its
@@ -25,6 +36,7 @@ class UsageExtra(BaseModel):
     adapter: str = ""
     precision: str = ""
     recoveries: int = 0
+    adapters: list[AdapterUsage] = Field(default_factory=list)  # per adapter (several: a split model)
 
 
 class PromptTokensDetails(BaseModel):

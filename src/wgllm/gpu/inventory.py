@@ -148,8 +148,8 @@ def _bad_size(text) -> RequestError:
 def parse_caps(spec: Caps) -> dict[int | None, int]:
     """Per-adapter caps: {adapter index: bytes}, key None for every adapter.
 
-    spec: "4GiB" (every adapter), "0=4GiB,1=8GiB", "6G,1=8G" (a default and
-    exceptions), an int (bytes, every adapter), a {index: size} mapping, or
+    spec: "4GiB" (every adapter), "0=4GiB,1=8GiB" (or "0:4GiB,1:8GiB"), "6G,1=8G" (a
+    default and exceptions), an int (bytes, every adapter), a {index: size} mapping, or
     None / "" (no caps). Raises RequestError on junk."""
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         return {}
@@ -159,7 +159,7 @@ def parse_caps(spec: Caps) -> dict[int | None, int]:
         return {_cap_key(k, spec): parse_size(v) for k, v in spec.items()}
     caps: dict[int | None, int] = {}
     for part in str(spec).split(","):
-        key, sep, size = part.partition("=")
+        key, sep, size = part.partition("=") if "=" in part else part.partition(":")
         caps[_cap_key(key if sep else None, spec)] = parse_size(size if sep else key)
     return caps
 

@@ -294,20 +294,20 @@ class Plan:
         e = self.estimate
         memory = (f"Memory: {fmt_bytes(e.total)} (weights {fmt_bytes(e.weights)}, KV cache "
                   f"{fmt_bytes(e.kv_cache)}, activations {fmt_bytes(e.activations)}, logits "
-                  f"{fmt_bytes(e.logits)}, other {fmt_bytes(e.other + e.staging)}) of a "
-                  f"{fmt_bytes(self.budget)} budget.")
-        titles = {"model": "Model", "adapter": "Adapter", "precision": "Precision", "kv_dtype": "KV cache",
-                  "n_ctx": "Context", "budget": "Budget", "headroom": "Headroom", "limits": "Limits"}
-        titles["placement"] = "Placement"
+                  f"{fmt_bytes(e.logits)}, other {fmt_bytes(e.other + e.staging)}) " +
+                  ("in all, per part below." if self.is_split else f"of a {fmt_bytes(self.budget)} budget."))
+        titles = {"model": "Model", "adapter": "Adapter", "placement": "Placement", "precision": "Precision",
+                  "kv_dtype": "KV cache", "n_ctx": "Context", "budget": "Budget", "headroom": "Headroom",
+                  "limits": "Limits"}
         lines = [f"{titles.get(k, k)}: {v}" for k, v in self.reasons.items()]
         lines.insert(min(5, len(lines)), memory)
         if self.is_split:
             n = self.parts[-1].layers[1]
-            lines += [f"  {p.describe(n)} on {p.adapter.summary}: {fmt_bytes(p.need)} (weights "
+            lines += [f"Part {k + 1}: {p.describe(n)} on {p.adapter.summary}, {fmt_bytes(p.need)} (weights "
                       f"{fmt_bytes(p.estimate.weights)}, KV {fmt_bytes(p.estimate.kv_cache)}, activations "
                       f"{fmt_bytes(p.estimate.activations + p.estimate.logits)}, other "
                       f"{fmt_bytes(p.estimate.other + p.estimate.staging)}) of {fmt_bytes(usable(p.adapter))} usable"
-                      for p in self.parts]
+                      for k, p in enumerate(self.parts)]
         return lines
 
 

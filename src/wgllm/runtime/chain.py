@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import time
+
 import numpy as np
 
 from wgllm.gpu.device import Device
@@ -44,10 +46,14 @@ class Link:
 class Chain:
     """The parts of a model, in layer order (see module doc)."""
 
-    def __init__(self, links: list[Link], gguf, cfg, *, act: str, n_ctx: int, chunk: int, faults=None):
+    def __init__(self, links: list[Link], gguf, cfg, *, act: str, n_ctx: int, chunk: int, faults=None,
+                 busy: list[float] | None = None):
         self.links, self.gguf, self.cfg = links, gguf, cfg
         self.act, self.n_ctx, self.chunk, self.faults = act, n_ctx, chunk, faults
         self.active = 0  # the part whose work runs now (a failure is attributed to it)
+        # seconds the host spent on each part: encoding and submitting its passes, waiting for its
+        # read-backs (a cut's hidden state; the last part's token or logits)
+        self.busy = busy if busy is not None and len(busy) == len(links) else [0.0] * len(links)
 
     # --- building -----------------------------------------------------------
     @property
@@ -108,6 +114,7 @@ class Chain:
         last = len(self.links) - 1 if upto is None else upto
         for k in range(last + 1):
             self.active = k
+            t0 = time.perf_counter()
             link = self.links[k]
             m, dev = link.model, link.dev
             ops.write_step(dev, m.step, T, pos)
@@ -117,6 +124,7 @@ class Chain:
                 dev.submit(enc)
             else:
                 self._cut(k, T, body)
+            self.busy[k] += time.perf_counter() - t0
 
     @staticmethod
     def _body(m, T: int, body: str | None = None) -> list:
@@ -146,13 +154,17 @@ class Chain:
     def read_token(self, slot: int) -> int:
         """The token id in the last part's staging slot `slot` (waits for the GPU)."""
         self.active = len(self.links) - 1
+        t0 = time.perf_counter()
         raw = self.links[-1].dev.map_read(self.last.staging[slot], self.hang_timeout_s)
+        self.busy[-1] += time.perf_counter() - t0
         return int(np.frombuffer(raw, np.uint32)[0])
 
     def read_logits(self) -> np.ndarray:
         """The last produced logits row ([vocab] float32, waits for the GPU)."""
         self.active = len(self.links) - 1
+        t0 = time.perf_counter()
         raw = self.links[-1].dev.map_read(self.last.logit_staging, self.hang_timeout_s)
+        self.busy[-1] += time.perf_counter() - t0
         return np.frombuffer(raw, np.float32)
 
     def read_rows(self, buf, rows: int, width: int) -> np.ndarray:

@@ -138,6 +138,7 @@ class Engine:
         # ("prefill": prompt tokens run so far of those to run), for spinners and logs.
         self.on_progress = None
         self.chain: Chain | None = None
+        self._busy: list[float] = []  # per part: see by_adapter
         self._broken: Exception | None = None  # the failure that took a device, until rebuilt
         self._broken_part: int | None = None  # the part whose device it took (None: rebuild every part)
         self._failed: set[int] = set()  # adapter indexes given up on
@@ -166,12 +167,15 @@ class Engine:
         """The first part's model (see `dev`)."""
         return self.chain.links[0].model if self.chain is not None else None
 
-    def memory_by_adapter(self) -> list[dict]:
-        """Per part: adapter, layers, bytes allocated now, bytes planned, budget."""
+    def by_adapter(self) -> list[dict]:
+        """Per part of the model (one unless split): adapter summary and index, layers [start, stop),
+        bytes allocated now, bytes planned, the adapter's budget, and busy_s: seconds the host has
+        spent on the part's work so far (submitting it, waiting for its read-backs)."""
         got = self.chain.allocated() if self.chain is not None else [0] * len(self.adapters)
+        busy = self._busy if len(self._busy) == len(self.adapters) else [0.0] * len(self.adapters)
         return [{"adapter": a.summary, "index": a.index, "layers": list(p.layers), "allocated": n,
-                 "planned": p.need, "budget": p.adapter.planning_budget}
-                for a, p, n in zip(self.adapters, self.plan.parts, got)]
+                 "planned": p.need, "budget": p.adapter.planning_budget, "busy_s": b}
+                for a, p, n, b in zip(self.adapters, self.plan.parts, got, busy)]
 
     def _plan(self, policy, exclude: set[int] = frozenset()) -> tuple[Plan, list[AdapterInfo]]:
         """Plan the model on this machine's adapters, less `exclude` (no device is created here)."""
@@ -193,7 +197,8 @@ class Engine:
                 self.adapters = [self._fresh_adapter(a) for a in self.adapters]
             links = [Link(a, p.layers, p.adapter.planning_budget) for a, p in zip(self.adapters, self.plan.parts)]
             self.chain = Chain(links, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=self.chunk,
-                               faults=self.faults)
+                               faults=self.faults, busy=self._busy)
+            self._busy = self.chain.busy
             self.chain.hang_timeout_s = self.recovery.hang_timeout_s
             for k in range(len(links)):
                 self.chain.build(k)

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from wgllm.api.generation import Job, device_losses, recoveries
+from wgllm.api.generation import Job, by_adapter, device_losses, recoveries
 
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -37,15 +37,25 @@ class _EngineCollector:
                                    "Device memory budget of the adapter the model runs on", labels=["adapter"])
         used = GaugeMetricFamily("wgllm_memory_used_bytes",
                                  "Device memory held in buffers now (wgllm's own accounting)", labels=["adapter"])
-        plan = getattr(engine, "plan", None)
-        if plan is not None and getattr(engine, "loaded", True):
-            planned.add_metric([adapter], float(plan.estimate.total))
-            budget.add_metric([adapter], float(plan.budget or 0))
-        dev = getattr(engine, "dev", None)
-        used.add_metric([adapter], float(dev.allocated_bytes) if dev is not None else 0.0)
+        busy = CounterMetricFamily("wgllm_adapter_busy_seconds", "Seconds the host spent on each adapter's part of "
+                                   "the model (submitting its work, waiting for its read-backs)", labels=["adapter"])
+        parts = by_adapter(engine) if getattr(engine, "loaded", True) else []
+        for p in parts:  # one per adapter the model is placed on (several when it is split)
+            planned.add_metric([p["adapter"]], float(p["planned"]))
+            budget.add_metric([p["adapter"]], float(p["budget"]))
+            used.add_metric([p["adapter"]], float(p["allocated"]))
+            busy.add_metric([p["adapter"]], float(p["busy_s"]))
+        if not parts:
+            plan = getattr(engine, "plan", None)
+            if plan is not None and getattr(engine, "loaded", True):
+                planned.add_metric([adapter], float(plan.estimate.total))
+                budget.add_metric([adapter], float(plan.budget or 0))
+            dev = getattr(engine, "dev", None)
+            used.add_metric([adapter], float(dev.allocated_bytes) if dev is not None else 0.0)
         yield planned
         yield budget
         yield used
+        yield busy
         yield CounterMetricFamily("wgllm_device_losses", "GPU failures detected (device lost, hung, out of memory)",
                                   value=device_losses(engine))
         yield CounterMetricFamily("wgllm_recoveries", "GPU failures recovered from without losing the conversation",
