@@ -209,6 +209,7 @@ def test_unload_and_load_another_model(tiny_path, tmp_path, device):
     e = wgllm.Engine(str(tiny_path), ctx=128)
     before = text_of(e, max_tokens=4, temperature=0)
     e.unload()
+    assert e.dev is None and [p["allocated"] for p in e.by_adapter()] == [0]  # the device memory is freed
     with pytest.raises(ModelNotLoadedError):
         chat(e, max_tokens=2)
     e.load(str(other))

@@ -123,3 +123,30 @@ def test_engine_uses_its_plan(smollm2_path, device):
     assert eng.adapter.index == p.adapter.index
     assert eng.dev.budget == p.budget
     assert eng.dev.allocated_bytes == p.estimate.total  # the plan's estimate is what was allocated
+
+
+SPLIT_ENV = {"WGLLM_ADAPTERS": "0,0"}  # lavapipe as two adapters
+
+
+def test_plan_shows_a_split_placement(smollm2_path, device):
+    res = run_cli("plan", str(smollm2_path), "--split", "0:0-14,1:15-29", env=SPLIT_ENV)
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())
+    for words in ("Placement", "Part 1", "layers 0-14 (+ embedding)", "Part 2", "layers 15-29 (+ output head)",
+                  "as asked"):
+        assert words in text, (words, res.stdout)
+    d = json.loads(run_cli("plan", str(smollm2_path), "--split", "0:0-14,1:15-29", "--json", env=SPLIT_ENV).stdout)
+    assert [p["layers"] for p in d["parts"]] == [[0, 15], [15, 30]] and [p["adapter"] for p in d["parts"]] == [0, 1]
+    assert_clean_error(run_cli("plan", str(smollm2_path), "--split", "0:0-14,1:16-29", env=SPLIT_ENV),
+                       "consecutive", "layer 15")
+    assert_clean_error(run_cli("plan", str(smollm2_path), "--split", "0:0-14,5:15-29", env=SPLIT_ENV),
+                       "adapter 5")
+
+
+def test_run_split_equals_unsplit(smollm2_path, device):
+    args = ("run", "What is the capital of France?", "--model", str(smollm2_path), "-n", "24", "--precision", "f32")
+    whole = run_cli(*args, "--split", "none", env=SPLIT_ENV)
+    split = run_cli(*args, "--split", "0:0-9,1:10-29", "--stats", env=SPLIT_ENV)
+    assert whole.returncode == 0 and split.returncode == 0, (whole.stderr, split.stderr)
+    assert whole.stdout == split.stdout and len(whole.stdout.split()) > 3
+    assert "layers 0-9" in " ".join(split.stderr.split())

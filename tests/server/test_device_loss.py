@@ -38,3 +38,38 @@ def test_stream_survives_a_device_loss(server_model, client, fault):
     finally:
         srv.stop()
         faulty.close()
+
+
+def test_split_model_stream_survives_a_loss_on_its_second_part(server_model, client, monkeypatch):
+    """A model split over two devices (lavapipe twice): a loss on part 1 mid-stream; the output,
+    usage.extra.adapters and /metrics per adapter."""
+    import openai
+
+    import wgllm
+    from wgllm.runtime.recovery import RecoveryPolicy
+    from wgllm.server import start_in_thread
+
+    monkeypatch.setenv("WGLLM_ADAPTERS", "0,0")
+    ref = client.chat.completions.create(model="tiny", messages=MSG, max_tokens=16, temperature=0)
+    split = wgllm.AsyncEngine(str(server_model), ctx=256, split="0:0-0,1:1-1", faults="lost@decode:4#1",
+                              recovery=RecoveryPolicy(backoff_s=0.0))
+    srv = start_in_thread(split)
+    try:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=120)
+        text, usage = "", None
+        for chunk in c.chat.completions.create(model="tiny", messages=MSG, max_tokens=16, temperature=0,
+                                               stream=True, stream_options={"include_usage": True}):
+            text += "".join(ch.delta.content or "" for ch in chunk.choices)
+            usage = chunk.usage or usage
+        assert text == ref.choices[0].message.content
+        extra = usage.model_extra["extra"]
+        assert extra["recoveries"] == 1 and [a["layers"] for a in extra["adapters"]] == [[0, 1], [1, 2]]
+        assert all(a["memory_allocated_bytes"] == a["memory_planned_bytes"] > 0 and a["busy_s"] > 0
+                   for a in extra["adapters"])
+        metrics = httpx.get(srv.url + "/metrics").text
+        used = [line for line in metrics.splitlines() if line.startswith("wgllm_memory_used_bytes{")]
+        busy = [line for line in metrics.splitlines() if line.startswith("wgllm_adapter_busy_seconds_total{")]
+        assert len(used) == 2 and len(busy) == 2 and '#2"' in used[1]
+    finally:
+        srv.stop()
+        split.close()

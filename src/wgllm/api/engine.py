@@ -29,8 +29,8 @@ from wgllm.api.types import ChatCompletion, ChatCompletionChunk, Completion, Emb
 from wgllm.errors import EngineBusyError, ModelNotLoadedError
 from wgllm.runtime.engine import Engine as _RuntimeEngine
 
-# What a loaded engine holds on the device (dropped by `unload`).
-_DEVICE_STATE = ("model", "dev", "_sampler", "_history")
+# What a loaded engine holds for its generations besides the devices (dropped by `unload`).
+_DEVICE_STATE = ("_sampler", "_history")
 
 
 def _fields(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -157,9 +157,10 @@ class Engine(_RuntimeEngine):
         if not self._api_lock.acquire(blocking=False):
             raise EngineBusyError()
         try:
+            self.release()
             for name in _DEVICE_STATE:
                 self.__dict__.pop(name, None)
-            self.cached = []
+            self.cached, self._log = [], []
             self.loaded = False
             gc.collect()
         finally:

@@ -226,6 +226,11 @@ class Engine:
         """Forget the KV cache (the next prompt is prefilled from scratch)."""
         self.cached, self._log = [], []
 
+    def release(self) -> None:
+        """Free every device and its memory now; the conversation is kept, and the next
+        generation builds the devices again (and replays the KV cache)."""
+        self._release()
+
     def close(self) -> None:
         """Release every device and all its memory; the engine cannot be used afterwards."""
         if self.chain is not None:
