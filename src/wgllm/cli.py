@@ -288,7 +288,7 @@ def _loading(cls, feedback: Feedback, label: str):
             result = super()._plan(*a, **kw)
             if feedback.active:
                 try:
-                    feedback.show(load_text(label, result[1].summary))
+                    feedback.show(load_text(label, " + ".join(a.summary for a in result[1])))
                 except Exception:  # noqa: BLE001 - feedback only; the engine's shape may change
                     pass
             return result

@@ -103,12 +103,13 @@ def test_run_with_too_little_memory_fails_before_loading(device):
 
 def test_engine_plans_before_creating_a_device(smollm2_path, device, monkeypatch):
     from wgllm.errors import ModelTooLargeError
+    from wgllm.runtime import chain as chain_mod
     from wgllm.runtime import engine as engine_mod
 
     def no_device(*a, **k):
         raise AssertionError("a Device was created although nothing fits")
 
-    monkeypatch.setattr(engine_mod, "Device", no_device)
+    monkeypatch.setattr(chain_mod, "Device", no_device)
     with pytest.raises(ModelTooLargeError) as exc:
         engine_mod.Engine(str(smollm2_path), gpu_memory="64MiB")
     assert exc.value.alternatives

@@ -332,7 +332,7 @@ class _Accumulator:
                 "decode_tokens_per_s": self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0,
                 "time_to_first_token_s": self.ttft or 0.0,
                 "e2e_latency_s": time.perf_counter() - self.t0,
-                "adapter": getattr(adapter, "summary", "") if adapter is not None else "",
+                "adapter": getattr(e, "adapter_summary", None) or getattr(adapter, "summary", ""),
                 "precision": getattr(e, "precision", ""),
                 "recoveries": recoveries(e) - self.rec0,
                 "adapters": self._adapters(),

@@ -347,22 +347,36 @@ def make_plan(layout: ModelLayout, adapters: list[AdapterBudget], *, ctx: int | 
         return _explicit_plan(layout, adapters, how_split, ladder, ctx, precision, chunk, str(split))
     cands, how = select_adapters(adapters, policy)
     _check_f16(cands, precision, how)
+    found, trials, tried = _find(layout, cands, ladder, precision, chunk, how, how_split == "auto")
+    if found is None:
+        raise too_large(layout, adapters, cands, ladder, precision, chunk, ctx, trials, tried)
+    if isinstance(found, Trial):
+        plan = _build(layout, found, trials, cands, how, policy, ladder, ctx, precision, chunk)
+        plan.split = how_split
+        return plan
+    parts, act, n_ctx, split_chunk = found
+    return _split_plan(layout, parts, act, n_ctx, ladder, ctx, precision, policy, how_split, trials, split_chunk)
+
+
+def _find(layout: ModelLayout, cands: list[AdapterBudget], ladder: list[int], precision: str, chunk: int | None,
+          how: str = "auto", split: bool = True):
+    """The first configuration of the search order (`_steps`) that fits: a Trial (one adapter) or
+    (parts, act, n_ctx, chunk) (a split), or None; with every single-adapter trial and the parts of
+    the split that got furthest."""
     trials: list[Trial] = []
     tried: list[Part] = []
-    for kind, group, ctxs in _steps(cands, how_split == "auto", ladder, how == "high-performance"):
+    for kind, group, ctxs in _steps(cands, split, ladder, how == "high-performance"):
         if kind == "single":
             found, more = search(layout, group, ctxs, precision, chunk, how == "high-performance")
             trials += more
             if found is not None:
-                plan = _build(layout, found, trials, cands, how, policy, ladder, ctx, precision, chunk)
-                plan.split = how_split
-                return plan
+                return found, trials, tried
         else:
             got = _split_search(layout, group, ctxs, precision, chunk)
             if got[0] is not None:
-                return _split_plan(layout, *got[:3], ladder, ctx, precision, policy, how_split, trials, got[4])
+                return (got[0], got[1], got[2], got[4]), trials, tried
             tried = got[3] or tried
-    raise too_large(layout, adapters, cands, ladder, precision, chunk, ctx, trials, tried)
+    return None, trials, tried
 
 
 def _steps(cands: list[AdapterBudget], split: bool, ladder: list[int], adapter_first: bool
@@ -633,15 +647,21 @@ def _fits_text(t: Trial) -> str:
     return f"fits on {t.adapter.summary} at {t.n_ctx} tokens ({fmt_bytes(t.need)} of {fmt_bytes(usable(t.adapter))})"
 
 
+def _split_text(found, layout: ModelLayout) -> str:
+    parts, _, n_ctx, _ = found
+    where = ", ".join(f"{p.describe(layout.n_layers)} on {p.adapter.summary}" for p in parts)
+    return f"fits split over {len(parts)} adapters at {n_ctx} tokens ({where})"
+
+
 def alternatives(layout: ModelLayout, adapters, cands, ladder, precision: str, chunk: int | None = None) -> list[str]:
     """Configurations that fit (each checked), as plain phrases: smaller context, f16 KV,
     another adapter, a smaller quantization, a raised budget, a smaller catalog model."""
     out = []
     c = _pow2_below(ladder[-1])
     while c >= MIN_ALT_CTX:
-        t, _ = search(layout, cands, [c], precision, chunk)
+        t, _, _ = _find(layout, cands, [c], precision, chunk)
         if t:
-            out.append(f"--ctx {c}: {_fits_text(t)}")
+            out.append(f"--ctx {c}: {_fits_text(t) if isinstance(t, Trial) else _split_text(t, layout)}")
             break
         c //= 2
     if precision == "f32":
