@@ -5,7 +5,8 @@ placement (`Plan.parts`). A pass over T tokens runs the parts in order: the
 first embeds the tokens, each part runs its layers, and at a cut the hidden
 state `x [T, dim]` is copied into the part's read-back buffer in the same
 submission, read on the host (one read-back), and written into the next part's
-`x` (one write), whose work is submitted right after. The last part runs the
+`x` (one write), whose work, encoded while the part before it ran, is
+submitted right after. The last part runs the
 output head and produces the token (GPU argmax) or the logits. With one part
 nothing crosses the host and greedy decode steps can be queued ahead.
 
@@ -112,35 +113,47 @@ class Chain:
         rebuilt; nothing is produced). body: "prefill" runs the prefill dispatches even for one
         token (default: decode's for T == 1)."""
         last = len(self.links) - 1 if upto is None else upto
+        enc = self._encode(0, T, pos, head, extra, produce, slot, body)
         for k in range(last + 1):
             self.active = k
             t0 = time.perf_counter()
-            link = self.links[k]
-            m, dev = link.model, link.dev
-            ops.write_step(dev, m.step, T, pos)
-            if k == len(self.links) - 1:
-                enc = dev.encode(self._body(m, T, body) + (m.head if head else []) + list(extra), T=T)
-                self._produce(enc, m, produce, pos + T, slot)
-                dev.submit(enc)
-            else:
-                self._cut(k, T, body)
+            dev = self.links[k].dev
+            dev.submit(enc)
+            if k < last:
+                # the next part's commands are encoded while this part runs on its GPU
+                nxt = self._encode(k + 1, T, pos, head, extra, produce, slot, body)
+                self._hand_over(k, T)
+                enc = nxt
             self.busy[k] += time.perf_counter() - t0
+
+    def _encode(self, k: int, T: int, pos: int, head: bool, extra, produce: str | None, slot: int,
+                body: str | None):
+        """Part k's pass over T rows at `pos`, encoded (its Step written): the last part with the
+        head, `extra` and what it produces; the others copy x [T, dim] to their read-back buffer."""
+        self.active = k
+        m, dev = self.links[k].model, self.links[k].dev
+        ops.write_step(dev, m.step, T, pos)
+        if k == len(self.links) - 1:
+            enc = dev.encode(self._body(m, T, body) + (m.head if head else []) + list(extra), T=T)
+            self._produce(enc, m, produce, pos + T, slot)
+        else:
+            enc = dev.encode(self._body(m, T, body), T=T)
+            enc.copy_buffer_to_buffer(m.acts.x, 0, m.x_staging, 0, T * self.cfg.dim * 4)
+        return enc
 
     @staticmethod
     def _body(m, T: int, body: str | None = None) -> list:
         return m.decode if T == 1 and body != "prefill" else m.prefill
 
-    def _cut(self, k: int, T: int, body: str | None = None) -> None:
-        """Run part k over T rows and hand its x [T, dim] to part k + 1: one read-back, one write."""
-        link, nxt = self.links[k], self.links[k + 1]
-        m, dev = link.model, link.dev
+    def _hand_over(self, k: int, T: int) -> None:
+        """Part k's x [T, dim] (submitted) into part k + 1's: one read-back, one write."""
+        self.active = k
+        m, dev = self.links[k].model, self.links[k].dev
         nbytes = T * self.cfg.dim * 4
-        enc = dev.encode(self._body(m, T, body), T=T)
-        enc.copy_buffer_to_buffer(m.acts.x, 0, m.x_staging, 0, nbytes)
-        dev.submit(enc)
         x = np.frombuffer(dev.map_read(m.x_staging, self.hang_timeout_s), np.uint8)[:nbytes]
         self.active = k + 1
-        nxt.dev.write(nxt.model.acts.x, x)
+        nxt = self.links[k + 1].model
+        self.links[k + 1].dev.write(nxt.acts.x, x)
 
     hang_timeout_s: float | None = None  # the engine's watchdog for read-backs
 
