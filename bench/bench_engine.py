@@ -124,7 +124,7 @@ def run(args) -> dict:
     wb = weight_bytes(eng)
     return dict(
         shape=args.shape, types=args.types, model=str(path), adapter=eng.adapter_summary, split=args.split,
-        parts=[list(p.layers) for p in eng.plan.parts], depth=args.depth or engine_mod.PIPELINE_DEPTH,
+        parts=[list(p.layers) for p in eng.plan.parts], depth=1 if eng.plan.is_split else args.depth or engine_mod.PIPELINE_DEPTH,
         precision=eng.precision, prompt=args.prompt, gen=args.gen, reps=args.reps, load_s=load_s,
         weight_mib_per_token=wb / 2**20, copy_roof_gbs=roof, torch_copy_roof_gbs=troof, **med,
         decode_gbs=wb * med["decode_tok_s"] / 1e9, runs=runs,

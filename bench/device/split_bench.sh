@@ -7,6 +7,7 @@ set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl3/*.whl || exit 1
 export PYTHONUNBUFFERED=1 XDG_RUNTIME_DIR=/tmp PYTHONPATH=/tmp/site:$PWD/src
+export WGLLM_COMMIT=${WGLLM_COMMIT:-unknown}  # the device's copy has no history of ours: pass the commit
 nvidia-smi -L
 mkdir -p /tmp/m
 for spec in $1; do
