@@ -105,15 +105,15 @@ class Chain:
                 self.faults.at(link.dev, point, arg, named_only=k > 0)
 
     def run(self, T: int, pos: int, *, head: bool = False, extra=(), produce: str | None = None,
-            slot: int = 0, upto: int | None = None, body: str | None = None) -> None:
+            slot: int = 0, upto: int | None = None, body: str | None = None, first=None) -> None:
         """Submit one pass over T tokens at `pos` through the parts (see module doc); the last part
         adds the output head (`head`) and `extra` dispatches, and copies what `produce` names
         ("token": the argmax's token id at pos + T into staging slot `slot`; "logits": the logits
         row) to its read-back buffer. `upto`: only parts 0..upto (a replay after part upto was
         rebuilt; nothing is produced). body: "prefill" runs the prefill dispatches even for one
-        token (default: decode's for T == 1)."""
+        token (default: decode's for T == 1). first: part 0's pass already encoded (`encode_first`)."""
         last = len(self.links) - 1 if upto is None else upto
-        enc = self._encode(0, T, pos, head, extra, produce, slot, body)
+        enc = first if first is not None else self._encode(0, T, pos, head, extra, produce, slot, body)
         for k in range(last + 1):
             self.active = k
             t0 = time.perf_counter()
@@ -125,6 +125,11 @@ class Chain:
                 self._hand_over(k, T)
                 enc = nxt
             self.busy[k] += time.perf_counter() - t0
+
+    def encode_first(self, T: int, pos: int):
+        """The first part's pass over T rows at `pos`, encoded ahead (a split model: while the last
+        part runs the step before; its token is written into `tokens` before `run(first=...)`)."""
+        return self._encode(0, T, pos, False, (), None, 0, None)
 
     def _encode(self, k: int, T: int, pos: int, head: bool, extra, produce: str | None, slot: int,
                 body: str | None):

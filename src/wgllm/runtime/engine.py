@@ -520,10 +520,12 @@ class Engine:
         depth = 1 if chain.split else PIPELINE_DEPTH
         queued: deque[tuple[int, int]] = deque()
         nxt = pos  # next step to submit
+        ahead = None  # a split model: the next step's first part, encoded while the last part runs
         while True:
             while len(queued) < depth and nxt < self.n_ctx:
                 slot = nxt % len(chain.last.staging)
-                chain.run(1, nxt, head=True, produce="token", slot=slot)
+                chain.run(1, nxt, head=True, produce="token", slot=slot, first=ahead)
+                ahead = chain.encode_first(1, nxt + 1) if chain.split and nxt + 1 < self.n_ctx else None
                 queued.append((nxt, slot))
                 nxt += 1
             if not queued:
