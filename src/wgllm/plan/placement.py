@@ -28,14 +28,12 @@ SPLIT_POLICIES = ("auto", "none")
 PartCheck = Callable[[AdapterBudget, str, int, tuple[int, int]], tuple[MemoryEstimate | None, list[str]]]
 
 
-@dataclass
-class Part:
-    """One adapter's share of a split model: layers [start, stop), and what it needs there."""
+class Fit:
+    """A configuration checked against an adapter: its `estimate` (None when it could not be
+    built) and `problems` (empty: it fits)."""
 
-    adapter: AdapterBudget
-    layers: tuple[int, int]
     estimate: MemoryEstimate | None
-    problems: list[str] = field(default_factory=list)
+    problems: list[str]
 
     @property
     def fits(self) -> bool:
@@ -44,6 +42,16 @@ class Part:
     @property
     def need(self) -> int:
         return self.estimate.total if self.estimate else 0
+
+
+@dataclass
+class Part(Fit):
+    """One adapter's share of a split model: layers [start, stop), and what it needs there."""
+
+    adapter: AdapterBudget
+    layers: tuple[int, int]
+    estimate: MemoryEstimate | None
+    problems: list[str] = field(default_factory=list)
 
     def describe(self, n_layers: int) -> str:
         """'layers 0-19 (+ embedding)' for people (inclusive ranges, as --split writes them)."""

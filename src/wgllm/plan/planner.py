@@ -54,7 +54,7 @@ from wgllm.plan import catalog
 from wgllm.plan import placement
 from wgllm.plan.layout import ModelLayout
 from wgllm.plan.memory import MemoryEstimate, estimate, kv_bytes_per_token
-from wgllm.plan.placement import Part
+from wgllm.plan.placement import Fit, Part
 
 HEADROOM = 0.10  # share of the budget a plan leaves free (see module doc)
 DEFAULT_CTX = 4096
@@ -134,7 +134,7 @@ def runnable(layout: ModelLayout) -> tuple[bool, str]:
 
 
 @dataclass
-class Trial:
+class Trial(Fit):
     """One configuration tried on one adapter; `problems` empty means it fits."""
 
     adapter: AdapterBudget
@@ -143,14 +143,6 @@ class Trial:
     estimate: MemoryEstimate | None
     problems: list[str]
     chunk: int = 128
-
-    @property
-    def fits(self) -> bool:
-        return not self.problems
-
-    @property
-    def need(self) -> int:
-        return self.estimate.total if self.estimate else 0
 
 
 def default_chunk(adapter: AdapterBudget) -> int:
