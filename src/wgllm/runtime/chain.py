@@ -52,6 +52,7 @@ class Chain:
         self.links, self.gguf, self.cfg = links, gguf, cfg
         self.act, self.n_ctx, self.chunk, self.faults = act, n_ctx, chunk, faults
         self.active = 0  # the part whose work runs now (a failure is attributed to it)
+        self.hang_timeout_s: float | None = None  # the engine's watchdog for read-backs
         # seconds the host spent on each part: encoding and submitting its passes, waiting for its
         # read-backs (a cut's hidden state; the last part's token or logits)
         self.busy = busy if busy is not None and len(busy) == len(links) else [0.0] * len(links)
@@ -76,9 +77,8 @@ class Chain:
         self.release(k)
         link.dev = Device(link.adapter.adapter, budget=link.budget, faults=self.faults)
         link.dev.part = k
-        layers = None if link.layers == (0, self.cfg.n_layers) else link.layers
         link.model = arches.build(link.dev, self.gguf.tensors, self.cfg, act=self.act, n_ctx=self.n_ctx,
-                                  chunk=self.chunk, layers=layers)
+                                  chunk=self.chunk, layers=link.layers)
 
     def release(self, k: int | None = None) -> None:
         """Destroy part k's device (None: every part's); the conversation state is the engine's."""
@@ -159,8 +159,6 @@ class Chain:
         self.active = k + 1
         nxt = self.links[k + 1].model
         self.links[k + 1].dev.write(nxt.acts.x, x)
-
-    hang_timeout_s: float | None = None  # the engine's watchdog for read-backs
 
     @staticmethod
     def _produce(enc, m, produce: str | None, next_pos: int, slot: int) -> None:
