@@ -33,19 +33,36 @@ def raw(destroy_first: bool):
 
 
 def engine(spec):
+    """N generations, each with the faults of `spec`: in a supervised worker (the default engine;
+    recycled after its rebuilds), or with "inproc:" before the spec, in this process."""
     from wgllm.runtime.engine import Engine
     from wgllm.runtime.recovery import RecoveryPolicy
+    from wgllm.runtime.supervisor import Supervisor
     from wgllm.runtime import faults
     from wgllm.testing import synth
+    inproc = spec.startswith("inproc:")
+    spec = spec.removeprefix("inproc:")
     p = synth.write_llama_gguf("/tmp/diag.gguf", "tiny-wide-heads", types="Q8_0", seed=3)
-    e = Engine(str(p), ctx=256, chunk=16, recovery=RecoveryPolicy(backoff_s=0, retries=1, fallback=False, hang_timeout_s=0.3))
+    policy = RecoveryPolicy(backoff_s=0, retries=1, fallback=False, hang_timeout_s=0.3)
+    e = (Engine if inproc else Supervisor)(str(p), ctx=256, chunk=16, recovery=policy)
+    want = list(e.generate(list(range(5, 40)), max_tokens=10, stop_ids=[]))
+    pids, t0 = set(), time.time()
     for i in range(N):
         e.reset(); e.faults.faults = faults.parse(spec)
         try:
-            list(e.generate(list(range(5, 40)), max_tokens=10, stop_ids=[]))
+            got = list(e.generate(list(range(5, 40)), max_tokens=10, stop_ids=[]))
         except Exception as ex:
             print(variant, spec, "FAILED at", i, str(ex)[:200]); return
-    print(variant, spec, "ok", N)
+        assert got == want, (i, got, want)
+        pids.add(getattr(e, "pid", None))
+        if i % 50 == 0:
+            print(variant, i, f"{time.time() - t0:.0f} s", flush=True)
+    retries = sum(1 for ev in e.events if ev.action == "retry")
+    detected = sum(1 for ev in e.events if ev.action == "detected")
+    print(variant, spec, "ok", N, f"exact; {detected} faults detected, {retries} retries "
+          f"({retries / max(detected, 1):.2f} per fault), {len(pids)} worker processes, "
+          f"{getattr(e, 'restarts', 0)} restarts, {time.time() - t0:.0f} s")
+    e.close()
 
 
 if variant == "raw-destroy":

@@ -70,7 +70,10 @@ def _recovery_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hang-timeout", type=float, default=120.0, metavar="S",
                    help="seconds a GPU read-back may take before it counts as a hang")
     g.add_argument("--faults", default=None, metavar="SPEC",
-                   help="inject GPU faults for testing, e.g. lost@decode:17 (env WGLLM_FAULTS)")
+                   help="inject GPU faults for testing, e.g. lost@decode:17, kill@decode:5 (env WGLLM_FAULTS)")
+    g.add_argument("--in-process", action="store_true",
+                   help="run the model in this process, not in a supervised worker process (a driver crash "
+                        "then ends wgllm)")
 
 
 def _memory_option(p: argparse.ArgumentParser) -> None:
@@ -146,6 +149,7 @@ def _serve_parser(sub) -> None:
                    help="answer 404 to a request naming another model (default: the loaded model serves it)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     _memory_option(p)
+    _recovery_options(p)
 
 
 # --- checking options before anything loads ----------------------------------------------------
@@ -171,21 +175,27 @@ def check_options(args) -> None:
         from wgllm.gpu.inventory import parse_caps
 
         parse_caps(args.gpu_memory)
+    if hasattr(args, "retries"):
+        _check_recovery_options(args)
     if not hasattr(args, "max_tokens"):
         return
     limits.check("max_tokens", args.max_tokens, "--max-tokens")
     for name in SAMPLING_OPTIONS:
         limits.check(name, getattr(args, name), "--" + name.replace("_", "-"))
     _sampling(args).validate()  # the runtime's own rules too (the same ranges)
+
+
+def _check_recovery_options(args) -> None:
+    from wgllm.errors import RequestError
+    from wgllm.runtime.faults import FaultInjector
+
     if args.retries < 0:
         raise RequestError(f"--retries must be 0 or more, not {args.retries}.")
     if not args.hang_timeout > 0:
         raise RequestError(f"--hang-timeout must be more than 0 seconds, not {args.hang_timeout}.")
     _recovery(args).validate()
     if args.faults:
-        from wgllm.runtime.faults import FaultInjector
-
-        FaultInjector.from_env(args.faults)
+        FaultInjector(args.faults, process=not args.in_process)
 
 
 def _warn_ctx(engine, asked: int | None) -> None:
@@ -280,21 +290,14 @@ class Feedback:
         self.stop()
 
 
-def _loading(cls, feedback: Feedback, label: str):
-    """`cls` (an Engine class) whose load tells `feedback` the adapter once it is planned."""
+def _show_adapter(feedback: Feedback, label: str):
+    """An engine's on_planned callback: the spinner says where the model is loading."""
 
-    class Loading(cls):
-        def _plan(self, *a, **kw):
-            result = super()._plan(*a, **kw)
-            if feedback.active:
-                try:
-                    feedback.show(load_text(label, " + ".join(a.summary for a in result[1])))
-                except Exception:  # noqa: BLE001 - feedback only; the engine's shape may change
-                    pass
-            return result
+    def show(adapter_summary: str) -> None:
+        if feedback.active:
+            feedback.show(load_text(label, adapter_summary))
 
-    Loading.__name__ = Loading.__qualname__ = cls.__name__
-    return Loading
+    return show
 
 
 def _model_label(model: str | None) -> str:
@@ -317,13 +320,15 @@ def _fetch_first(model: str | None):
 
 def _engine(args):
     from wgllm.runtime.engine import Engine
+    from wgllm.runtime.supervisor import Supervisor
 
     path = _fetch_first(args.model)
     with Feedback() as fb:
         fb.show(load_text(_model_label(args.model)))
-        engine = _loading(Engine, fb, _model_label(args.model))(
+        engine = (Engine if args.in_process else Supervisor)(
             str(path), device=args.device, ctx=args.ctx, precision=args.precision, gpu_memory=args.gpu_memory,
-            split=args.split, recovery=_recovery(args), faults=args.faults, on_event=_notice)
+            split=args.split, recovery=_recovery(args), faults=args.faults, on_event=_notice,
+            on_planned=_show_adapter(fb, _model_label(args.model)))
     _warn_ctx(engine, args.ctx)
     return engine
 
@@ -568,9 +573,9 @@ def cmd_serve(args) -> int:
     _fetch_first(args.model)
     with Feedback() as fb:
         fb.show(load_text(_model_label(args.model)))
-        engine = _loading(Engine, fb, _model_label(args.model))(
-            args.model, device=args.device, ctx=args.ctx, precision=args.precision, gpu_memory=args.gpu_memory,
-            split=args.split)
+        engine = Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision,
+                        gpu_memory=args.gpu_memory, split=args.split, recovery=_recovery(args), faults=args.faults,
+                        in_process=args.in_process, on_planned=_show_adapter(fb, _model_label(args.model)))
     _warn_ctx(engine, args.ctx)
     err.print(f"[dim]{engine.model_id} on {engine.adapter_summary} ({engine.precision}, ctx {engine.n_ctx}); "
               f"OpenAI API at http://{args.host}:{args.port}/v1[/dim]")

@@ -141,6 +141,28 @@ class DeviceLostError(GpuError):
                 f"(--device), a smaller context (--ctx) or a smaller model, or see `wgllm doctor`.")
 
 
+class WorkerCrashedError(GpuError):
+    """The worker process that runs the model on the GPU died (a native crash in the driver,
+    a signal) or stopped responding, and restarting it did not get the work done.
+
+    `why` says how it ended ("killed by SIGSEGV", "no heartbeat for 30 s"); `adapter` the
+    adapter it ran on; `restarts` how many workers were started for this call. The
+    conversation is intact in the supervisor: the next call starts a fresh worker. Recoverable.
+    """
+
+    recoverable = True
+
+    def __init__(self, why: str, adapter: str, restarts: int = 0, detail: str = ""):
+        self.why, self.adapter, self.restarts, self.detail = why, adapter, restarts, detail
+        tried = f" after {restarts} restart{'s' if restarts != 1 else ''}" if restarts else ""
+        more = f" {detail}" if detail else ""
+        super().__init__(
+            f"The GPU worker process on {adapter} {why}{tried}, and the request could not be finished.{more} "
+            f"The conversation is intact: the next call starts a fresh worker. If this repeats, the driver "
+            f"crashes on this model: try another adapter (--device), another precision (--precision f32), "
+            f"or see `wgllm doctor`.")
+
+
 # --- planning -------------------------------------------------------------
 
 

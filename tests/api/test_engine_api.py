@@ -202,14 +202,25 @@ def test_reset_keeps_outputs(tiny):
     assert r.usage.prompt_tokens_details.cached_tokens == 0 and r.choices[0].message.content == a
 
 
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_unload_and_load_another_model(tiny_path, tmp_path, device):
     from wgllm.testing import synth
 
     other = synth.write_llama_gguf(tmp_path / "other.gguf", "tiny-mha-tied", seed=2)
     e = wgllm.Engine(str(tiny_path), ctx=128)
     before = text_of(e, max_tokens=4, temperature=0)
+    pid = e.runtime.pid
     e.unload()
-    assert e.dev is None and [p["allocated"] for p in e.by_adapter()] == [0]  # the device memory is freed
+    assert not e.loaded and not _alive(pid)  # the worker process is gone, and its memory with it
     with pytest.raises(ModelNotLoadedError):
         chat(e, max_tokens=2)
     e.load(str(other))
@@ -220,7 +231,7 @@ def test_unload_and_load_another_model(tiny_path, tmp_path, device):
     assert text_of(e, max_tokens=4, temperature=0) == before
 
 
-@pytest.mark.parametrize("fault", ["lost@decode:4", "lost@decode:9"])
+@pytest.mark.parametrize("fault", ["lost@decode:4", "lost@decode:9", "kill@decode:4", "segv@decode:9"])
 def test_recovery_mid_generation_keeps_grammar_logprobs_and_draws_exact(tiny_path, tiny, fault):
     """A device loss while a grammar-constrained, sampled generation with logprobs runs: the engine
     restores the sampler's state and samples again; the output is the fault-free one."""

@@ -255,3 +255,20 @@ def test_listings_mark_gemma3_runnable(tmp_path):
     res = run_cli("models", "--json", env={"WGLLM_HOME": str(tmp_path)})
     fetchable = {e["name"]: e for e in json.loads(res.stdout)["fetchable"]}
     assert fetchable["gemma3-270m"]["runnable"] is True and "not runnable" not in res.stderr
+
+
+def test_run_survives_a_worker_crash_and_in_process_runs_too(tmp_path, device):
+    """`wgllm run` runs the model in a supervised worker: SIGSEGV / SIGKILL to it mid-answer costs a
+    restart (a notice on stderr), not the answer; --in-process gives the same answer in one process."""
+    from wgllm.testing import synth
+
+    path = str(synth.write_llama_gguf(tmp_path / "tiny.gguf", "tiny-256", seed=5))
+    args = ("run", "--model", path, "Tell me about the sea.", "--max-tokens", "12", "--raw")
+    plain = run_cli(*args)
+    assert plain.returncode == 0, plain.stderr
+    for extra in (["--faults", "segv@decode:4"], ["--faults", "kill@prefill"], ["--in-process"]):
+        res = run_cli(*args, *extra)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        assert res.stdout == plain.stdout
+        if "--faults" in extra:
+            assert "continued" in res.stderr

@@ -51,6 +51,9 @@ BAD = [
     (["run", "--hang-timeout", "0", "hi"], "--hang-timeout"),
     (["run", "--gpu-memory", "lots", "hi"], "lots"),
     (["run", "--faults", "bogus", "hi"], "bogus"),
+    (["run", "--in-process", "--faults", "kill@decode:3", "hi"], "worker process"),
+    (["serve", "--faults", "bogus"], "bogus"),
+    (["serve", "--retries", "-1"], "--retries"),
 ]
 
 

@@ -73,3 +73,59 @@ def test_split_model_stream_survives_a_loss_on_its_second_part(server_model, cli
     finally:
         srv.stop()
         split.close()
+
+
+@pytest.fixture(scope="module")
+def crash_server(server_model):
+    """A server whose engine runs in a supervised worker, with its own metrics (restarts from 0)."""
+    import openai
+
+    import wgllm
+    from wgllm.runtime.recovery import RecoveryPolicy
+    from wgllm.server import start_in_thread
+
+    aengine = wgllm.AsyncEngine(str(server_model), ctx=256, recovery=RecoveryPolicy(backoff_s=0.0))
+    srv = start_in_thread(aengine)
+    client = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    yield aengine, srv, client
+    srv.stop()
+    aengine.close()
+
+
+def _stream(client, **kw):
+    """The content of every chunk, in order, and the usage."""
+    pieces, usage = [], None
+    for chunk in client.chat.completions.create(model="tiny", messages=MSG, stream=True,
+                                                stream_options={"include_usage": True}, **kw):
+        pieces += [(ch.delta.content or "", ch.finish_reason,
+                    [(t.token, t.logprob) for t in (ch.logprobs.content or [])] if ch.logprobs else None)
+                   for ch in chunk.choices]
+        usage = chunk.usage or usage
+    return pieces, usage
+
+
+@pytest.mark.parametrize("fault", ["kill@load", "segv@load", "kill@prefill", "segv@prefill", "kill@decode:3",
+                                   "segv@decode:9"])
+def test_stream_survives_a_worker_crash(crash_server, fault):
+    """SIGKILL / SIGSEGV to the worker at load, prefill or decode during a streamed request: the stream
+    is chunk for chunk the fault-free one, /health stays up, /metrics counts the restart."""
+    from wgllm.runtime import faults
+
+    aengine, srv, client = crash_server
+    kw = dict(max_tokens=16, temperature=0.8, seed=3, logprobs=True)
+    runtime = aengine.engine.runtime
+    runtime.reset()
+    want, _ = _stream(client, **kw)
+    restarts = runtime.restarts
+    runtime.reset()
+    runtime.faults.faults = faults.parse(fault)
+    if "load" in fault:
+        runtime.release()  # the request starts the worker: the fault comes while it loads
+    old = runtime.pid
+    got, usage = _stream(client, **kw)
+    assert got == want and not runtime.faults  # every chunk the same; the fault fired
+    assert runtime.restarts == restarts + 1 and (old is None or runtime.pid != old)
+    assert usage.model_extra["extra"]["recoveries"] == 1
+    assert httpx.get(srv.url + "/health").json()["status"] == "ok"
+    metrics = httpx.get(srv.url + "/metrics").text
+    assert f"wgllm_worker_restarts_total {float(runtime.restarts)}" in metrics

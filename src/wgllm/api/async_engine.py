@@ -15,6 +15,7 @@ its next token; a request cancelled while still queued never runs.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -89,8 +90,16 @@ class AsyncEngine:
         await self._in_worker(lambda: self.engine.load(model, **options))
 
     def close(self) -> None:
-        """Stop the worker thread (after what it is running)."""
+        """Stop the worker thread; once what it is running ends, close the engine (its worker
+        process ends)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.engine, "close", None)
+        if callable(close):
+            def after() -> None:
+                self._pool.shutdown(wait=True)
+                close()
+
+            threading.Thread(target=after, name="wgllm-close", daemon=True).start()
 
     # --- the worker -------------------------------------------------------------------------
     async def _in_worker(self, fn: Callable[[], Any], job: Job | None = None) -> Any:

@@ -29,10 +29,6 @@ from wgllm.api.types import ChatCompletion, ChatCompletionChunk, Completion, Emb
 from wgllm.errors import EngineBusyError, ModelNotLoadedError
 from wgllm.runtime.engine import Engine as _RuntimeEngine
 
-# What a loaded engine holds for its generations besides the devices (dropped by `unload`).
-_DEVICE_STATE = ("_sampler", "_history")
-
-
 def _fields(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Request fields from keyword arguments: None means "not given", as in the openai client."""
     return {k: v for k, v in kwargs.items() if v is not None}
@@ -120,31 +116,77 @@ class Responses:
         return openai_responses.to_response(job, body, responses.chat_result(self._engine, job, pieces))
 
 
-class Engine(_RuntimeEngine):
+_NOT_LOADED = "No model is loaded in this engine (it was unloaded). Call engine.load(model) first."
+
+
+class _NotLoaded(ModelNotLoadedError, AttributeError):
+    """ModelNotLoadedError for what the runtime engine would say: also an AttributeError, so that
+    `getattr(engine, name, default)` gives the default while nothing is loaded."""
+
+
+class Engine:
     """A model on a WebGPU adapter with OpenAI's API: `chat.completions.create`, `completions.create`.
 
     Arguments as `wgllm.runtime.engine.Engine` (model, device, ctx, precision, chunk, gpu_memory,
-    policy). `model_id` is the name requests may use for the model (the model name given, the file's
-    stem for a path; the file's name and stem are accepted too); `interrupt()` stops a running generation; `unload()` frees the device; `load(model)`
-    loads another model (or the same one again) into this engine."""
+    policy, split, recovery, faults, on_event). The model runs in a supervised worker process
+    (wgllm.runtime.supervisor: a native crash or hang in the driver costs a restart, not the
+    process); in_process=True runs it in this process instead. `runtime` is the engine that runs
+    the model; what it says (tokenizer, n_ctx, stats, events, by_adapter, ...) reads through.
+    `model_id` is the name requests may use for the model (the model name given, the file's
+    stem for a path; the file's name and stem are accepted too); `interrupt()` stops a running
+    generation; `unload()` frees the device; `load(model)` loads another model (or the same one
+    again) into this engine."""
 
-    def __init__(self, model: str | None = None, **options: Any):
+    def __init__(self, model: str | None = None, *, in_process: bool = False, **options: Any):
         self.aliases: set[str] = set()  # more names requests may use (the server's --alias)
         self.strict_model_names = True  # False: any requested name is served by the loaded model
+        self.in_process = bool(in_process)
         self._interrupt = threading.Event()
         self._api_lock = threading.Lock()
         self.chat = Chat(self)
         self.completions = Completions(self)
         self.embeddings = Embeddings(self)
         self.responses = Responses(self)
+        self.runtime: Any = None
         self._load(model, options)
 
     def _load(self, model: Any, options: dict[str, Any]) -> None:
-        super().__init__(None if model is None else str(model), **options)
+        from wgllm.runtime.supervisor import Supervisor
+
+        make = _RuntimeEngine if self.in_process else Supervisor
+        self.runtime = make(None if model is None else str(model), **options)
         self._options = dict(options)
         self.model_id = _model_id(model, self.path)
         self.model_names = {self.model_id, self.path.stem, self.path.name, str(self.path)}
-        self.loaded = True
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a model is loaded (False after `unload()`)."""
+        return self.runtime is not None
+
+    def __getattr__(self, name: str) -> Any:
+        """What the runtime engine says: tokenizer, template, cfg, gguf, path, n_ctx, precision,
+        chunk, stats, events, adapter, adapter_summary, by_adapter, restarts, ..."""
+        if name.startswith("__") or name in ("runtime", "_options"):
+            raise AttributeError(name)
+        runtime = self.__dict__.get("runtime")
+        if runtime is None:
+            raise _NotLoaded(_NOT_LOADED)
+        return getattr(runtime, name)
+
+    @property
+    def on_progress(self):
+        """As the runtime Engine's on_progress (set it here; it is set on the runtime engine)."""
+        return self._runtime().on_progress
+
+    @on_progress.setter
+    def on_progress(self, fn) -> None:
+        self._runtime().on_progress = fn
+
+    def _runtime(self) -> Any:
+        if self.runtime is None:
+            raise ModelNotLoadedError(_NOT_LOADED)
+        return self.runtime
 
     def interrupt(self) -> None:
         """Stop the running generation at its next token (its finish_reason is "abort"). Safe to
@@ -152,19 +194,24 @@ class Engine(_RuntimeEngine):
         self._interrupt.set()
 
     def unload(self) -> None:
-        """Free the model's device memory. Generating afterwards raises ModelNotLoadedError until
-        `load` is called. Raises EngineBusyError while a generation runs."""
+        """Free the model's device memory (in worker mode: end the worker process). Generating
+        afterwards raises ModelNotLoadedError until `load` is called. Raises EngineBusyError while a
+        generation runs."""
         if not self._api_lock.acquire(blocking=False):
             raise EngineBusyError()
         try:
-            self.release()
-            for name in _DEVICE_STATE:
-                self.__dict__.pop(name, None)
-            self.cached, self._log = [], []
-            self.loaded = False
+            if self.runtime is not None:
+                self.runtime.close()
+            self.runtime = None
             gc.collect()
         finally:
             self._api_lock.release()
+
+    def close(self) -> None:
+        """Unload the model for good (the worker process ends)."""
+        if self.runtime is not None:
+            self.runtime.close()
+        self.runtime = None
 
     def load(self, model: str | None = None, **options: Any) -> None:
         """Unload the current model and load `model` (None: the default model). Options not given
@@ -175,21 +222,12 @@ class Engine(_RuntimeEngine):
 
     def generate(self, prompt, **kwargs):
         """As `wgllm.runtime.engine.Engine.generate`; ModelNotLoadedError after `unload()`."""
-        if not getattr(self, "loaded", False):
-            raise ModelNotLoadedError(
-                "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
-        return super().generate(prompt, **kwargs)
+        return self._runtime().generate(prompt, **kwargs)
 
     def hidden_states(self, prompt):
-        """As the base class; ModelNotLoadedError after `unload()`."""
-        if not getattr(self, "loaded", False):
-            raise ModelNotLoadedError(
-                "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
-        return super().hidden_states(prompt)
+        """As `wgllm.runtime.engine.Engine.hidden_states`; ModelNotLoadedError after `unload()`."""
+        return self._runtime().hidden_states(prompt)
 
     def chat_prompt(self, messages, tools=None):
-        """As the base class; ModelNotLoadedError after `unload()`."""
-        if not getattr(self, "loaded", False):
-            raise ModelNotLoadedError(
-                "No model is loaded in this engine (it was unloaded). Call engine.load(model) first.")
-        return super().chat_prompt(messages, tools=tools)
+        """As `wgllm.runtime.engine.Engine.chat_prompt`; ModelNotLoadedError after `unload()`."""
+        return self._runtime().chat_prompt(messages, tools=tools)

@@ -90,9 +90,21 @@ class GrammarMask:
 
         self._llnp = llnp
         self._llt = llg_tokenizer(tok)
+        self._tok, self._grammar = tok, grammar
         self._matcher = llguidance.LLMatcher(self._llt, grammar, log_level=0)
         self._bits = llnp.allocate_token_bitmask(1, self._llt.vocab_size)
         self.consumed = 0  # tokens fed so far
+        self._fed: list[int] = []  # the tokens the grammar took, in order
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as its grammar and the tokens fed (for a worker process; see
+        wgllm.runtime.channel, which sends the tokenizer as a reference to the worker's own)."""
+        return {"tok": self._tok, "grammar": self._grammar, "fed": self._fed[: self.consumed]}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["tok"], state["grammar"])
+        for t in state["fed"]:
+            self.advance(t)
 
     def allowed(self, n_vocab: int) -> np.ndarray:
         """Boolean [n_vocab]: the tokens the grammar allows next (all False in an error state)."""
@@ -108,6 +120,8 @@ class GrammarMask:
     def advance(self, token: int) -> None:
         """Feed the chosen token (a stop token at an accepting state ends the grammar)."""
         if self._matcher.consume_token(int(token)):
+            del self._fed[self.consumed:]
+            self._fed.append(int(token))
             self.consumed += 1
 
     def rollback_to(self, consumed: int) -> None:

@@ -69,6 +69,12 @@ class ApiSampler(Sampler):
             self.steps.append(self._record(logits, token))
         return token
 
+    def advance(self, tokens: Sequence[int]) -> None:
+        """Feed `tokens` (chosen by a copy of this sampler in a worker that died) to the grammar."""
+        if self.grammar is not None:
+            for t in tokens:
+                self.grammar.advance(t)
+
     def state(self) -> dict[str, Any]:
         """The RNG, grammar and logprob positions, for `set_state`: when the engine recovers from a
         device loss it restores the state of its last emitted token and samples the next step again."""

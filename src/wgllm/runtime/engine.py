@@ -39,7 +39,7 @@ from wgllm.model.transformer import STAGING_SLOTS
 from wgllm.plan.planner import DEFAULT_CTX, Plan, make_plan  # noqa: F401 (DEFAULT_CTX: API)
 from wgllm.runtime.chain import Chain, Link
 from wgllm.runtime.faults import FaultInjector
-from wgllm.runtime.recovery import EventLog, RecoveryPolicy, Segment, truncate
+from wgllm.runtime.recovery import EventLog, RecoveryPolicy, Segment, common_prefix, rewound, settled, truncate
 from wgllm.runtime.sampler import Sampler, SamplingParams
 
 SUPPORTED_TYPES = set(runnable_types())
@@ -81,7 +81,73 @@ def check_tensor_types(g: GGUFFile) -> None:
         )
 
 
-class Engine:
+@dataclass
+class OpenedModel:
+    """What a model's file gives before any device exists: its path, the parsed GGUF, the config,
+    the tokenizer and the chat template (see `open_model`)."""
+
+    path: object
+    gguf: GGUFFile
+    cfg: object
+    tokenizer: object
+    template: object
+
+
+def open_model(model: str | None) -> OpenedModel:
+    """Resolve `model` (a path or a name; None: the default model), parse its GGUF header and check
+    that wgllm can run it (UnsupportedModelError, InvalidModelFileError, ModelNotFoundError)."""
+    from wgllm import hub
+    from wgllm.model.chat_template import ChatTemplate
+    from wgllm.model.tokenizer import Tokenizer
+
+    path = hub.resolve_model(model)
+    g = GGUFFile(path)
+    cfg = arches.config_for(g)
+    check_tensor_types(g)
+    return OpenedModel(path, g, cfg, Tokenizer.from_gguf(g), ChatTemplate.from_gguf(g))
+
+
+class ModelSession:
+    """What an engine of a model is besides its devices: the model's file opened (`path`, `gguf`,
+    `cfg`, `tokenizer`, `template`; see `open_model`), the adapters it runs on (`adapters`,
+    `adapter`) and the context (`n_ctx`), with what depends only on those: the chat prompt and
+    the checks of a request. Shared by the in-process Engine and the supervised one
+    (wgllm.runtime.supervisor)."""
+
+    adapters: list[AdapterInfo]
+    n_ctx: int
+
+    def _open(self, model: str | None) -> None:
+        opened = open_model(model)
+        self.path, self.gguf, self.cfg = opened.path, opened.gguf, opened.cfg
+        self.tokenizer, self.template = opened.tokenizer, opened.template
+
+    @property
+    def adapter(self) -> AdapterInfo:
+        """The adapter of the first part (the only one unless the model is split)."""
+        return self.adapters[0]
+
+    def chat_prompt(self, messages: Sequence[dict], tools: Sequence[dict] | None = None) -> list[int]:
+        """Token ids of `messages` rendered with the model's chat template (`tools`: the template's
+        `tools` variable, OpenAI's {"type": "function", "function": {...}} objects)."""
+        text = self.template.render(messages, add_generation_prompt=True, tools=tools)
+        return self.tokenizer.encode(text, add_special=False)
+
+    def _check_prompt(self, prompt: list[int], max_tokens: int, room: int = 1) -> None:
+        """Raise for a prompt that is empty, leaves fewer than `room` positions of the context free
+        (a generation needs one for its first token), holds a bad id, or a negative max_tokens."""
+        if not prompt:
+            raise RequestError("The prompt is empty: give at least one token of text.")
+        if len(prompt) > self.n_ctx - room:
+            raise ContextLengthExceededError(len(prompt), self.n_ctx)
+        bad = [t for t in prompt if not 0 <= t < self.cfg.n_vocab]
+        if bad:
+            raise RequestError(f"Token id {bad[0]} is outside the vocabulary (0..{self.cfg.n_vocab - 1}).")
+        if max_tokens < 0:
+            raise RequestError(f"max_tokens must be >= 0, not {max_tokens}.")
+
+
+class Engine(ModelSession):
     """A model loaded on one WebGPU adapter, ready to generate.
 
     model: a path to a .gguf file or a model name (see `wgllm models`); None
@@ -96,7 +162,9 @@ class Engine:
     "none", or a placement such as "0:0-19,1:20-31" (see wgllm.plan.placement).
     recovery: a RecoveryPolicy (None: the default: recover on the same adapter,
     then fall back). faults: a fault-injection spec (see wgllm.runtime.faults;
-    None: $WGLLM_FAULTS). on_event: called with each RecoveryEvent.
+    None: $WGLLM_FAULTS; or a FaultInjector). on_event: called with each RecoveryEvent.
+    on_planned: called with the adapter summary once the model is planned (before the weights
+    load). exclude: adapter indexes never to plan on.
 
     The model is planned (`self.plan`, see `wgllm.plan.planner`) from its GGUF
     header before any device exists: when it fits nowhere, ModelTooLargeError
@@ -107,26 +175,21 @@ class Engine:
 
     def __init__(self, model: str | None = None, *, device: str | int | None = None, ctx: int | None = None,
                  precision: str = "auto", chunk: int | None = None, gpu_memory: Caps = None, policy: str = "auto",
-                 split: str | None = "auto", recovery: RecoveryPolicy | None = None, faults: str | None = None,
-                 on_event=None):
-        from wgllm import hub
-        from wgllm.model.chat_template import ChatTemplate
-        from wgllm.model.tokenizer import Tokenizer
-
+                 split: str | None = "auto", recovery: RecoveryPolicy | None = None,
+                 faults: str | FaultInjector | None = None, on_event=None, on_planned=None,
+                 exclude: Iterable[int] = ()):
         self.recovery = (recovery or RecoveryPolicy()).validate()
-        self.faults = FaultInjector.from_env(faults)
+        self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector.from_env(faults)
         self.events = EventLog()
         if on_event is not None:
             self.events.listeners.append(on_event)
-        self.path = hub.resolve_model(model)
-        self.gguf = GGUFFile(self.path)
-        self.cfg = arches.config_for(self.gguf)
-        check_tensor_types(self.gguf)
-        self.tokenizer = Tokenizer.from_gguf(self.gguf)
-        self.template = ChatTemplate.from_gguf(self.gguf)
+        self._open(model)
         self._request = dict(ctx=int(ctx) if ctx else None, precision=precision, chunk=chunk, caps=gpu_memory,
                              split=split)
-        self.plan, self.adapters = self._plan(device if device not in (None, "") else policy)
+        self._failed: set[int] = {int(i) for i in exclude}  # adapter indexes given up on
+        self.plan, self.adapters = self._plan(device if device not in (None, "") else policy, self._failed)
+        if on_planned is not None:
+            on_planned(self.adapter_summary)
         self.precision = self.plan.precision
         self.n_ctx = self.plan.n_ctx
         self.chunk = max(1, min(self.plan.chunk, self.n_ctx))
@@ -141,13 +204,8 @@ class Engine:
         self._busy: list[float] = []  # per part: see by_adapter
         self._broken: Exception | None = None  # the failure that took a device, until rebuilt
         self._broken_part: int | None = None  # the part whose device it took (None: rebuild every part)
-        self._failed: set[int] = set()  # adapter indexes given up on
+        self._stale = False  # `cached` was adopted (see adopt) and its K/V are not on the devices yet
         self._resilient(lambda: None)  # builds the devices, recovering from failures on the way
-
-    @property
-    def adapter(self) -> AdapterInfo:
-        """The adapter of the first part (the only one unless the model is split)."""
-        return self.adapters[0]
 
     @property
     def adapter_summary(self) -> str:
@@ -225,6 +283,23 @@ class Engine:
     def reset(self) -> None:
         """Forget the KV cache (the next prompt is prefilled from scratch)."""
         self.cached, self._log = [], []
+        self._stale = False
+
+    def adopt(self, cached: Sequence[int], log: Sequence[Segment]) -> None:
+        """Take over a conversation's KV state (`cached` and the segments that computed it, as another
+        engine of the same model on the same adapter had them): its K/V are computed by replaying the
+        segments before the next generation, bit-identical to the original ones. A state this engine
+        holds already, or a prefix of it (the K/V of those positions are on the devices), costs nothing."""
+        cached, log = [int(t) for t in cached], list(log)
+        if (cached, log) == (self.cached, self._log):
+            return
+        held = not self._stale and self.cached[: len(cached)] == cached and truncate(self._log, len(cached)) == log
+        self.cached, self._log = cached, log
+        self._stale = self._stale or not held
+
+    def state(self) -> tuple[list[int], list[Segment]]:
+        """The conversation's KV state (`cached`, log), for `adopt`."""
+        return list(self.cached), list(self._log)
 
     def release(self) -> None:
         """Free every device and its memory now; the conversation is kept, and the next
@@ -237,14 +312,9 @@ class Engine:
             self.chain.release()
         self.chain = None
 
-    def chat_prompt(self, messages: Sequence[dict], tools: Sequence[dict] | None = None) -> list[int]:
-        """Token ids of `messages` rendered with the model's chat template (`tools`: the template's
-        `tools` variable, OpenAI's {"type": "function", "function": {...}} objects)."""
-        text = self.template.render(messages, add_generation_prompt=True, tools=tools)
-        return self.tokenizer.encode(text, add_special=False)
-
     def generate(self, prompt: Sequence[int], *, max_tokens: int = 256, sampling: SamplingParams | None = None,
-                 stop_ids: Iterable[int] | None = None, sampler: Sampler | None = None) -> Iterator[int]:
+                 stop_ids: Iterable[int] | None = None, sampler: Sampler | None = None,
+                 resume: Sequence[int] = ()) -> Iterator[int]:
         """Yield generated token ids (stop tokens are not yielded). Stats land in `self.stats`.
 
         sampler: a `Sampler` (or subclass: logit bias, grammar, logprobs) to pick tokens
@@ -256,14 +326,20 @@ class Engine:
         goes on with no token lost or repeated (greedy output equals the fault-free
         output; seeded sampling continues reproducibly). Without recovery, or when it
         is exhausted, DeviceLostError / GpuOutOfMemoryError is raised; the engine keeps
-        the conversation and rebuilds the device on the next call."""
+        the conversation and rebuilds the device on the next call.
+
+        resume: tokens this generation already produced elsewhere (a worker process that died, see
+        wgllm.runtime.supervisor), from the state before it (`adopt`): the K/V of the prompt and of
+        resume[:-1] are replayed exactly and decoding goes on after resume[-1]; the sampler must be
+        at its state after resume[-1]. Only the tokens after them are yielded."""
         self._sampler = sampler if sampler is not None else Sampler(sampling or SamplingParams())
-        prompt = [int(t) for t in prompt]
+        prompt, resume = [int(t) for t in prompt], [int(t) for t in resume]
         self._check_prompt(prompt, max_tokens)
         stops = set(self.tokenizer.stop_ids if stop_ids is None else stop_ids)
         self.stats = GenerationStats(prompt_tokens=len(prompt))
-        self._history = list(prompt)
-        yield from self._collect(self._survive(prompt), prompt, max_tokens, stops, time.perf_counter())
+        self._history = prompt + resume
+        yield from self._collect(self._survive(prompt, resume), prompt, max_tokens, stops, time.perf_counter(),
+                                 resume)
 
     def logits(self, prompt: Sequence[int]) -> np.ndarray:
         """Logits at every position of `prompt` ([T, vocab] float32), computed from an empty cache."""
@@ -300,8 +376,7 @@ class Engine:
         on a GPU failure, recover (per policy) and run it again."""
         while True:
             try:
-                if self.chain is None or self._broken is not None:
-                    self._build(self._broken_part)
+                self._ready()
                 return work()
             except Exception as exc:  # noqa: BLE001 - only GPU failures are handled; the rest re-raised
                 if not health.is_gpu_failure(exc):
@@ -402,15 +477,26 @@ class Engine:
             for s in range(seg.start, seg.end, step):
                 self.chain.run(min(step, seg.end - s), s, upto=upto)
 
-    def _survive(self, prompt: list[int]) -> Iterator[int]:
+    def _ready(self) -> None:
+        """Healthy devices holding the K/V of `cached`: rebuilt (and replayed) after a failure; an
+        adopted state replayed."""
+        if self.chain is None or self._broken is not None:
+            self._build(self._broken_part)
+        elif self._stale:
+            self._replay()
+        self._stale = False
+
+    def _survive(self, prompt: list[int], resume: list[int]) -> Iterator[int]:
         """The generation's tokens, carried across GPU failures (see generate)."""
         start = (list(self.cached), list(self._log), self._sampler.state())
-        emitted: list[int] = []
+        emitted: list[int] = list(resume)
         rng = start[2]
+        if emitted:
+            self._rewind(prompt, emitted, start)
+            self._stale = True
         while True:
             try:
-                if self.chain is None or self._broken is not None:
-                    self._build(self._broken_part)
+                self._ready()
                 for tok in self._steps(prompt, emitted):
                     emitted.append(tok)
                     if self._sampler.needs_logits:
@@ -428,12 +514,7 @@ class Engine:
     def _rewind(self, prompt: list[int], emitted: list[int], start) -> None:
         """Set `cached`/log to what was computed for sure: before the prompt if no token
         came out yet (so the prefill reruns identically), else prompt + emitted[:-1]."""
-        self.cached, self._log = list(start[0]), list(start[1])
-        if emitted:
-            keep = min(_common_prefix(self.cached, prompt), len(prompt) - 1)
-            self._log = truncate(self._log, keep) + [Segment(keep, prompt[keep:], True)]
-            self._log += [Segment(len(prompt), emitted[:-1], False)] if len(emitted) > 1 else []
-            self.cached = prompt + emitted[:-1]
+        self.cached, self._log = rewound(start[0], start[1], prompt, emitted)
 
     def _steps(self, prompt: list[int], emitted: list[int]) -> Iterator[int]:
         """Fresh: prefill, then decode. Resumed after a recovery: decode from the last
@@ -452,23 +533,10 @@ class Engine:
         yield from steps(pos, done)
 
     # --- internals --------------------------------------------------------------
-    def _check_prompt(self, prompt: list[int], max_tokens: int, room: int = 1) -> None:
-        """Raise for a prompt that is empty, leaves fewer than `room` positions of the context free
-        (a generation needs one for its first token), holds a bad id, or a negative max_tokens."""
-        if not prompt:
-            raise RequestError("The prompt is empty: give at least one token of text.")
-        if len(prompt) > self.n_ctx - room:
-            raise ContextLengthExceededError(len(prompt), self.n_ctx)
-        bad = [t for t in prompt if not 0 <= t < self.cfg.n_vocab]
-        if bad:
-            raise RequestError(f"Token id {bad[0]} is outside the vocabulary (0..{self.cfg.n_vocab - 1}).")
-        if max_tokens < 0:
-            raise RequestError(f"max_tokens must be >= 0, not {max_tokens}.")
-
     def _prefill(self, prompt: list[int]) -> int:
         """Run the prompt's uncached suffix; returns the first generated token."""
         chain = self.chain
-        keep = min(_common_prefix(self.cached, prompt), len(prompt) - 1)  # >= 1 token must run
+        keep = min(common_prefix(self.cached, prompt), len(prompt) - 1)  # >= 1 token must run
         self.cached, self._log = prompt[:keep], truncate(self._log, keep)
         self.stats.cached_tokens = keep
         chain.write_tokens(prompt[keep:], keep)
@@ -541,15 +609,16 @@ class Engine:
             yield self._read_next(p + 1)
 
     def _collect(self, tokens: Iterator[int], prompt: list[int], max_tokens: int, stops: set[int],
-                 t0: float) -> Iterator[int]:
+                 t0: float, resume: list[int]) -> Iterator[int]:
         """Apply stop/length rules and record stats; afterwards `cached` holds exactly the
-        tokens whose K/V were computed (prompt + generated, less a last token never run)."""
+        tokens whose K/V were computed (prompt + generated, less a last token never run).
+        `resume`: tokens generated before (count towards max_tokens, not yielded again)."""
         st = self.stats
         st.finish_reason = "length"
-        generated: list[int] = []
+        generated: list[int] = list(resume)
         t_first = None
         try:
-            if max_tokens == 0:
+            if len(generated) >= max_tokens:
                 return
             for tok in tokens:
                 if t_first is None:
@@ -571,10 +640,7 @@ class Engine:
 
     def _settle(self, prompt: list[int], ran: list[int]) -> None:
         """After a generation: `cached`/log = prompt + the generated tokens that ran."""
-        if self.cached[: len(prompt)] != prompt:  # the prompt never completed (error, or max_tokens 0)
-            return
-        self.cached = prompt + ran
-        self._log = truncate(self._log, len(prompt)) + ([Segment(len(prompt), list(ran), False)] if ran else [])
+        self.cached, self._log = settled(self.cached, self._log, prompt, ran)
 
 
 def _same_gpu(a: AdapterInfo, b: AdapterInfo) -> bool:
@@ -583,12 +649,3 @@ def _same_gpu(a: AdapterInfo, b: AdapterInfo) -> bool:
     if a.vendor_id and a.device_id and (a.vendor_id, a.device_id) == (b.vendor_id, b.device_id):
         return True
     return bool(a.name) and bool(b.name) and (a.name.startswith(b.name) or b.name.startswith(a.name))
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

@@ -9,6 +9,10 @@ A spec is a comma-separated list of `KIND@POINT[:ARG][#PART][xN]`:
          hang  the next read-back waits and never sees its work complete, so
                the watchdog fires after its timeout. (Simulated at the wait: a
                real GPU hang cannot be produced safely on demand.)
+         kill, segv, stop  the worker process that hosts the engine gets SIGKILL,
+               SIGSEGV (a native crash) or SIGSTOP (wedged: alive, silent); only in a
+               supervised worker (see wgllm.runtime.supervisor), where the
+               supervisor starts a new one.
   POINT  load         while uploading the weights (at a weight buffer's allocation)
          prefill      before the prompt's last prefill pass is read back
          decode:N     at the N-th decoded token of a generation (1-based)
@@ -21,7 +25,7 @@ A spec is a comma-separated list of `KIND@POINT[:ARG][#PART][xN]`:
          failing during three loads in a row.
 
 Examples: `lost@decode:17`, `oom@alloc:kv`, `hang@submit:5`, `lost@prefill`,
-`lost@load`, `lost@decode:3#1` (the second part's device). Set it with the `faults=` argument of Engine, `--faults` on the
+`lost@load`, `lost@decode:3#1` (the second part's device), `kill@decode:5`, `segv@prefill`. Set it with the `faults=` argument of Engine, `--faults` on the
 CLI, or the WGLLM_FAULTS environment variable.
 """
 
@@ -29,12 +33,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from dataclasses import dataclass
 
 from wgllm.errors import RequestError
 
 ENV = "WGLLM_FAULTS"
-KINDS = ("lost", "oom", "hang")
+KINDS = ("lost", "oom", "hang", "kill", "segv", "stop")
+PROCESS_KINDS = {"kill": signal.SIGKILL, "segv": signal.SIGSEGV, "stop": signal.SIGSTOP}  # fire at the process
 POINTS = ("load", "prefill", "decode", "submit", "alloc")
 _ITEM = re.compile(r"^(?P<kind>[a-z]+)@(?P<point>[a-z]+)(?::(?P<arg>[A-Za-z0-9_.-]+?))?(?:#(?P<part>\d+))?"
                    r"(?:x(?P<times>\d+))?$")
@@ -82,8 +88,16 @@ def parse(spec: str | None) -> list[Fault]:
 class FaultInjector:
     """Fires planned faults at the engine's and device's hook points; `fired` lists what fired."""
 
-    def __init__(self, spec: str | list[Fault] | None = None):
+    def __init__(self, spec: str | list[Fault] | None = None, *, process: bool = False, on_fire=None):
         self.faults = parse(spec) if isinstance(spec, (str, type(None))) else list(spec)
+        self.process = process  # whether process faults may fire (a supervised worker)
+        self.on_fire = on_fire  # called with a fault's index in `faults` just before it fires
+        if not process and any(f.kind in PROCESS_KINDS for f in self.faults):
+            bad = next(f.kind for f in self.faults if f.kind in PROCESS_KINDS)
+            raise RequestError(
+                f"The fault '{bad}' signals the worker process that hosts the engine, and this engine runs "
+                f"in-process: use it with the supervised worker (the default of wgllm.Engine and the CLI; "
+                f"not with --in-process or wgllm.runtime.engine.Engine).")
         self.fired: list[str] = []
         self.submits = 0
         self._hang_pending = None  # the device whose next read-back hangs
@@ -103,11 +117,13 @@ class FaultInjector:
             self.submits += 1
             arg = self.submits
         part = getattr(dev, "part", 0)
-        for f in self.faults:
+        for i, f in enumerate(self.faults):
             if f.matches(point, arg, part, named_only):
                 f.times -= 1
                 self.fired.append(f"{f.kind}@{point}" + (f":{arg}" if arg is not None else "")
                                   + (f"#{part}" if f.part is not None else ""))
+                if self.on_fire is not None:
+                    self.on_fire(i)
                 self._fire(f.kind, dev)
                 return
 
@@ -120,7 +136,9 @@ class FaultInjector:
         return True
 
     def _fire(self, kind: str, dev) -> None:
-        if kind == "lost":
+        if kind in PROCESS_KINDS:
+            os.kill(os.getpid(), PROCESS_KINDS[kind])
+        elif kind == "lost":
             dev.device.destroy()
         elif kind == "oom":
             dev.refused_allocation()

@@ -60,7 +60,8 @@ class RecoveryPolicy:
 @dataclass
 class RecoveryEvent:
     """One failure or recovery step. kind: the failure's reason ("lost",
-    "out-of-memory", "hang", "unknown"); action: "detected", "retry", "fallback",
+    "out-of-memory", "hang", "unknown"; "crash": the worker process died, see
+    wgllm.runtime.supervisor); action: "detected", "retry", "fallback",
     "continued", "failed" or "gave up"; duration_s: since detection."""
 
     time: float
@@ -75,9 +76,10 @@ class RecoveryEvent:
 
     def notice(self) -> str:
         """A one-line notice for people, e.g. 'GPU lost (out-of-memory); continued on X after 1.8 s'."""
+        what = "GPU worker crash" if self.kind == "crash" else f"GPU {self.kind}"  # crash: see runtime.supervisor
         if self.action == "continued":
-            return f"GPU {self.kind}; continued on {self.adapter} after {self.duration_s:.1f} s"
-        return f"GPU {self.kind} on {self.adapter}: {self.action}" + (f" ({self.detail})" if self.detail else "")
+            return f"{what}; continued on {self.adapter} after {self.duration_s:.1f} s"
+        return f"{what} on {self.adapter}: {self.action}" + (f" ({self.detail})" if self.detail else "")
 
 
 class EventLog(list):
@@ -89,9 +91,12 @@ class EventLog(list):
 
     def add(self, adapter: str, kind: str, action: str, since: float | None = None, detail: str = "") -> RecoveryEvent:
         now = time.time()
-        ev = RecoveryEvent(now, adapter, kind, action, 0.0 if since is None else now - since, detail)
+        return self.relay(RecoveryEvent(now, adapter, kind, action, 0.0 if since is None else now - since, detail))
+
+    def relay(self, ev: RecoveryEvent) -> RecoveryEvent:
+        """Add an event as it is (one another engine's log made: a worker process's)."""
         self.append(ev)
-        level = logging.INFO if action in ("continued", "retry", "fallback") else logging.WARNING
+        level = logging.INFO if ev.action in ("continued", "retry", "fallback") else logging.WARNING
         log.log(level, "%s", ev.notice())
         for fn in self.listeners:
             fn(ev)
@@ -118,6 +123,38 @@ class Segment:
     @property
     def end(self) -> int:
         return self.start + len(self.tokens)
+
+
+def rewound(cached: list[int], log: list[Segment], prompt: list[int],
+            emitted: list[int]) -> tuple[list[int], list[Segment]]:
+    """The KV state computed for sure when a generation of `prompt` from state (`cached`, `log`)
+    fails after yielding `emitted`: none of it if no token came out (the prefill reruns
+    identically), else the prompt (as the one chunked segment its prefill ran) + emitted[:-1]."""
+    cached, log = list(cached), list(log)
+    if not emitted:
+        return cached, log
+    keep = min(common_prefix(cached, prompt), len(prompt) - 1)
+    log = truncate(log, keep) + [Segment(keep, list(prompt[keep:]), True)]
+    log += [Segment(len(prompt), list(emitted[:-1]), False)] if len(emitted) > 1 else []
+    return list(prompt) + list(emitted[:-1]), log
+
+
+def settled(cached: list[int], log: list[Segment], prompt: list[int],
+            ran: list[int]) -> tuple[list[int], list[Segment]]:
+    """The KV state after a generation of `prompt` whose generated tokens `ran` had their K/V
+    computed: prompt + ran (unchanged when the prompt never completed: an error, max_tokens 0)."""
+    if list(cached[: len(prompt)]) != list(prompt):
+        return list(cached), list(log)
+    return list(prompt) + list(ran), truncate(log, len(prompt)) + ([Segment(len(prompt), list(ran), False)] if ran else [])
+
+
+def common_prefix(a, b) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def truncate(segments: list[Segment], keep: int) -> list[Segment]:

@@ -215,6 +215,10 @@ class Sampler:
         """A snapshot of the RNG state (a plain dict), for `set_state`."""
         return copy.deepcopy(self._rng.bit_generator.state)
 
+    def advance(self, tokens: Sequence[int]) -> None:
+        """Bring what follows the chosen tokens past `tokens`, chosen by another copy of this sampler
+        (in a worker process that died); nothing in the base class (its RNG is restored with `set_state`)."""
+
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore an RNG snapshot taken with `state`; later draws repeat those after the snapshot."""
         self._rng.bit_generator.state = copy.deepcopy(state)

@@ -30,7 +30,6 @@ class _EngineCollector:
 
     def collect(self) -> Iterator[Metric]:
         engine = self._owner.engine
-        adapter = getattr(getattr(engine, "adapter", None), "summary", "none")
         planned = GaugeMetricFamily("wgllm_memory_planned_bytes",
                                     "Device memory the plan estimates for the loaded model", labels=["adapter"])
         budget = GaugeMetricFamily("wgllm_memory_budget_bytes",
@@ -45,13 +44,6 @@ class _EngineCollector:
             budget.add_metric([p["adapter"]], float(p["budget"]))
             used.add_metric([p["adapter"]], float(p["allocated"]))
             busy.add_metric([p["adapter"]], float(p["busy_s"]))
-        if not parts:
-            plan = getattr(engine, "plan", None)
-            if plan is not None and getattr(engine, "loaded", True):
-                planned.add_metric([adapter], float(plan.estimate.total))
-                budget.add_metric([adapter], float(plan.budget or 0))
-            dev = getattr(engine, "dev", None)
-            used.add_metric([adapter], float(dev.allocated_bytes) if dev is not None else 0.0)
         yield planned
         yield budget
         yield used
@@ -60,6 +52,8 @@ class _EngineCollector:
                                   value=device_losses(engine))
         yield CounterMetricFamily("wgllm_recoveries", "GPU failures recovered from without losing the conversation",
                                   value=recoveries(engine))
+        yield CounterMetricFamily("wgllm_worker_restarts", "GPU worker processes started again after one died "
+                                  "(a native crash, a kill, a hang)", value=int(getattr(engine, "restarts", 0) or 0))
         yield GaugeMetricFamily("wgllm_queue_depth", "Requests queued or running on the engine",
                                 value=self._owner.pending)
 

@@ -108,7 +108,7 @@ async def _ps(request: Request) -> JSONResponse:
     engine = _loaded(request)
     if engine is None:
         return JSONResponse({"models": []})
-    used = sum(int(p["allocated"]) for p in by_adapter(engine)) or int(getattr(engine.dev, "allocated_bytes", 0))
+    used = sum(int(p["allocated"]) for p in by_adapter(engine))
     return JSONResponse({"models": [{**_entry(engine), "size_vram": used, "expires_at": "2100-01-01T00:00:00Z"}]})
 
 
