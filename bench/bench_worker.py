@@ -3,10 +3,10 @@ and a killed worker's memory coming back.
 
 Usage:
     python bench/bench_worker.py --shape smollm2-135m --types Q4_1 [--model FILE.gguf]
-        [--prompt 64] [--gen 256] [--reps 5] [--precision auto] [--json OUT.json]
+        [--prompt 64] [--gen 256] [--reps 5] [--rounds 3] [--precision auto] [--json OUT.json]
 
-The in-process Engine and the Supervisor load the same model; their generations alternate (rep by
-rep, so drift hits both alike): greedy (argmax on the GPU, 4 bytes read per token) and sampled
+The in-process Engine and the Supervisor load the same model, each in a process of its own, in
+turns (`--rounds` pairs, so drift hits both alike): greedy (argmax on the GPU, 4 bytes read per token) and sampled
 (temperature 0.8: a logits row per token on the host). Figures are medians of decode tok/s as the
 caller sees the tokens. Then the worker is SIGKILLed and the memory it held is read again: the
 machine's available host memory (psutil) and, on NVIDIA, the GPU's used memory (NVML).
@@ -70,35 +70,55 @@ def memory_after_kill(path, args) -> dict:
     return dict(base=base, loaded=loaded, after_kill=after, worker_gone=not psutil.pid_exists(worker.pid))
 
 
-def run(args) -> dict:
+def one(args) -> dict:
+    """Decode tok/s of one engine kind (args.one: "in-process" or "worker"), greedy and sampled, in
+    this process with no other engine: reps after a warm-up."""
     from wgllm.runtime.engine import Engine
     from wgllm.runtime.sampler import SamplingParams
     from wgllm.runtime.supervisor import Supervisor
+
+    make = Engine if args.one == "in-process" else Supervisor
+    eng = make(str(args.model), ctx=args.prompt + args.gen + 8, precision=args.precision, chunk=args.chunk)
+    prompt = np.random.default_rng(0).integers(0, eng.cfg.n_vocab, args.prompt).tolist()
+    out = {"adapter": eng.adapter_summary, "precision": eng.precision}
+    for name, sampling in (("greedy", None), ("sampled", SamplingParams(temperature=0.8, seed=1))):
+        out[name] = [_decode(eng, prompt, args.gen, sampling) for _ in range(args.reps + 1)][1:]
+    eng.close()
+    return out
+
+
+def run(args) -> dict:
+    """Alternate in-process and worker runs, each in a fresh process of its own (so that neither
+    shares the GPU or the host with the other), `rounds` times; medians over every rep."""
+    import subprocess
+
     from wgllm.testing import synth
 
     path = args.model
     if path is None:
         path = Path(tempfile.mkdtemp()) / f"{args.shape}.gguf"
         synth.write_llama_gguf(path, synth.SHAPES[args.shape], types=args.types, seed=0, fast=True)
-    opts = dict(ctx=args.prompt + args.gen + 8, precision=args.precision, chunk=args.chunk)
-    inproc, sup = Engine(str(path), **opts), Supervisor(str(path), **opts)
-    prompt = np.random.default_rng(0).integers(0, inproc.cfg.n_vocab, args.prompt).tolist()
+    runs = {"in-process": [], "worker": []}
+    for _ in range(args.rounds):
+        for kind in runs:
+            cmd = [sys.executable, __file__, "--one", kind, "--model", str(path), "--prompt", str(args.prompt),
+                   "--gen", str(args.gen), "--reps", str(args.reps), "--precision", args.precision]
+            if args.chunk:
+                cmd += ["--chunk", str(args.chunk)]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[kind].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    first = runs["in-process"][0]
     out = {}
-    for name, sampling in (("greedy", None), ("sampled", SamplingParams(temperature=0.8, seed=1))):
-        a, b = [], []
-        for _ in range(args.reps + 1):  # the first of each is a warm-up
-            a.append(_decode(inproc, prompt, args.gen, sampling))
-            b.append(_decode(sup, prompt, args.gen, sampling))
-        ia, ib = statistics.median(a[1:]), statistics.median(b[1:])
+    for name in ("greedy", "sampled"):
+        a = [x for r in runs["in-process"] for x in r[name]]
+        b = [x for r in runs["worker"] for x in r[name]]
+        ia, ib = statistics.median(a), statistics.median(b)
         out[name] = dict(in_process_tok_s=ia, worker_tok_s=ib, cost_pct=100 * (1 - ib / ia),
-                         per_token_us=1e6 * (1 / ib - 1 / ia), in_process_runs=a[1:], worker_runs=b[1:])
-    adapter, precision = inproc.adapter_summary, inproc.precision
-    inproc.close()
-    sup.close()
+                         per_token_us=1e6 * (1 / ib - 1 / ia), in_process_runs=a, worker_runs=b)
     mem = memory_after_kill(path, args)
-    return dict(shape=args.shape, types=args.types, adapter=adapter, precision=precision, prompt=args.prompt,
-                gen=args.gen, reps=args.reps, **out, memory=mem, commit=commit(), date=time.strftime("%Y-%m-%d"),
-                host=platform.node())
+    return dict(shape=args.shape, types=args.types, adapter=first["adapter"], precision=first["precision"],
+                prompt=args.prompt, gen=args.gen, reps=args.reps, rounds=args.rounds, **out, memory=mem,
+                commit=commit(), date=time.strftime("%Y-%m-%d"), host=platform.node())
 
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -111,11 +131,16 @@ p.add_argument("--reps", type=int, default=5)
 p.add_argument("--chunk", type=int, default=None)
 p.add_argument("--precision", default="auto")
 p.add_argument("--json", type=Path, default=None)
+p.add_argument("--rounds", type=int, default=3, help="in-process / worker process pairs")
+p.add_argument("--one", default=None, help=argparse.SUPPRESS)
 
 
 def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    if args.one:
+        print(json.dumps(one(args)))
+        return
     r = run(args)
     print(json.dumps({k: v for k, v in r.items()}, indent=1, default=str))
     for name in ("greedy", "sampled"):
