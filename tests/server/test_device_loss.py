@@ -129,3 +129,31 @@ def test_stream_survives_a_worker_crash(crash_server, fault):
     assert httpx.get(srv.url + "/health").json()["status"] == "ok"
     metrics = httpx.get(srv.url + "/metrics").text
     assert f"wgllm_worker_restarts_total {float(runtime.restarts)}" in metrics
+
+
+def test_a_crash_looping_worker_is_a_503_and_the_server_keeps_serving(server_model):
+    """Worker deaths past the retries (and no adapter to fall back to): the request gets a 503 with
+    WorkerCrashedError; /health stays up and the next request is answered by a fresh worker."""
+    import wgllm
+    from wgllm.runtime import faults
+    from wgllm.runtime.recovery import RecoveryPolicy
+    from wgllm.server import start_in_thread
+
+    aengine = wgllm.AsyncEngine(str(server_model), ctx=256, recovery=RecoveryPolicy(backoff_s=0.0, retries=1,
+                                                                                      fallback=False))
+    srv = start_in_thread(aengine)
+    try:
+        body = {"model": "tiny", "messages": MSG, "max_tokens": 8, "temperature": 0}
+        want = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=120).json()
+        aengine.engine.runtime.reset()
+        aengine.engine.runtime.faults.faults = faults.parse("kill@decode:2x3")
+        bad = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=120)
+        assert bad.status_code == 503 and bad.json()["error"]["code"] == "WorkerCrashedError"
+        assert "killed by SIGKILL" in bad.json()["error"]["message"]
+        assert httpx.get(srv.url + "/health").json()["status"] == "ok"
+        aengine.engine.runtime.faults.faults = []
+        again = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=120).json()
+        assert again["choices"][0]["message"] == want["choices"][0]["message"]
+    finally:
+        srv.stop()
+        aengine.close()
