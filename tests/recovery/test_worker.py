@@ -268,3 +268,14 @@ def test_chaos_of_worker_kills_and_device_losses(model_path, reference):
     assert not me.children(recursive=True)
     slope = np.polyfit(np.arange(len(rss) - 10), np.array(rss[10:], float), 1)[0]
     assert slope < 1 << 20, f"supervisor memory grew {slope / 2**20:.2f} MiB per generation"
+
+
+def test_a_generation_without_tokens_reports_the_prefill(model_path, reference):
+    s = _supervisor(model_path)
+    try:
+        stop = reference[0][0]
+        assert list(s.generate(PROMPT, max_tokens=N, stop_ids=[stop])) == []  # the first token is a stop
+        assert s.stats.finish_reason == "stop" and s.stats.prefill_s > 0 and s.stats.completion_tokens == 0
+        assert s.cached == PROMPT  # as in-process: the stop token never ran
+    finally:
+        s.close()

@@ -186,6 +186,9 @@ class Supervisor(ModelSession):
             if msg[0] == "error":
                 raise unpack_error(msg[1])
             st.finish_reason = msg[1]["finish_reason"]
+            if not run.emitted:  # no token came (max_tokens 0, or a stop token first): the worker's figures
+                st.cached_tokens, st.prefill_s, st.ttft_s = (msg[1][k] for k in ("cached_tokens", "prefill_s",
+                                                                                  "ttft_s"))
             return
 
     def _abandon(self, run: "_Run") -> None:
