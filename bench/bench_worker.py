@@ -87,6 +87,25 @@ def one(args) -> dict:
     return out
 
 
+def restart_time(path, args) -> dict:
+    """A worker SIGKILLed at the 4th decoded token: seconds from the death's detection to the
+    generation going on in a new worker (its load and the KV replay included), and the output check."""
+    from wgllm.runtime.supervisor import Supervisor
+
+    opts = dict(ctx=args.prompt + args.gen + 8, precision=args.precision)
+    prompt = list(range(1, args.prompt + 1))
+    clean = Supervisor(str(path), **opts)
+    want = list(clean.generate(prompt, max_tokens=16, stop_ids=[]))
+    clean.close()
+    sup = Supervisor(str(path), faults="kill@decode:4", **opts)
+    t = time.perf_counter()
+    got = list(sup.generate(prompt, max_tokens=16, stop_ids=[]))
+    took = time.perf_counter() - t
+    cont = [ev.duration_s for ev in sup.events if ev.action == "continued"]
+    sup.close()
+    return dict(exact=got == want, restart_s=cont[0] if cont else None, generation_s=took)
+
+
 def run(args) -> dict:
     """Alternate in-process and worker runs, each in a fresh process of its own (so that neither
     shares the GPU or the host with the other), `rounds` times; medians over every rep."""
@@ -118,6 +137,7 @@ def run(args) -> dict:
     mem = memory_after_kill(path, args)
     return dict(shape=args.shape, types=args.types, adapter=first["adapter"], precision=first["precision"],
                 prompt=args.prompt, gen=args.gen, reps=args.reps, rounds=args.rounds, **out, memory=mem,
+                restart=restart_time(path, args),
                 commit=commit(), date=time.strftime("%Y-%m-%d"), host=platform.node())
 
 
@@ -153,6 +173,8 @@ def main() -> None:
     host = [m[k]["host_available"] >> 20 for k in ("base", "loaded", "after_kill")]
     print(f"memory: host available MiB base/loaded/after kill {host}; GPU used {gpu}; "
           f"worker rss {m['loaded']['worker_rss'] >> 20} MiB; reaped {m['worker_gone']}")
+    x = r["restart"]
+    print(f"restart after SIGKILL at decode 4: {x['restart_s']:.2f} s to go on (exact: {x['exact']})")
     if args.json:
         args.json.write_text(json.dumps(r, indent=1, default=str))
 
