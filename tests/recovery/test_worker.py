@@ -206,20 +206,32 @@ def test_a_worker_is_recycled_after_its_rebuilds(model_path, reference):
         s.close()
 
 
+def _anonymous_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("RssAnon:"))
+    return int(kb) << 10
+
+
 def test_a_killed_workers_memory_comes_back(model_path):
-    """The OS frees a killed worker's memory: the process is reaped and the machine's available memory
-    returns to within noise of where it was before the worker started."""
-    base = psutil.virtual_memory().available
+    """The OS frees a killed worker's memory: the process is reaped, and the machine's available memory
+    rises by about the anonymous memory the worker held (not file pages: those stay cached), read just
+    before and after."""
     s = _supervisor(model_path)
-    worker = psutil.Process(s.pid)
-    held = worker.memory_info().rss
-    assert held > 50 << 20  # the worker holds the model, the driver and its KV (lavapipe: host memory)
-    list(s.generate(PROMPT, max_tokens=4, stop_ids=[]))
-    os.kill(s.pid, 9)
-    s.release()  # reaps what is left of it
-    assert _gone(worker.pid)
-    assert psutil.virtual_memory().available > base - held // 2
-    s.close()
+    try:
+        list(s.generate(PROMPT, max_tokens=4, stop_ids=[]))
+        worker = psutil.Process(s.pid)
+        held = _anonymous_bytes(worker.pid)  # its heap and the driver's (lavapipe: the GPU's) memory
+        assert held > 50 << 20  # the model, the driver and its KV (lavapipe: host memory)
+        before = psutil.virtual_memory().available
+        os.kill(s.pid, 9)
+        s.release()  # reaps what is left of it
+        assert _gone(worker.pid)
+        deadline = time.monotonic() + 10  # the kernel folds its per-CPU memory counters about once a second
+        while (after := psutil.virtual_memory().available) - before <= held // 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert after - before > held // 2, (before >> 20, after >> 20, held >> 20)
+    finally:
+        s.close()
 
 
 @pytest.mark.slow
