@@ -37,7 +37,7 @@ def test_tiny_layout_by_hand_f32():
     logits = 64 * 4
     staging = 4 * 4 + 64 * 4  # PIPELINE_DEPTH + 1 token slots, one logits row
     per_body = 16 + 16 * 2 + 32 * 4 + 32 * 4  # get_rows params, 2 rmsnorm params, 4 linear params, rope table
-    other = (64 + 1) * 4 + 2 * 16 + 2 * per_body + 16 + 32  # tokens, 2 steps, decode + prefill, head
+    other = (64 + 1) * 4 + 2 * C.STEP_BYTES + 2 * per_body + 16 + 32  # tokens, 2 steps, decode + prefill, head
     assert est.weights == weights
     assert est.kv_cache == kv
     assert est.activations == act + scratch

@@ -1,5 +1,6 @@
 // Greedy sampling: tokens[Step.pos + Step.T] = argmax(logits), lowest index on ties.
-// logits: [V] f32 (-inf allowed), tokens: [n_ctx + 1] u32. A NaN or +inf logit
+// logits: [V] f32 (-inf allowed), tokens: [n_ctx + 1] u32. In a batched pass (see step.wgsl)
+// workgroup r < Step.T does row r: tokens[r] = argmax(logits[r, :]) (logits: [T, V]). A NaN or +inf logit
 // (a broken device or model) writes NONE (0xffffffff) instead: the host checks.
 // One workgroup: each thread scans i = lid, lid + WG, ... (increasing, so its
 // first maximum wins), then a tree keeps (larger value, or equal value and
@@ -30,14 +31,18 @@ fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let batched = sp.batched != 0u;
+    let r = wid.x;
+    if (r >= select(1u, sp.T, batched)) { return; }   // uniform per workgroup
+    let off = r * V;
     if (lid == 0u) { atomicStore(&broken, 0u); }  // not trusting zero-initialised workgroup memory
     workgroupBarrier();
     var bv = 0.0;
     var bi = NONE;
     var bad = false;
     for (var i = lid; i < V; i += WG) {
-        let v = logits[i];
+        let v = logits[off + i];
         bad = bad || non_finite(v);
         if (bi == NONE || v > bv) {
             bv = v;
@@ -56,5 +61,5 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     let any_bad = atomicLoad(&broken);
-    if (lid == 0u) { tokens[sp.pos + sp.T] = select(best_i[0], NONE, any_bad != 0u); }
+    if (lid == 0u) { tokens[select(sp.pos + sp.T, r, batched)] = select(best_i[0], NONE, any_bad != 0u); }
 }

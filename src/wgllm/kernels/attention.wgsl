@@ -1,7 +1,8 @@
 // Causal multi-head attention over the KV cache, flash style (online softmax).
 // qkv: [T_max, (HQ + 2 HKV) * HD] ACT (q heads first, already rotated),
-// k_cache, v_cache: [n_ctx, HKV, HD] ACT, out: [T_max, HQ * HD] ACT.
-// Row t < Step.T (position Step.pos + t) attends cache positions 0..Step.pos+t (with a
+// k_cache, v_cache: [slots, N_CTX, HKV, HD] ACT, out: [T_max, HQ * HD] ACT.
+// Row t < Step.T (position row_pos(t), slot Step.slot or in a batched pass its own, see
+// attn_common.wgsl) attends its slot's positions 0..row_pos(t) (with a
 // sliding WINDOW, the last WINDOW of them; a tile's keys start at its first row's first).
 //
 // Workgroup (split s, tile y, head block z). A tile is QT consecutive token rows
@@ -70,6 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let K0 = tile_first_key(t0);
     let ns = n_splits(L - K0);
     if (s >= ns) { return; }
+    let cb = slot_base(t0);   // the tile's KV-cache slot (a batched pass: QT == 1)
     let chunk = (L - K0 + ns - 1u) / ns;
     let k0 = K0 + min(s * chunk, L - K0);
     let k1 = min(k0 + chunk, L);
@@ -106,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         //    masked in step 2.
         for (var k = 0u; k < KPT; k++) {
             let j = kj + k * KSTEP;
-            let kbase = min(kb + j, k1 - 1u) * KVROWV + kvh * HDV;
+            let kbase = cb + min(kb + j, k1 - 1u) * KVROWV + kvh * HDV;
             var pd = array<f32, QN>();
             for (var i = 0u; i < CPT; i++) {
                 let c = kp + i * TPK;
@@ -139,7 +141,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
                 if (SOFTCAP > 0.0) { d = SOFTCAP * tanh(d / SOFTCAP); }
                 let kk = kb + j;
-                let v = select(NEG, d, kk < k1 && t < sp.T && visible(kk, sp.pos + t));
+                let v = select(NEG, d, kk < k1 && t < sp.T && visible(kk, row_pos(t)));
                 sc[row * BK + j] = v;
                 bm = max(bm, v);
             }
@@ -182,7 +184,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let nk = min(BK, k1 - kb);
             for (var i = 0u; i < JPT; i++) {
                 let j = kg + i * KG;
-                let v = VF(v_cache[(kb + min(j, nk - 1u)) * KVROWV + kvh * HDV + col]);
+                let v = VF(v_cache[cb + (kb + min(j, nk - 1u)) * KVROWV + kvh * HDV + col]);
                 let jc = min(j, BK - 1u);
                 let on = j < nk;
                 for (var r = 0u; r < QN; r++) { acc[r] += select(0.0, sc[r * BK + jc], on) * v; }

@@ -22,14 +22,29 @@ fn ex(a: f32, m: f32) -> f32 {
     return select(exp2(a - m), 0.0, a <= -1.0e38);
 }
 
+const N_CTX: u32 = {{N_CTX}}u;      // positions per KV-cache slot
+
+// Position of token row t of the pass (see step.wgsl; a batched pass has QT == 1).
+fn row_pos(t: u32) -> u32 {
+    if (sp.batched != 0u) { return sp.rows[t].y; }
+    return sp.pos + t;
+}
+
+// First cache vector of row t's slot: k_cache, v_cache are [slots, N_CTX, HKV, HD].
+fn slot_base(t: u32) -> u32 {
+    let slot = select(sp.slot, sp.rows[t].x, sp.batched != 0u);
+    return slot * N_CTX * HKV * HDV;
+}
+
 // Keys visible to the tile of token rows starting at t0: those of its last row.
 fn tile_keys(t0: u32) -> u32 {
+    if (sp.batched != 0u) { return sp.rows[t0].y + 1u; }
     return sp.pos + min(t0 + QT, sp.T);
 }
 
 // First key visible to the tile of token rows starting at t0: that of its first row.
 fn tile_first_key(t0: u32) -> u32 {
-    let p = sp.pos + t0 + 1u;
+    let p = row_pos(t0) + 1u;
     return select(0u, p - WINDOW, WINDOW > 0u && p > WINDOW);
 }
 

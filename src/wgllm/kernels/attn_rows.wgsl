@@ -3,8 +3,9 @@
 // memory, no barriers (a software adapter runs invocations as SIMD lanes, and
 // barriers and workgroup reductions cost more there than they save).
 // qkv: [T_max, (HQ + 2 HKV) * HD] ACT (q already rotated), k_cache, v_cache:
-// [n_ctx, HKV, HD] ACT, out: [T_max, HQ * HD] ACT. Row t < Step.T sits at
-// position Step.pos + t and attends cache positions 0 .. Step.pos + t (the last WINDOW).
+// [slots, N_CTX, HKV, HD] ACT, out: [T_max, HQ * HD] ACT. Row t < Step.T sits at
+// position Step.pos + t of slot Step.slot (a batched pass: Step.rows[t]) and attends its
+// slot's positions 0 .. that one (the last WINDOW).
 // The query row and the output accumulator live in registers (HD / VEC vectors,
 // an unrolled constant loop); keys go one at a time with the online softmax
 // (running max m and sum l, scores in log2 units).
@@ -22,6 +23,7 @@ const QSCALE: f32 = {{QSCALE}};     // log2(e) * the score scale (default 1 / sq
 const SOFTCAP: f32 = {{SOFTCAP}};   // score soft cap in log2 units (0: none)
 const WINDOW: u32 = {{WINDOW}}u;    // sliding window (0: none)
 const WG: u32 = {{WG}}u;
+const N_CTX: u32 = {{N_CTX}}u;      // positions per KV-cache slot
 
 alias VA = vec{{VEC}}<{{ACT}}>;
 alias VF = vec{{VEC}}<f32>;
@@ -47,10 +49,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var m = -3.0e38;
     var l = 0.0;
-    let keys = sp.pos + t + 1u;
+    var keys = sp.pos + t + 1u;
+    var slot = sp.slot;
+    if (sp.batched != 0u) {
+        keys = sp.rows[t].y + 1u;
+        slot = sp.rows[t].x;
+    }
+    let cb = slot * N_CTX * KVROWV;
     let first = select(0u, keys - WINDOW, WINDOW > 0u && keys > WINDOW);
     for (var j = first; j < keys; j++) {
-        let kb = j * KVROWV + kvo;
+        let kb = cb + j * KVROWV + kvo;
         var s = 0.0;
         for (var c = 0u; c < HDV; c++) { s += dot(q[c], VF(k_cache[kb + c])); }
         if (SOFTCAP > 0.0) { s = SOFTCAP * tanh(s / SOFTCAP); }

@@ -16,7 +16,8 @@ LINEAR_PARAMS = 8  # u32 fields of struct Params in matvec/matmul.wgsl
 GET_ROWS_PARAMS = 4  # u32 fields of the get_rows parameter struct
 
 # --- kernels/ops.py --------------------------------------------------------------
-STEP_BYTES = 16  # struct Step in step.wgsl
+MAX_BATCH = 64  # rows of a batched pass (struct Step's rows in step.wgsl): sequences decoded together
+STEP_BYTES = 16 + 16 * MAX_BATCH  # struct Step in step.wgsl
 RMSNORM_PARAMS = 4  # u32 fields of the rmsnorm parameter struct
 
 ATTN_WG = 128  # threads per attention workgroup (attention.wgsl)

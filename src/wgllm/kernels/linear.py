@@ -151,7 +151,7 @@ def _act(*types: str) -> str:
 
 
 def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "f32",
-           y_type: str = "f32", add: bool = False, glu: bool | str = False) -> list[Dispatch]:
+           y_type: str = "f32", add: bool = False, glu: bool | str = False, batched: bool = False) -> list[Dispatch]:
     """y[t, n] = (add ? y[t, n] : 0) + sum_k W[n, k] * x[t, k] for t < Step.T.
 
     glu: x is [T_max, 2K] = [gate | up] and x[t, k] = act(gate[t, k]) * up[t, k], act silu
@@ -161,6 +161,9 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     x: [T_max, K] of x_type, y: [T_max, N] of y_type, step: the Step uniform buffer
     (ops.step_buffer). Rows t >= Step.T of y are left untouched. One dispatch per
     chunk; T_max == 1 builds the matrix-vector kernel, larger T_max the tiled one.
+    batched: T_max rows of different sequences (a batched decode pass): the matrix-vector
+    kernel for each row, token-major so the rows share the weight reads, each row computed
+    exactly as alone.
     """
     act = _act(x_type, y_type)
     kern = _qt(w.qtype)
@@ -175,9 +178,12 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts))
             continue
-        if T_max == 1:
+        if T_max == 1 or batched:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
-            d = dev.dispatch("matvec", binds, (gx, gy, 1), **_matvec_consts(dev, kern), **consts)
+            grid = (T_max, gx, gy) if batched else (gx, gy, 1)
+            d = dev.dispatch("matvec", binds, grid, TOKX=int(batched), **_matvec_consts(dev, kern), **consts)
+            if batched:  # x is exactly the token (Device.dispatch drops per_token on axis 0 for grids)
+                d.per_token = (0, 1, 1)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
             d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), BN=MATMUL_ROWS,

@@ -15,7 +15,10 @@
 // the device has them (matvec_shuffle_subgroup.wgsl), else through workgroup memory
 // (one barrier; kept inline in main: as a function it was 30% slower for Q2_K on an
 // H200, bench/RESULTS.md).
-// Grid: x, y flatten the row groups, z = token.
+// Grid: x, y flatten the row groups, z = token; with TOKX (a batched decode pass: several
+// sequences' rows) x = token and y, z the row groups, so the workgroups of all tokens for
+// the same weight rows run together and share its reads through the cache. Each token's
+// arithmetic is the same either way (a batched row equals the row decoded alone, bit for bit).
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
 // exactly 2^23 + q for an integer q < 2^23, so one OR and one subtraction (also
@@ -44,6 +47,7 @@ const UNROLL: u32 = {{UNROLL}};  // units per invocation per loop iteration (1 o
 const UNIT: u32 = {{UNIT}};    // elements per unit of this weight type
 const WG: u32 = TPR * RG;
 const SHUFFLE: u32 = {{SHUFFLE_ON}};  // 1: row sums by subgroup shuffles
+const TOKX: u32 = {{TOKX}};    // 1: the token is workgroup_id.x (see the grid above)
 
 var<workgroup> red: array<f32, NR * WG>;   // partial sums [invocation][row of its group]
 
@@ -704,11 +708,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (lid < 16u) { kvt[lid] = iq4_value(lid); }
         workgroupBarrier();
     }
-    let t = wid.z;
+    let t = select(wid.z, wid.x, TOKX == 1u);
     if (t >= S.T) { return; }  // uniform per workgroup
     let r = lid / TPR;
     let l = lid % TPR;
-    let n0 = ((wid.x + wid.y * nwg.x) * RG + r) * NR;
+    let g = select(wid.x + wid.y * nwg.x, wid.y + wid.z * nwg.y, TOKX == 1u);
+    let n0 = (g * RG + r) * NR;
     var acc = vec4<f32>(0.0);   // rows n0 .. n0 + 3 (the last two only when PAIRS == 2)
     if (n0 < P.rows) {
         let last = P.rows - 1u;   // rows past the chunk read a valid row, never written

@@ -19,7 +19,7 @@ import numpy as np
 
 from wgllm.gpu.dispatch import UNIFORM, Dispatch
 from wgllm.kernels.constants import (ATTN_MAX_ROWS, ATTN_MAX_SPLITS, ATTN_MINK, ATTN_TARGET_GROUPS,  # noqa: F401
-                                     ATTN_WG, STEP_BYTES, attention_plan)
+                                     ATTN_WG, MAX_BATCH, STEP_BYTES, attention_plan)
 
 if TYPE_CHECKING:
     from wgllm.gpu.device import Device
@@ -55,9 +55,21 @@ def step_buffer(dev: Device, label: str = "step"):
     return dev.buffer(STEP_BYTES, label, usage=UNIFORM)
 
 
-def write_step(dev: Device, buf, T: int, pos: int) -> None:
-    """Set the Step of the next submission: T tokens starting at position `pos`."""
-    dev.write(buf, np.array([T, pos, 0, 0], np.uint32))
+def write_step(dev: Device, buf, T: int, pos: int, slot: int = 0) -> None:
+    """Set the Step of the next submission: T tokens of the sequence in KV-cache slot `slot`,
+    starting at position `pos`."""
+    dev.write(buf, np.array([T, pos, slot, 0], np.uint32))
+
+
+def write_batch_step(dev: Device, buf, rows) -> None:
+    """Set the Step of a batched submission: row t is the token of the sequence in slot
+    rows[t][0] at position rows[t][1] (one row per sequence, at most MAX_BATCH)."""
+    if not 0 < len(rows) <= MAX_BATCH:
+        raise ValueError(f"a batched pass has 1..{MAX_BATCH} rows, not {len(rows)}")
+    step = np.zeros((1 + len(rows), 4), np.uint32)
+    step[0] = (len(rows), 0, 0, 1)
+    step[1:, :2] = np.asarray(rows, np.uint32).reshape(-1, 2)
+    dev.write(buf, step)
 
 
 def _ceil(a: int, b: int) -> int:
@@ -162,12 +174,15 @@ def set_softmax_temperature(dev: Device, dispatches: list[Dispatch], n: int, row
     dev.write(dispatches[0].keep[2], _softmax_params(n, rows, temperature))
 
 
-def argmax(dev: Device, logits, tokens, step, *, V: int) -> list[Dispatch]:
-    """tokens[Step.pos + Step.T] = argmax(logits[:V]) (lowest index on ties).
+def argmax(dev: Device, logits, tokens, step, *, V: int, rows: int = 1) -> list[Dispatch]:
+    """tokens[Step.pos + Step.T] = argmax(logits[:V]) (lowest index on ties); with a batched
+    Step, tokens[r] = argmax(logits[r, :V]) for each row r < Step.T (capacity `rows`).
 
-    logits: [V] f32 (NaN-free), tokens: u32 array of the whole sequence.
+    logits: [V] (batched: [rows, V]) f32 (NaN-free), tokens: u32 array of the whole sequence
+    (batched: of one token per row).
     """
-    return [dev.dispatch("argmax", [logits, tokens, step], (1, 1), V=V)]
+    return [dev.dispatch("argmax", [logits, tokens, step], (rows, 1), per_token=(0, 1, 1) if rows > 1 else None,
+                         V=V)]
 
 
 # --- rotary embedding and KV cache --------------------------------------------
@@ -195,12 +210,13 @@ def rope_kv(dev: Device, qkv, k_cache, v_cache, step, *, T_max: int, n_heads: in
     """Rotate q and k in place in qkv and append k, v to the caches, for rows t < Step.T.
 
     qkv: [T_max, (Hq + 2 Hkv) * hd] (act), rows [q heads | k heads | v heads].
-    k_cache, v_cache: [n_ctx, Hkv, hd] (act); row t goes to position Step.pos + t.
+    k_cache, v_cache: [slots, n_ctx, Hkv, hd] (act); row t goes to position Step.pos + t of slot
+    Step.slot (a batched Step: each row's own slot and position).
     mode "normal": pairs (2i, 2i+1) (GGUF llama); "neox": pairs (i, i + rope_dim/2) (Qwen2).
     Only the first `rope_dim` (default hd) dims of each head rotate (and are scaled by `mscale`,
     longrope's attention factor). Angles are
     p * inv_freq reduced exactly modulo 2pi (accurate at any position).
-    `n_ctx` (default: from the cache size) bounds the positions written.
+    `n_ctx` (positions per slot; default: the cache size, one slot) bounds the positions written.
     """
     _check_act(act)
     rope_dim = head_dim if rope_dim is None else rope_dim
@@ -218,6 +234,17 @@ def rope_kv(dev: Device, qkv, k_cache, v_cache, step, *, T_max: int, n_heads: in
                   MSCALE=f"{float(mscale)!r}")
     return [dev.dispatch("rope_kv", [qkv, k_cache, v_cache, freq, step], (_ceil(pairs, 64), T_max),
                          per_token=(1, 1, 1), **consts)]
+
+
+KV_COPY_WG = 256  # kv_copy: words per workgroup
+
+
+def kv_copy(dev: Device, caches, params, words: int) -> list[Dispatch]:
+    """Dispatches copying a range of u32 words within each buffer of `caches` (the K and V caches
+    of every layer): buf[P.dst + i] = buf[P.src + i] for i < P.n <= `words` (kv_copy.wgsl);
+    `params` holds (src, dst, n, 0) as u32, written before each submission."""
+    groups = dev.grid(_ceil(words, KV_COPY_WG))
+    return [dev.dispatch("kv_copy", [c, params], groups, WG=KV_COPY_WG) for c in caches]
 
 
 def _binding_size(b) -> int:
@@ -247,11 +274,11 @@ def _attn_scratch(dev: Device, part_bytes: int, ml_bytes: int):
 
 def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,
               head_dim: int, n_ctx: int, act: str, splits: int | None = None, scale: float | None = None,
-              softcap: float = 0.0, window: int = 0) -> list[Dispatch]:
+              softcap: float = 0.0, window: int = 0, batched: bool = False) -> list[Dispatch]:
     """Causal attention of the q heads in qkv over the KV cache, for rows t < Step.T.
 
     qkv: [T_max, (Hq + 2 Hkv) * hd] (act; q already rotated), k_cache, v_cache:
-    [n_ctx, Hkv, hd] (act, holding positions 0 .. Step.pos + Step.T - 1), out:
+    [slots, n_ctx, Hkv, hd] (act; slot Step.slot holding positions 0 .. Step.pos + Step.T - 1), out:
     [T_max, Hq * hd] (act). Row t sits at position Step.pos + t and attends cache
     positions 0 .. Step.pos + t (with a `window` W > 0, only the last W of them: sliding-window
     attention); score = q.k * scale (default 1/sqrt(hd)), soft-capped to softcap * tanh(score /
@@ -264,14 +291,20 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
     split) and a second dispatch merges the splits. `splits` overrides that choice.
     The partial results live in scratch buffers shared by all attention dispatches
     of `dev` (label "attn_scratch"; by default about 4096 * (hd + 2) * 4 bytes, a few MB).
+
+    batched: the rows are one decode token each of up to T_max sequences (a batched Step, see
+    kernels/step.wgsl): each row is tiled and split exactly as a one-token pass of its own, so
+    a batched row's result equals the row attended alone, bit for bit.
     """
     _check_act(act)
     if n_heads % n_kv_heads:
         raise ValueError(f"attention: {n_heads} query heads are not a multiple of {n_kv_heads} kv heads")
-    plan = attention_plan(T_max, n_heads, n_kv_heads, head_dim, n_ctx, splits)
+    plan = attention_plan(1 if batched else T_max, n_heads, n_kv_heads, head_dim, n_ctx, splits)
+    if batched:
+        plan["tiles"] = T_max
     S = plan["S"]
     consts = dict(HD=head_dim, HQ=n_heads, HKV=n_kv_heads, QT=plan["QT"], S=S, VEC=plan["VEC"], MINK=ATTN_MINK,
-                  ACT=act, WINDOW=int(window), SOFTCAP=f"{float(softcap) * math.log2(math.e)!r}")
+                  ACT=act, WINDOW=int(window), SOFTCAP=f"{float(softcap) * math.log2(math.e)!r}", N_CTX=n_ctx)
     qscale = math.log2(math.e) * (1.0 / math.sqrt(head_dim) if scale is None else float(scale))
     rows = T_max * n_heads * S if S > 1 else 1  # partial results (unused with one split)
     part, part_ml = _attn_scratch(dev, rows * head_dim * 4, rows * 8)  # (also on "cpu": the planner counts it)
@@ -280,7 +313,7 @@ def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_he
         return [dev.dispatch("attn_rows", [qkv, k_cache, v_cache, out, step], dev.grid(_ceil(T_max * n_heads, wg)),
                              per_token=(0, n_heads, wg), HD=head_dim, HQ=n_heads, HKV=n_kv_heads, VEC=plan["VEC"],
                              QSCALE=f"{qscale!r}", WG=wg, ACT=act, WINDOW=consts["WINDOW"],
-                             SOFTCAP=consts["SOFTCAP"])]
+                             SOFTCAP=consts["SOFTCAP"], N_CTX=n_ctx)]
     first = dev.dispatch(
         "attention", [qkv, k_cache, v_cache, out, part, part_ml, step], (S, plan["tiles"], plan["head_blocks"]),
         per_token=(1, 1, plan["QT"]),

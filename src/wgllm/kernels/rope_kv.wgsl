@@ -1,9 +1,9 @@
 // Rotary position embedding of q and k in place in qkv, and the KV-cache append.
 // qkv: [T_max, (HQ + 2 HKV) * HD] ACT, per row [q heads | k heads | v heads].
-// k_cache, v_cache: [N_CTX, HKV, HD] ACT.
-// For t < Step.T at position p = Step.pos + t: rotate the first 2*RP dims of each
+// k_cache, v_cache: [slots, N_CTX, HKV, HD] ACT.
+// For t < Step.T at position p (Step.pos + t, or Step.rows[t].y in a batched pass): rotate the first 2*RP dims of each
 // q and k head (pairs (2i, 2i+1), or (i, i+RP) when NEOX), then store k and v of
-// row t at cache position p. The rotated dims are scaled by MSCALE (1 but for longrope).
+// row t at position p of its slot's cache (Step.slot, or Step.rows[t].x). The rotated dims are scaled by MSCALE (1 but for longrope).
 // One invocation per (row t = workgroup_id.y, head, pair j of the head).
 //
 // Angles: theta = p * inv_freq_i is reduced exactly modulo one turn in integer
@@ -57,7 +57,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     if (t >= sp.T || idx >= NH * HALF) { return; }
     let head = idx / HALF;
     let j = idx % HALF;
-    let p = sp.pos + t;
+    var p = sp.pos + t;
+    var slot = sp.slot;
+    if (sp.batched != 0u) {
+        p = sp.rows[t].y;
+        slot = sp.rows[t].x;
+    }
     // the pair's dims within the head; dims past the rotated ones pass through as (2j, 2j+1)
     var d0 = 2u * j;
     var d1 = 2u * j + 1u;
@@ -81,7 +86,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
     if (head >= HQ && p < N_CTX) {        // k or v head: append to the cache
         let kvh = (head - HQ) % HKV;
-        let c0 = (p * HKV + kvh) * HD;
+        let c0 = ((slot * N_CTX + p) * HKV + kvh) * HD;
         if (head < HQ + HKV) {
             k_cache[c0 + d0] = {{ACT}}(a);
             k_cache[c0 + d1] = {{ACT}}(b);

@@ -3,7 +3,9 @@
 An architecture file composes a layer from these (see wgllm.model.arch);
 each block reads the layer's weights (`LayerWeights`) and the model's
 activation buffers and returns its dispatches. The model's config flags pick
-the variants (q/k/v bias, rope kind and factors).
+the variants (q/k/v bias, rope kind and factors); while the model builds its batched
+pass (`m.batched`: one decode row per sequence) the projections and attention are built
+per row, so each row equals the same token decoded alone.
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ def linear(dev, ws: list[lin.GpuWeight], x, y, T: int, step, **kw) -> list[Dispa
 def attention(m, L: LayerWeights, i: int, T: int) -> list[Dispatch]:
     """x += [post-norm] wo @ attention(rope([qk-norm] wqkv @ rmsnorm(x))), appending layer i's
     K/V to its cache; the config's flags pick bias, qk-norm, window, scale, soft cap, post-norm."""
-    dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
+    dev, cfg, a, act, st, bt = m.dev, m.cfg, m.acts, m.act, m.step, m.batched
     hd, Hq, Hkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
     d = ops.rmsnorm(dev, a.x, L.attn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
-    d += linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act)  # qkv: [T, (Hq+2Hkv)*hd]
+    d += linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act, batched=bt)  # qkv: [T, (Hq+2Hkv)*hd]
     if L.bqkv is not None:
         d += ops.bias_add(dev, a.qkv, L.bqkv, st, T_max=T, n=cfg.qkv_dim, act=act)
     if L.qk_norm is not None:
@@ -49,10 +51,10 @@ def attention(m, L: LayerWeights, i: int, T: int) -> list[Dispatch]:
     base, scale = cfg.rope_of(i)
     d += ops.rope_kv(dev, a.qkv, m.k_cache[i], m.v_cache[i], st, T_max=T, n_heads=Hq, n_kv_heads=Hkv,
                      head_dim=hd, rope_base=base, rope_dim=cfg.rope_dim, mode=cfg.rope_mode, act=act,
-                     freq_scale=scale, freq_factors=m.rope_factors, mscale=cfg.rope_mscale)
+                     n_ctx=m.n_ctx, freq_scale=scale, freq_factors=m.rope_factors, mscale=cfg.rope_mscale)
     d += ops.attention(dev, a.qkv, m.k_cache[i], m.v_cache[i], a.attn, st, T_max=T, n_heads=Hq,
                        n_kv_heads=Hkv, head_dim=hd, n_ctx=m.n_ctx, act=act, scale=cfg.attn_scale or None,
-                       softcap=cfg.attn_softcap, window=cfg.sliding_window if cfg.is_swa(i) else 0)
+                       softcap=cfg.attn_softcap, window=cfg.sliding_window if cfg.is_swa(i) else 0, batched=bt)
     return d + _residual(m, L.wo, a.attn, L.attn_post_norm, T)  # x += attn @ wo
 
 
@@ -61,15 +63,15 @@ def gated_ffn(m, L: LayerWeights, T: int) -> list[Dispatch]:
     (SwiGLU, or GELU for Gemma) is formed as the down projection loads its input."""
     dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
     d = ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
-    d += linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act)  # gu: [T, 2*ffn]
+    d += linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act, batched=m.batched)  # gu: [T, 2*ffn]
     return d + _residual(m, L.wdown, a.gu, L.ffn_post_norm, T, glu=cfg.ffn_act)
 
 
 def _residual(m, w, x, post_norm, T: int, glu=False) -> list[Dispatch]:
     """x_resid += w @ x, or with a post-norm x_resid += rmsnorm(w @ x) (through the f32 buffer h)."""
-    dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
+    dev, cfg, a, act, st, bt = m.dev, m.cfg, m.acts, m.act, m.step, m.batched
     if post_norm is None:
-        return linear(dev, w, x, a.x, T, st, x_type=act, y_type="f32", add=True, glu=glu)
-    d = linear(dev, w, x, a.h, T, st, x_type=act, y_type="f32", glu=glu)  # h: [T, dim] f32
+        return linear(dev, w, x, a.x, T, st, x_type=act, y_type="f32", add=True, glu=glu, batched=bt)
+    d = linear(dev, w, x, a.h, T, st, x_type=act, y_type="f32", glu=glu, batched=bt)  # h: [T, dim] f32
     return d + ops.rmsnorm(dev, a.h, post_norm, a.x, cfg.dim, T, cfg.rms_eps, st, in_type="f32",
                            out_type="f32", add=True)

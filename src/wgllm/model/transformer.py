@@ -15,6 +15,14 @@ kernels/step.wgsl); the logits head ends with the greedy argmax that writes
 the next token id into `tokens[pos + T]`, so a decode loop never needs the
 host in between.
 
+With `n_seq` > 1 (continuous batching) the KV cache holds n_seq slots of n_ctx positions,
+the single-sequence passes run on the slot the Step names, and `batch` is a third pass:
+one decode row per sequence (up to n_seq rows, each its own slot and position: a batched
+Step, kernels/step.wgsl), reading the rows' tokens from `btok` and ending with every row's
+logits ([n_seq, vocab]) and argmax, written back into `btok`. Each batched row is computed
+exactly as the same token decoded alone (the matrix-vector kernel per row, the one-token
+attention tiling), so a batched sequence's tokens and K/V equal those of a solo run.
+
 The device may be a real `wgllm.gpu.device.Device` or the planner's
 `wgllm.gpu.meter.MeterDevice`: building against the latter records every
 buffer the engine will allocate, which is the planner's memory estimate.
@@ -31,6 +39,7 @@ from wgllm.errors import UnsupportedModelError
 from wgllm.gpu.dispatch import Dispatch
 from wgllm.kernels import linear as lin
 from wgllm.kernels import ops
+from wgllm.kernels.constants import MAX_BATCH
 from wgllm.model import blocks
 from wgllm.model.config import ModelConfig
 
@@ -40,7 +49,7 @@ STAGING_SLOTS = 4  # 4-byte token read-back buffers: decode steps queued ahead o
 class Activations:
     """The activation buffers of a forward pass of up to `T` tokens (`head`: with the logits)."""
 
-    def __init__(self, dev, cfg: ModelConfig, T: int, act: str, head: bool = True):
+    def __init__(self, dev, cfg: ModelConfig, T: int, act: str, head: bool = True, n_seq: int = 1):
         a = 2 if act == "f16" else 4
         self.x = dev.buffer(T * cfg.dim * 4, "act")  # x: [T, dim] f32 residual stream
         self.xn = dev.buffer(T * cfg.dim * a, "act")  # xn: [T, dim] normed
@@ -51,7 +60,7 @@ class Activations:
             self.h = dev.buffer(T * cfg.dim * 4, "act")  # h: [T, dim] f32 block output before its post-norm
         if head:
             self.xlast = dev.buffer(cfg.dim * a, "act")  # xlast: [1, dim] normed last row
-            self.logits = dev.buffer(cfg.n_vocab * 4, "logits")  # logits: [vocab] f32
+            self.logits = dev.buffer(n_seq * cfg.n_vocab * 4, "logits")  # logits: [n_seq, vocab] f32
 
 
 class Transformer:
@@ -61,11 +70,16 @@ class Transformer:
     name, type_name, shape, n_rows, row_len, n_bytes, and no data). layers: the
     (start, stop) layer range of this part (None: every layer); the part starting at
     layer 0 embeds the tokens, the one ending at the last layer has the output head
-    (`first`, `last`), and a part that is not last reads its x back (`x_staging`)."""
+    (`first`, `last`), and a part that is not last reads its x back (`x_staging`). n_seq:
+    sequences the KV cache holds (slots of n_ctx positions each) and the batched pass decodes."""
 
     def __init__(self, dev, tensors: Mapping[str, Any], cfg: ModelConfig, family, *, act: str, n_ctx: int,
-                 chunk: int, layers: tuple[int, int] | None = None):
+                 chunk: int, layers: tuple[int, int] | None = None, n_seq: int = 1):
         self.dev, self.cfg, self.family, self.act, self.n_ctx, self.chunk = dev, cfg, family, act, n_ctx, chunk
+        self.n_seq = int(n_seq)
+        if not 1 <= self.n_seq <= MAX_BATCH:
+            raise ValueError(f"n_seq must be 1..{MAX_BATCH}, not {n_seq}")
+        self.batched = False  # True while the batched pass is built (read by wgllm.model.blocks)
         self.tensors = tensors
         self.layer_range = range(*(layers or (0, cfg.n_layers)))
         if not (0 <= self.layer_range.start < self.layer_range.stop <= cfg.n_layers):
@@ -73,22 +87,31 @@ class Transformer:
         self.first, self.last = self.layer_range.start == 0, self.layer_range.stop == cfg.n_layers
         if self.first or self.last:  # tokens: [n_ctx + 1] u32 (read by the embedding, written by the argmax)
             self.tokens = dev.buffer((n_ctx + 1) * 4, "tokens")
+            if self.n_seq > 1:  # btok: [n_seq] u32, the batched pass's tokens (one per row)
+                self.btok = dev.buffer(self.n_seq * 4, "tokens")
         self.step = ops.step_buffer(dev)
         self.step_one = ops.step_buffer(dev, "step")  # T=1, pos=0: for one-row passes
         ops.write_step(dev, self.step_one, 1, 0)
         self._upload()
-        kv_bytes = n_ctx * cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)
+        # k_cache, v_cache per layer: [n_seq, n_ctx, Hkv, hd] (act)
+        kv_bytes = self.n_seq * n_ctx * cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)
         self.k_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
         self.v_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
-        self.acts = Activations(dev, cfg, chunk, act, head=self.last)
+        rows = max(chunk, self.n_seq)  # the activations serve the prefill and the batched pass
+        self.acts = Activations(dev, cfg, rows, act, head=self.last, n_seq=self.n_seq)
         self.decode = self.body(1)
         self.prefill = self.body(chunk) if chunk > 1 else self.decode
         self.head = self.logits_head() if self.last else []
+        self.batch = self.batch_body() if self.n_seq > 1 else []
+        self.slot_copy = self._slot_copy(kv_bytes // self.n_seq) if self.n_seq > 1 else []
         if self.last:
             self.staging = [dev.staging(4) for _ in range(STAGING_SLOTS)]  # token ids read back
             self.logit_staging = dev.staging(cfg.n_vocab * 4)  # one logits row read back
+            if self.n_seq > 1:  # the batched pass's tokens [n_seq] and logits [n_seq, vocab] read back
+                self.batch_staging = dev.staging(self.n_seq * 4)
+                self.batch_logit_staging = dev.staging(self.n_seq * cfg.n_vocab * 4)
         else:
-            self.x_staging = dev.staging(chunk * cfg.dim * 4)  # x: [chunk, dim] f32 read back at the cut
+            self.x_staging = dev.staging(rows * cfg.dim * 4)  # x: [rows, dim] f32 read back at the cut
         self._all_logits: tuple | None = None
         self._all_hidden: tuple | None = None
 
@@ -149,7 +172,8 @@ class Transformer:
         layers = [self.family.layer(self, i, T) for i in self.layer_range]
         if not self.first:
             return layers
-        embed = lin.get_rows(self.dev, self.token_embd, self.tokens, self.acts.x, T, self.step, y_type="f32")
+        ids = self.btok if self.batched else self.tokens  # a batched Step's pos is 0: row t reads btok[t]
+        embed = lin.get_rows(self.dev, self.token_embd, ids, self.acts.x, T, self.step, y_type="f32")
         if self.cfg.embed_scale != 1.0:
             embed += ops.rowmap(self.dev, self.acts.x, self.step, D=self.cfg.dim, rows=T, op="scale",
                                 c=self.cfg.embed_scale)
@@ -158,6 +182,39 @@ class Transformer:
     def body(self, T: int) -> list[Dispatch]:
         """`segments(T)` as one list."""
         return [d for seg in self.segments(T) for d in seg]
+
+    def batch_body(self) -> list[Dispatch]:
+        """The batched pass (see module doc): up to n_seq rows, one decode token per sequence;
+        the last part adds every row's logits [rows, vocab] and argmax into `btok`."""
+        self.batched = True
+        try:
+            d = self.body(self.n_seq)
+        finally:
+            self.batched = False
+        if not self.last:
+            return d
+        dev, cfg, a, act, B = self.dev, self.cfg, self.acts, self.act, self.n_seq
+        # xn: [B, dim] = rmsnorm(x); logits: [B, vocab] = output @ xn (each row as alone)
+        d += ops.rmsnorm(dev, a.x, self.output_norm, a.xn, cfg.dim, B, cfg.rms_eps, self.step, in_type="f32",
+                         out_type=act)
+        d += blocks.linear(dev, self.output, a.xn, a.logits, B, self.step, x_type=act, y_type="f32", batched=True)
+        if cfg.final_softcap:
+            d += ops.rowmap(dev, a.logits, self.step, D=cfg.n_vocab, rows=B, op="softcap", c=cfg.final_softcap)
+        return d + ops.argmax(dev, a.logits, self.btok, self.step, V=cfg.n_vocab, rows=B)
+
+    def _slot_copy(self, slot_bytes: int) -> list[Dispatch]:
+        """The dispatches of `copy_prefix` (one per K and V cache of the part's layers)."""
+        self.copy_params = self.dev.buffer(16, "params")  # (src, dst, n, 0) u32 words
+        caches = [c for c in self.k_cache + self.v_cache if c is not None]
+        return ops.kv_copy(self.dev, caches, self.copy_params, slot_bytes // 4)
+
+    def copy_prefix(self, src: int, dst: int, n: int) -> None:
+        """Submit the copy of positions 0 .. n - 1 of KV-cache slot `src` into slot `dst`, every layer
+        of this part (a sequence starting from another's cached prefix)."""
+        row = self.cfg.n_kv_heads * self.cfg.head_dim * (2 if self.act == "f16" else 4) // 4  # words per position
+        slot = self.n_ctx * row
+        self.dev.write(self.copy_params, np.array([src * slot, dst * slot, n * row, 0], np.uint32))
+        self.dev.run(self.slot_copy)
 
     def logits_head(self) -> list[Dispatch]:
         """After a body pass: logits of the last row, and its argmax written to tokens[pos + T]."""
@@ -203,6 +260,10 @@ class Transformer:
     def write_tokens(self, ids, start: int) -> None:
         """Put token ids at positions start.. of the `tokens` buffer."""
         self.dev.write(self.tokens, np.asarray(ids, np.uint32), start * 4)
+
+    def write_batch_tokens(self, ids) -> None:
+        """The batched pass's input tokens, one per row (`btok`)."""
+        self.dev.write(self.btok, np.asarray(ids, np.uint32))
 
 
 def _data(t):

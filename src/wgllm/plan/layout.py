@@ -58,6 +58,8 @@ class ModelLayout:
     config: ModelConfig
     tensors: tuple[TensorSpec, ...]
     quantization: str = ""
+    # sequences served at once (continuous batching, `--parallel`): each has a KV cache of its own
+    n_seq: int = 1
 
     # the config's hyperparameters, read through
     arch = property(lambda self: self.config.arch)

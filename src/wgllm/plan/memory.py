@@ -84,8 +84,9 @@ def act_bytes(act: str) -> int:
 
 
 def kv_bytes_per_token(layout: ModelLayout, act: str) -> int:
-    """KV cache bytes per context token: layers x kv heads x head dim x (K and V) x dtype."""
-    return layout.n_layers * layout.n_kv_heads * layout.head_dim * 2 * act_bytes(act)
+    """KV cache bytes per context token: layers x kv heads x head dim x (K and V) x dtype, times the
+    sequences served at once (each has a cache of n_ctx tokens)."""
+    return layout.n_seq * layout.n_layers * layout.n_kv_heads * layout.head_dim * 2 * act_bytes(act)
 
 
 Buffer = MeterBuffer  # label, size, binding
@@ -107,7 +108,7 @@ def engine_buffers(layout: ModelLayout, *, n_ctx: int, act: str, chunk: int = 12
     chunk = max(1, min(int(chunk), int(n_ctx)))  # as Engine.__init__
     dev = MeterDevice(max_binding=max_binding, max_buffer=max_buffer, kind=kind)
     model = arches.build(dev, layout.tensor_map(), layout.config, act=act, n_ctx=int(n_ctx), chunk=chunk,
-                         plannable=True, layers=layers)
+                         plannable=True, layers=layers, n_seq=layout.n_seq)
     if all_logits and model.last:
         model.all_logits()
     return dev.buffers

@@ -41,6 +41,7 @@ Rules
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -48,6 +49,7 @@ from typing import Iterator, Union
 
 from wgllm.errors import AdapterNotFoundError, FeatureMissingError, ModelTooLargeError, NoAdapterError, RequestError
 from wgllm.gpu.inventory import AdapterBudget
+from wgllm.kernels.constants import MAX_BATCH
 from wgllm.kernels.qtypes import runnable_types
 from wgllm.model import arch as _arch
 from wgllm.plan import catalog
@@ -262,6 +264,7 @@ class Plan:
     chunk: int = 128
     parts: list[Part] = field(default_factory=list)  # the placement: one part, or one per adapter of a split
     split: str = "auto"  # the split policy asked for: auto, none, or the explicit placement
+    n_seq: int = 1  # sequences served at once (continuous batching), each with a context of n_ctx
 
     @property
     def is_split(self) -> bool:
@@ -276,7 +279,7 @@ class Plan:
             "model": self.model, "arch": self.arch, "quantization": self.quantization, "runnable": self.runnable,
             "adapter": self.adapter.as_dict(), "policy": self.policy, "precision": self.precision,
             "kv_dtype": self.kv_dtype, "n_ctx": self.n_ctx, "requested_ctx": self.requested_ctx,
-            "ctx_reduced": self.ctx_reduced, "chunk": self.chunk, "budget": self.budget,
+            "ctx_reduced": self.ctx_reduced, "chunk": self.chunk, "parallel": self.n_seq, "budget": self.budget,
             "usable": usable(self.adapter), "headroom": self.headroom, "headroom_rule": HEADROOM,
             "estimate": self.estimate.as_dict(), "reasons": dict(self.reasons),
         }
@@ -289,8 +292,8 @@ class Plan:
                   f"{fmt_bytes(e.logits)}, other {fmt_bytes(e.other + e.staging)}) " +
                   ("in all, per part below." if self.is_split else f"of a {fmt_bytes(self.budget)} budget."))
         titles = {"model": "Model", "adapter": "Adapter", "placement": "Placement", "precision": "Precision",
-                  "kv_dtype": "KV cache", "n_ctx": "Context", "budget": "Budget", "headroom": "Headroom",
-                  "limits": "Limits"}
+                  "kv_dtype": "KV cache", "n_ctx": "Context", "parallel": "Parallel", "budget": "Budget",
+                  "headroom": "Headroom", "limits": "Limits"}
         lines = [f"{titles.get(k, k)}: {v}" for k, v in self.reasons.items()]
         lines.insert(min(5, len(lines)), memory)
         if self.is_split:
@@ -322,9 +325,11 @@ def _check_f16(cands: list[AdapterBudget], precision: str, how: str) -> None:
 
 def make_plan(layout: ModelLayout, adapters: list[AdapterBudget], *, ctx: int | None = None,
               policy: Policy = "auto", precision: str = "auto", chunk: int | None = None,
-              split: str | None = "auto") -> Plan:
+              split: str | None = "auto", parallel: int = 1) -> Plan:
     """Plan `layout` on one of `adapters`, or split over several (see module doc for the rules).
 
+    parallel: sequences served at once (continuous batching): the KV cache holds that many
+    contexts of `ctx` tokens each (ctx is per sequence), all counted in the memory estimate.
     ctx: tokens, or None for the default (which may then be reduced).
     policy: "auto", "high-performance", "low-power", an adapter index or a name
     substring. chunk: prefill tokens per pass (None: `default_chunk` of each adapter).
@@ -333,6 +338,20 @@ def make_plan(layout: ModelLayout, adapters: list[AdapterBudget], *, ctx: int | 
     Raises ModelTooLargeError (nothing fits; alternatives listed),
     AdapterNotFoundError, FeatureMissingError, NoAdapterError, RequestError."""
     _validate(ctx, precision, chunk)
+    if not isinstance(parallel, int) or not 1 <= parallel <= MAX_BATCH:
+        raise RequestError(f"parallel must be a whole number of sequences from 1 to {MAX_BATCH}, not {parallel!r}.")
+    layout = dataclasses.replace(layout, n_seq=parallel)
+    plan = _make_plan(layout, adapters, ctx, policy, precision, chunk, split)
+    plan.n_seq = parallel
+    if parallel > 1:
+        plan.reasons["parallel"] = (
+            f"{parallel} sequences at once (continuous batching), each with a context of {plan.n_ctx} tokens "
+            f"(--ctx is per sequence): the KV cache holds {parallel} x {plan.n_ctx} tokens, "
+            f"{fmt_bytes(plan.estimate.kv_cache)}.")
+    return plan
+
+
+def _make_plan(layout: ModelLayout, adapters: list[AdapterBudget], ctx, policy, precision, chunk, split) -> Plan:
     how_split = placement.parse_split(split, layout.n_layers)
     ladder = ctx_ladder(layout, ctx)
     if isinstance(how_split, list):
@@ -504,7 +523,8 @@ def _build(layout, found: Trial, trials: list[Trial], cands, how, policy, ladder
         "adapter": _why_adapter(found, trials, cands, how, policy),
         "precision": _why_precision(found, trials, precision),
         "kv_dtype": (f"{found.precision}, the activation precision (the engine keeps K and V in it): "
-                     f"{fmt_bytes(kv_bytes_per_token(layout, found.precision))} per token, "
+                     f"{fmt_bytes(kv_bytes_per_token(layout, found.precision))} per token"
+                     f"{f' of all {layout.n_seq} sequences' if layout.n_seq > 1 else ''}, "
                      f"{fmt_bytes(est.kv_cache)} for {found.n_ctx} tokens."),
         "n_ctx": _why_ctx(layout, found, trials, ladder, ctx, how),
         "budget": _why_budget(a),

@@ -48,9 +48,9 @@ class Chain:
     """The parts of a model, in layer order (see module doc)."""
 
     def __init__(self, links: list[Link], gguf, cfg, *, act: str, n_ctx: int, chunk: int, faults=None,
-                 busy: list[float] | None = None):
+                 busy: list[float] | None = None, n_seq: int = 1):
         self.links, self.gguf, self.cfg = links, gguf, cfg
-        self.act, self.n_ctx, self.chunk, self.faults = act, n_ctx, chunk, faults
+        self.act, self.n_ctx, self.chunk, self.faults, self.n_seq = act, n_ctx, chunk, faults, n_seq
         self.active = 0  # the part whose work runs now (a failure is attributed to it)
         self.hang_timeout_s: float | None = None  # the engine's watchdog for read-backs
         # seconds the host spent on each part: encoding and submitting its passes, waiting for its
@@ -78,7 +78,7 @@ class Chain:
         link.dev = Device(link.adapter.adapter, budget=link.budget, faults=self.faults)
         link.dev.part = k
         link.model = arches.build(link.dev, self.gguf.tensors, self.cfg, act=self.act, n_ctx=self.n_ctx,
-                                  chunk=self.chunk, layers=link.layers)
+                                  chunk=self.chunk, layers=link.layers, n_seq=self.n_seq)
 
     def release(self, k: int | None = None) -> None:
         """Destroy part k's device (None: every part's); the conversation state is the engine's."""
@@ -105,15 +105,29 @@ class Chain:
                 self.faults.at(link.dev, point, arg, named_only=k > 0)
 
     def run(self, T: int, pos: int, *, head: bool = False, extra=(), produce: str | None = None,
-            slot: int = 0, upto: int | None = None, body: str | None = None, first=None) -> None:
+            slot: int = 0, upto: int | None = None, body: str | None = None, first=None, seq: int = 0) -> None:
         """Submit one pass over T tokens at `pos` through the parts (see module doc); the last part
         adds the output head (`head`) and `extra` dispatches, and copies what `produce` names
         ("token": the argmax's token id at pos + T into staging slot `slot`; "logits": the logits
         row) to its read-back buffer. `upto`: only parts 0..upto (a replay after part upto was
         rebuilt; nothing is produced). body: "prefill" runs the prefill dispatches even for one
-        token (default: decode's for T == 1). first: part 0's pass already encoded (`encode_first`)."""
+        token (default: decode's for T == 1). first: part 0's pass already encoded (`encode_first`).
+        seq: the KV-cache slot of the sequence (a model holding several, see Transformer n_seq)."""
+        self._submit(lambda k: self._encode(k, T, pos, head, extra, produce, slot, body, seq), T, upto, first)
+
+    def run_batch(self, rows, tokens, produce: str = "token") -> None:
+        """Submit one batched pass: row t runs token tokens[t] of the sequence in slot rows[t][0] at
+        position rows[t][1] (see Transformer.batch); the last part copies every row's argmax token
+        ("token") or, with "logits", also every row's logits to its read-back buffers."""
+        self.active = 0
+        self.first.write_batch_tokens(tokens)
+        self._submit(lambda k: self._encode_batch(k, rows, produce), len(rows))
+
+    def _submit(self, encode, T: int, upto: int | None = None, first=None) -> None:
+        """Submit part 0's pass (`first`, or encode(0)) and each later part's (encode(k)) after the
+        hidden state [T, dim] crossed the cut (see module doc)."""
         last = len(self.links) - 1 if upto is None else upto
-        enc = first if first is not None else self._encode(0, T, pos, head, extra, produce, slot, body)
+        enc = first if first is not None else encode(0)
         for k in range(last + 1):
             self.active = k
             t0 = time.perf_counter()
@@ -121,7 +135,7 @@ class Chain:
             dev.submit(enc)
             if k < last:
                 # the next part's commands are encoded while this part runs on its GPU
-                nxt = self._encode(k + 1, T, pos, head, extra, produce, slot, body)
+                nxt = encode(k + 1)
                 self._hand_over(k, T)
                 enc = nxt
             self.busy[k] += time.perf_counter() - t0
@@ -132,18 +146,36 @@ class Chain:
         return self._encode(0, T, pos, False, (), None, 0, None)
 
     def _encode(self, k: int, T: int, pos: int, head: bool, extra, produce: str | None, slot: int,
-                body: str | None):
-        """Part k's pass over T rows at `pos`, encoded (its Step written): the last part with the
-        head, `extra` and what it produces; the others copy x [T, dim] to their read-back buffer."""
+                body: str | None, seq: int = 0):
+        """Part k's pass over T rows at `pos` of slot `seq`, encoded (its Step written): the last part
+        with the head, `extra` and what it produces; the others copy x [T, dim] to their read-back buffer."""
         self.active = k
         m, dev = self.links[k].model, self.links[k].dev
-        ops.write_step(dev, m.step, T, pos)
+        ops.write_step(dev, m.step, T, pos, seq)
         if k == len(self.links) - 1:
             enc = dev.encode(self._body(m, T, body) + (m.head if head else []) + list(extra), T=T)
             self._produce(enc, m, produce, pos + T, slot)
         else:
-            enc = dev.encode(self._body(m, T, body), T=T)
-            enc.copy_buffer_to_buffer(m.acts.x, 0, m.x_staging, 0, T * self.cfg.dim * 4)
+            enc = self._cut(dev.encode(self._body(m, T, body), T=T), m, T)
+        return enc
+
+    def _encode_batch(self, k: int, rows, produce: str):
+        """Part k's batched pass over len(rows) rows, encoded (its batched Step written)."""
+        self.active = k
+        m, dev = self.links[k].model, self.links[k].dev
+        B = len(rows)
+        ops.write_batch_step(dev, m.step, rows)
+        enc = dev.encode(m.batch, T=B)
+        if k < len(self.links) - 1:
+            return self._cut(enc, m, B)
+        enc.copy_buffer_to_buffer(m.btok, 0, m.batch_staging, 0, B * 4)
+        if produce == "logits":
+            enc.copy_buffer_to_buffer(m.acts.logits, 0, m.batch_logit_staging, 0, B * self.cfg.n_vocab * 4)
+        return enc
+
+    def _cut(self, enc, m, T: int):
+        """After a part that is not last: its x [T, dim] copied to its read-back buffer."""
+        enc.copy_buffer_to_buffer(m.acts.x, 0, m.x_staging, 0, T * self.cfg.dim * 4)
         return enc
 
     @staticmethod
@@ -174,6 +206,19 @@ class Chain:
         raw = self.links[-1].dev.map_read(self.last.staging[slot], self.hang_timeout_s)
         self.busy[-1] += time.perf_counter() - t0
         return int(np.frombuffer(raw, np.uint32)[0])
+
+    def read_batch(self, B: int, logits: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """The last batched pass's argmax tokens [B] (and with `logits` its logits [B, vocab])."""
+        self.active = len(self.links) - 1
+        t0 = time.perf_counter()
+        dev, m = self.links[-1].dev, self.last
+        toks = np.frombuffer(dev.map_read(m.batch_staging, self.hang_timeout_s), np.uint32)[:B].copy()
+        rows = None
+        if logits:
+            raw = dev.map_read(m.batch_logit_staging, self.hang_timeout_s)
+            rows = np.frombuffer(raw, np.float32)[: B * self.cfg.n_vocab].reshape(B, self.cfg.n_vocab)
+        self.busy[-1] += time.perf_counter() - t0
+        return toks, rows
 
     def read_logits(self) -> np.ndarray:
         """The last produced logits row ([vocab] float32, waits for the GPU)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -79,6 +79,15 @@ def check_tensor_types(g: GGUFFile) -> None:
             f"(supported: {', '.join(sorted(SUPPORTED_TYPES))}). Use a quantization of the same "
             f"model in one of those types (e.g. Q4_K_M, Q4_0, Q8_0)."
         )
+
+
+@dataclass
+class SeqState:
+    """The KV state of one sequence slot: the tokens whose K/V are in its cache, in order, and how
+    they were computed (segments, for exact replay)."""
+
+    cached: list[int] = field(default_factory=list)
+    log: list[Segment] = field(default_factory=list)
 
 
 @dataclass
@@ -164,7 +173,10 @@ class Engine(ModelSession):
     then fall back). faults: a fault-injection spec (see wgllm.runtime.faults;
     None: $WGLLM_FAULTS; or a FaultInjector). on_event: called with each RecoveryEvent.
     on_planned: called with the adapter summary once the model is planned (before the weights
-    load). exclude: adapter indexes never to plan on.
+    load). exclude: adapter indexes never to plan on. parallel: sequences served at once
+    (continuous batching, wgllm.runtime.batch): the KV cache holds that many contexts of `ctx`
+    tokens, and `generate` may be called from several threads, each call one sequence of the
+    batch; 1 (default): one generation at a time.
 
     The model is planned (`self.plan`, see `wgllm.plan.planner`) from its GGUF
     header before any device exists: when it fits nowhere, ModelTooLargeError
@@ -177,7 +189,7 @@ class Engine(ModelSession):
                  precision: str = "auto", chunk: int | None = None, gpu_memory: Caps = None, policy: str = "auto",
                  split: str | None = "auto", recovery: RecoveryPolicy | None = None,
                  faults: str | FaultInjector | None = None, on_event=None, on_planned=None,
-                 exclude: Iterable[int] = ()):
+                 exclude: Iterable[int] = (), parallel: int = 1):
         self.recovery = (recovery or RecoveryPolicy()).validate()
         self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector.from_env(faults)
         self.events = EventLog()
@@ -185,7 +197,7 @@ class Engine(ModelSession):
             self.events.listeners.append(on_event)
         self._open(model)
         self._request = dict(ctx=int(ctx) if ctx else None, precision=precision, chunk=chunk, caps=gpu_memory,
-                             split=split)
+                             split=split, parallel=parallel)
         self._failed: set[int] = {int(i) for i in exclude}  # adapter indexes given up on
         self.plan, self.adapters = self._plan(device if device not in (None, "") else policy, self._failed)
         if on_planned is not None:
@@ -193,8 +205,8 @@ class Engine(ModelSession):
         self.precision = self.plan.precision
         self.n_ctx = self.plan.n_ctx
         self.chunk = max(1, min(self.plan.chunk, self.n_ctx))
-        self.cached: list[int] = []  # tokens whose K/V are in the cache, in order
-        self._log: list[Segment] = []  # how the K/V of `cached` were computed (for exact replay)
+        self.n_seq = self.plan.n_seq
+        self.slots = [SeqState() for _ in range(self.n_seq)]  # slot 0: the conversation of `generate`
         self.stats = GenerationStats()
         self._sampler = Sampler()
         # on_progress(stage, done, total): called as work proceeds before the first token
@@ -206,6 +218,29 @@ class Engine(ModelSession):
         self._broken_part: int | None = None  # the part whose device it took (None: rebuild every part)
         self._stale = False  # `cached` was adopted (see adopt) and its K/V are not on the devices yet
         self._resilient(lambda: None)  # builds the devices, recovering from failures on the way
+        self._batch = None  # the scheduler of a parallel engine (wgllm.runtime.batch)
+        if self.n_seq > 1:
+            from wgllm.runtime.batch import Batcher
+
+            self._batch = Batcher(self)
+
+    @property
+    def cached(self) -> list[int]:
+        """The tokens whose K/V are in the cache (slot 0's), in order."""
+        return self.slots[0].cached
+
+    @cached.setter
+    def cached(self, tokens: list[int]) -> None:
+        self.slots[0].cached = tokens
+
+    @property
+    def _log(self) -> list[Segment]:
+        """How the K/V of `cached` were computed (for exact replay)."""
+        return self.slots[0].log
+
+    @_log.setter
+    def _log(self, log: list[Segment]) -> None:
+        self.slots[0].log = log
 
     @property
     def adapter_summary(self) -> str:
@@ -240,7 +275,8 @@ class Engine(ModelSession):
         r = self._request
         adapters = [a for a in list_adapters() if a.index not in exclude]
         plan = make_plan(layout_from_gguf(self.gguf), inventory(adapters, caps=r["caps"]), ctx=r["ctx"],
-                         policy=policy, precision=r["precision"], chunk=r["chunk"], split=r["split"])
+                         policy=policy, precision=r["precision"], chunk=r["chunk"], split=r["split"],
+                         parallel=r["parallel"])
         by_index = {a.index: a for a in adapters}
         return plan, [by_index[p.adapter.index] for p in plan.parts]
 
@@ -255,7 +291,7 @@ class Engine(ModelSession):
                 self.adapters = [self._fresh_adapter(a) for a in self.adapters]
             links = [Link(a, p.layers, p.adapter.planning_budget) for a, p in zip(self.adapters, self.plan.parts)]
             self.chain = Chain(links, self.gguf, self.cfg, act=self.precision, n_ctx=self.n_ctx, chunk=self.chunk,
-                               faults=self.faults, busy=self._busy)
+                               faults=self.faults, busy=self._busy, n_seq=self.n_seq)
             self._busy = self.chain.busy
             self.chain.hang_timeout_s = self.recovery.hang_timeout_s
             for k in range(len(links)):
@@ -281,8 +317,8 @@ class Engine(ModelSession):
 
     # --- public API ---------------------------------------------------------
     def reset(self) -> None:
-        """Forget the KV cache (the next prompt is prefilled from scratch)."""
-        self.cached, self._log = [], []
+        """Forget the KV cache, every slot's (the next prompt is prefilled from scratch)."""
+        self.slots = [SeqState() for _ in range(self.n_seq)]
         self._stale = False
 
     def adopt(self, cached: Sequence[int], log: Sequence[Segment]) -> None:
@@ -308,6 +344,9 @@ class Engine(ModelSession):
 
     def close(self) -> None:
         """Release every device and all its memory; the engine cannot be used afterwards."""
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
         if self.chain is not None:
             self.chain.release()
         self.chain = None
@@ -331,15 +370,35 @@ class Engine(ModelSession):
         resume: tokens this generation already produced elsewhere (a worker process that died, see
         wgllm.runtime.supervisor), from the state before it (`adopt`): the K/V of the prompt and of
         resume[:-1] are replayed exactly and decoding goes on after resume[-1]; the sampler must be
-        at its state after resume[-1]. Only the tokens after them are yielded."""
-        self._sampler = sampler if sampler is not None else Sampler(sampling or SamplingParams())
+        at its state after resume[-1]. Only the tokens after them are yielded.
+
+        On a parallel engine (parallel > 1) the call returns a wgllm.runtime.batch.Stream at once (its
+        `stats` are this generation's) and the generation runs in the batch beside the others."""
+        sampler = sampler if sampler is not None else Sampler(sampling or SamplingParams())
         prompt, resume = [int(t) for t in prompt], [int(t) for t in resume]
         self._check_prompt(prompt, max_tokens)
         stops = set(self.tokenizer.stop_ids if stop_ids is None else stop_ids)
+        if self.n_seq > 1:
+            if resume:
+                raise RequestError("resume= is not available on an engine serving several sequences (parallel > 1).")
+            stats = GenerationStats(prompt_tokens=len(prompt), finish_reason="length")
+            return self._batcher().submit(prompt, max_tokens, sampler, stops, stats)
+        return self._generate(prompt, max_tokens, sampler, stops, resume)
+
+    def _generate(self, prompt: list[int], max_tokens: int, sampler: Sampler, stops: set[int],
+                  resume: list[int]) -> Iterator[int]:
+        self._sampler = sampler
         self.stats = GenerationStats(prompt_tokens=len(prompt))
         self._history = prompt + resume
         yield from self._collect(self._survive(prompt, resume), prompt, max_tokens, stops, time.perf_counter(),
                                  resume)
+
+    def _batcher(self):
+        """The scheduler of the sequences of a parallel engine (made with the engine; its thread
+        starts at the first use)."""
+        if self._batch is None:
+            raise RequestError("This engine is closed: load the model again to generate.")
+        return self._batch
 
     def logits(self, prompt: Sequence[int]) -> np.ndarray:
         """Logits at every position of `prompt` ([T, vocab] float32), computed from an empty cache."""
@@ -352,10 +411,17 @@ class Engine(ModelSession):
 
     def _every_row(self, prompt: Sequence[int], extra_of, width: int) -> np.ndarray:
         """Prefill `prompt` chunk by chunk from an empty cache, running `extra_of(model)`'s dispatches
-        after each pass and reading its output rows ([T, width] float32)."""
+        after each pass and reading its output rows ([T, width] float32). A parallel engine runs it
+        in a free slot between the batch's passes."""
         prompt = [int(t) for t in prompt]
         self._check_prompt(prompt, 0, room=0)  # a whole context fits: nothing is generated
+        if self.n_seq > 1:
+            return self._batcher().call(lambda slot: self._rows_in(slot, prompt, extra_of, width))
         self.reset()
+        return self._rows_in(0, prompt, extra_of, width)
+
+    def _rows_in(self, slot: int, prompt: list[int], extra_of, width: int) -> np.ndarray:
+        self.slots[slot] = SeqState()
 
         def work() -> np.ndarray:
             chain = self.chain
@@ -364,7 +430,7 @@ class Engine(ModelSession):
             rows = []
             for s in range(0, len(prompt), self.chunk):
                 T = min(self.chunk, len(prompt) - s)
-                chain.run(T, s, extra=extra, body="prefill")
+                chain.run(T, s, extra=extra, body="prefill", seq=slot)
                 rows.append(chain.read_rows(out, T, width))
             return np.concatenate(rows)
 
@@ -450,7 +516,7 @@ class Engine(ModelSession):
                 self.plan, self.adapters, self.precision, self.n_ctx = before
                 return False
             failed |= {a.index for a in adapters}
-            if plan.n_ctx <= len(self.cached):
+            if plan.n_ctx <= max(len(sl.cached) for sl in self.slots) or plan.n_seq != self.n_seq:
                 continue
             names = " + ".join(a.summary for a in adapters)
             self.events.add(names, kind, "fallback", t0, f"from {lost.summary}")
@@ -469,13 +535,14 @@ class Engine(ModelSession):
         self._broken_part = None
 
     def _replay(self, upto: int | None = None) -> None:
-        """Recompute the KV cache of `cached` with exactly the passes that first built it (through
-        parts 0..upto: the parts after a rebuilt one kept theirs)."""
-        for seg in (s for s in self._log if s.tokens):
-            self.chain.write_tokens(seg.tokens, seg.start)
-            step = self.chunk if seg.chunked else 1
-            for s in range(seg.start, seg.end, step):
-                self.chain.run(min(step, seg.end - s), s, upto=upto)
+        """Recompute the KV cache of every slot's `cached` with exactly the passes that first built it
+        (through parts 0..upto: the parts after a rebuilt one kept theirs)."""
+        for k, slot in enumerate(self.slots):
+            for seg in (s for s in slot.log if s.tokens):
+                self.chain.write_tokens(seg.tokens, seg.start)
+                step = self.chunk if seg.chunked else 1
+                for s in range(seg.start, seg.end, step):
+                    self.chain.run(min(step, seg.end - s), s, upto=upto, seq=k)
 
     def _ready(self) -> None:
         """Healthy devices holding the K/V of `cached`: rebuilt (and replayed) after a failure; an

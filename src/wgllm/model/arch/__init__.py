@@ -51,11 +51,12 @@ def config_for(g, plannable: bool = False) -> ModelConfig:
 
 
 def build(dev, tensors: Mapping[str, Any], cfg: ModelConfig, *, act: str, n_ctx: int, chunk: int,
-          plannable: bool = False, layers: tuple[int, int] | None = None):
+          plannable: bool = False, layers: tuple[int, int] | None = None, n_seq: int = 1):
     """The model of `cfg` on `dev` (a Device, or the planner's MeterDevice) from `tensors`
     (`plannable`: also a family declared for planning only, to meter its buffers; `layers`:
-    the (start, stop) range of one part of a split model, None: all)."""
+    the (start, stop) range of one part of a split model, None: all; `n_seq`: sequences decoded
+    together, each with its own KV-cache slot)."""
     from wgllm.model.transformer import Transformer
 
     fam = family(cfg.arch, plannable=plannable)
-    return Transformer(dev, tensors, cfg, fam, act=act, n_ctx=n_ctx, chunk=chunk, layers=layers)
+    return Transformer(dev, tensors, cfg, fam, act=act, n_ctx=n_ctx, chunk=chunk, layers=layers, n_seq=n_seq)
