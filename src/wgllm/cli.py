@@ -122,11 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefill tokens per pass (default: 32 on a CPU adapter, 128 on a GPU)")
     p.add_argument("--json", action="store_true")
     _memory_option(p)
+    _parallel_option(p)
     _split_option(p)
     p = sub.add_parser("doctor", help="this machine at a glance: adapters, drivers, what fits, hazards")
     p.add_argument("--json", action="store_true")
     _memory_option(p)
     return parser
+
+
+def _parallel_option(p) -> None:
+    p.add_argument("--parallel", "-np", type=int, default=1, metavar="N",
+                   help="sequences served at once (continuous batching; default 1). Each has a context of "
+                        "--ctx tokens, and the KV cache holds all N")
 
 
 def _serve_parser(sub) -> None:
@@ -142,6 +149,7 @@ def _serve_parser(sub) -> None:
     p.add_argument("--api-key", default=os.environ.get("WGLLM_API_KEY"),
                    help="require `Authorization: Bearer KEY` (default: env WGLLM_API_KEY; none: no key)")
     p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    _parallel_option(p)
     _split_option(p)
     p.add_argument("--alias", action="append", default=[], metavar="NAME",
                    help="another model name requests may use (repeatable; listed by /v1/models)")
@@ -163,6 +171,7 @@ def check_options(args) -> None:
     OpenAI API's ranges (`wgllm.api.limits`, the table its request checks are built from)."""
     from wgllm.api import limits
     from wgllm.errors import RequestError
+    from wgllm.kernels.constants import MAX_BATCH
 
     ctx = getattr(args, "ctx", None)
     if ctx is not None and ctx < 1:
@@ -171,6 +180,9 @@ def check_options(args) -> None:
     chunk = getattr(args, "chunk", None)
     if chunk is not None and chunk < 1:
         raise RequestError(f"--chunk must be a positive number of tokens, not {args.chunk}.")
+    parallel = getattr(args, "parallel", 1)
+    if not 1 <= parallel <= MAX_BATCH:
+        raise RequestError(f"--parallel must be from 1 to {MAX_BATCH} sequences, not {parallel}.")
     if getattr(args, "gpu_memory", None):
         from wgllm.gpu.inventory import parse_caps
 
@@ -575,9 +587,11 @@ def cmd_serve(args) -> int:
         fb.show(load_text(_model_label(args.model)))
         engine = Engine(args.model, device=args.device, ctx=args.ctx, precision=args.precision,
                         gpu_memory=args.gpu_memory, split=args.split, recovery=_recovery(args), faults=args.faults,
-                        in_process=args.in_process, on_planned=_show_adapter(fb, _model_label(args.model)))
+                        in_process=args.in_process, parallel=args.parallel,
+                        on_planned=_show_adapter(fb, _model_label(args.model)))
     _warn_ctx(engine, args.ctx)
-    err.print(f"[dim]{engine.model_id} on {engine.adapter_summary} ({engine.precision}, ctx {engine.n_ctx}); "
+    many = f", {args.parallel} sequences at once" if args.parallel > 1 else ""
+    err.print(f"[dim]{engine.model_id} on {engine.adapter_summary} ({engine.precision}, ctx {engine.n_ctx}{many}); "
               f"OpenAI API at http://{args.host}:{args.port}/v1[/dim]")
     try:
         serve(AsyncEngine(engine=engine), host=args.host, port=args.port, api_key=args.api_key,
@@ -705,7 +719,7 @@ def cmd_plan(args) -> int:
     layout, source = _layout_for(args.model)
     try:
         plan = make_plan(layout, _budgets(args), ctx=args.ctx, policy=args.device, precision=args.precision,
-                         chunk=args.chunk, split=args.split)
+                         chunk=args.chunk, split=args.split, parallel=args.parallel)
     except ModelTooLargeError as exc:
         if not args.json:
             raise

@@ -5,7 +5,9 @@
     async for chunk in await engine.chat.completions.create(messages=[...], stream=True): ...
 
 Generations run on one worker thread, one at a time, in the order they were
-submitted (first come, first served: the worker's queue is FIFO). Checking
+submitted (first come, first served: the worker's queue is FIFO); on an engine loaded with
+parallel=N, N worker threads run N generations at once as one continuous batch (the
+engine's scheduler admits them in arrival order too). Checking
 and tokenizing a request runs beside it, so a bad request fails at once even
 while a long generation runs. Leaving a stream (break, `aclose`, a cancelled
 task) or cancelling an awaited `create` stops that request's generation at
@@ -39,7 +41,9 @@ class AsyncEngine:
 
     def __init__(self, model: str | None = None, *, engine: Engine | None = None, **options: Any):
         self.engine = engine if engine is not None else Engine(model, **options)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wgllm-engine")
+        # one worker thread per sequence the engine serves at once (its batch; 1: one at a time)
+        self.parallel = max(1, int(getattr(self.engine, "n_seq", 1) or 1))
+        self._pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="wgllm-engine")
         self.pending = 0  # requests queued or running
         self.chat = _AsyncChat(self)
         self.completions = _AsyncCompletions(self)

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from copy import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,22 +200,45 @@ def _sampler(engine: Any, job: Job, prompt: list[int], seed: int | None) -> Samp
 
 
 def run(engine: Any, job: Job) -> Iterator[Piece]:
-    """Generate every choice of `job` in order (index = prompt * n + j); fill `job.usage` at the end."""
-    lock = _engine_lock(engine)
-    if not lock.acquire(blocking=False):
-        raise EngineBusyError()
-    try:
-        interrupt = getattr(engine, "_interrupt", None)
-        if interrupt is not None:
-            interrupt.clear()
+    """Generate every choice of `job` in order (index = prompt * n + j); fill `job.usage` at the end.
+    One run at a time (EngineBusyError), but on a parallel engine (n_seq > 1: continuous batching)
+    runs go on together, each a sequence of the batch."""
+    with _claim(engine):
         acc = _Accumulator(engine)
         for p, (prompt, limit) in enumerate(zip(job.prompts, job.max_tokens)):
             for j in range(job.request.n):
                 seed = None if job.request.seed is None else job.request.seed + j
                 yield from _choice(engine, job, prompt, limit, p * job.request.n + j, seed, acc, first=j == 0)
         job.usage = acc.usage()
+
+
+@contextmanager
+def _claim(engine: Any) -> Iterator[None]:
+    """The engine for one run: held alone (EngineBusyError if another run holds it), or on a parallel
+    engine counted among its runs (`_runs`, read by unload); the interrupt flag is cleared when the
+    run is the only one."""
+    lock = _engine_lock(engine)
+    parallel = getattr(engine, "n_seq", 1) > 1
+    if not lock.acquire(blocking=False):
+        raise EngineBusyError()
+    try:
+        runs = getattr(engine, "_runs", 0)
+        interrupt = getattr(engine, "_interrupt", None)
+        if interrupt is not None and runs == 0:
+            interrupt.clear()
+        if parallel:
+            engine._runs = runs + 1
     finally:
-        lock.release()
+        if parallel:
+            lock.release()
+    try:
+        yield
+    finally:
+        if parallel:
+            with lock:
+                engine._runs -= 1
+        else:
+            lock.release()
 
 
 def _engine_lock(engine: Any) -> threading.Lock:
@@ -258,8 +282,9 @@ def _choice(engine: Any, job: Job, prompt: list[int], limit: int, index: int, se
                 break
     finally:
         gen.close()
-        acc.add(copy(engine.stats), first)
-    finish = finish or engine.stats.finish_reason or "length"
+        stats = getattr(gen, "stats", None) or engine.stats  # a batched generation's own (wgllm.runtime.batch)
+        acc.add(copy(stats), first)
+    finish = finish or stats.finish_reason or "length"
     tail = "" if finish == "abort" else stops.push(dec.flush()) + stops.flush()
     yield Piece(index, tail, steps[emitted:n_tok], finish_reason=finish)
 

@@ -525,7 +525,7 @@ def _build(layout, found: Trial, trials: list[Trial], cands, how, policy, ladder
         "kv_dtype": (f"{found.precision}, the activation precision (the engine keeps K and V in it): "
                      f"{fmt_bytes(kv_bytes_per_token(layout, found.precision))} per token"
                      f"{f' of all {layout.n_seq} sequences' if layout.n_seq > 1 else ''}, "
-                     f"{fmt_bytes(est.kv_cache)} for {found.n_ctx} tokens."),
+                     f"{fmt_bytes(est.kv_cache)} for {_seqs(layout)}{found.n_ctx} tokens."),
         "n_ctx": _why_ctx(layout, found, trials, ladder, ctx, how),
         "budget": _why_budget(a),
         "headroom": (f"{fmt_bytes(a.planning_budget - est.total)} of the budget stays free "
@@ -542,6 +542,11 @@ def _build(layout, found: Trial, trials: list[Trial], cands, how, policy, ladder
                 model=layout.name, arch=layout.arch, quantization=layout.quantization, runnable=ok,
                 budget=a.planning_budget, requested_ctx=ctx, policy=str(policy or "auto"), chunk=found.chunk,
                 parts=[Part(a, (0, layout.n_layers), est)])
+
+
+def _seqs(layout: ModelLayout) -> str:
+    """"N x " when the plan serves N > 1 sequences at once, else nothing."""
+    return f"{layout.n_seq} x " if layout.n_seq > 1 else ""
 
 
 def _why_model(layout: ModelLayout, why_run: str) -> str:

@@ -104,6 +104,12 @@ class Chain:
             for k, link in enumerate(self.links):
                 self.faults.at(link.dev, point, arg, named_only=k > 0)
 
+    def copy_prefix(self, src: int, dst: int, n: int) -> None:
+        """Submit the copy of positions 0 .. n - 1 of KV-cache slot `src` into slot `dst` on every part."""
+        for k, link in enumerate(self.links):
+            self.active = k
+            link.model.copy_prefix(src, dst, n)
+
     def run(self, T: int, pos: int, *, head: bool = False, extra=(), produce: str | None = None,
             slot: int = 0, upto: int | None = None, body: str | None = None, first=None, seq: int = 0) -> None:
         """Submit one pass over T tokens at `pos` through the parts (see module doc); the last part
