@@ -4,8 +4,8 @@
 Requests are checked (size cap, UTF-8, JSON, fields, model, context) before
 they queue, so a bad one is answered at once with a 4xx even while a long
 generation runs. Generations run one at a time on the engine, first come
-first served (`AsyncEngine`'s FIFO worker); requests are not batched through
-the model together. A client that disconnects has its generation stopped at
+first served (`AsyncEngine`'s FIFO worker), or with `--parallel N` up to N at
+once as one continuous batch (wgllm.runtime.batch), admitted in arrival order. A client that disconnects has its generation stopped at
 the next token, or never started if it was still queued. Streams are
 server-sent events in OpenAI's format, ending with `data: [DONE]`.
 """
