@@ -15,9 +15,11 @@ mkdir -p /tmp/m
 for spec in $1; do
   shape=${spec%%:*}; types=${spec#*:}; f=/tmp/m/$shape.gguf
   python3 -c "from wgllm.testing import synth; synth.write_llama_gguf('$f', '$shape', types='$types', seed=0, fast=True)"
-  echo "== wgllm $shape $types"
-  timeout 240 python3 bench/bench_batch.py --shape $shape --types $types --model $f --npl ${NPL:-1,4,16} --pp 128 --tg 128 \
-    --json "$OUT/$shape-batch.json" 2>&1 | tail -4
+  for nt in ${NTS:-0}; do   # rows per matvec workgroup in the batched pass (0: the default)
+    echo "== wgllm $shape $types nt=$nt"
+    timeout 240 python3 bench/bench_batch.py --shape $shape --types $types --model $f --npl ${NPL:-1,4,16} --pp 128 --tg 128 \
+      --nt $nt --json "$OUT/$shape-batch-nt$nt.json" 2>&1 | tail -4
+  done
   [ -n "${SOLO:-}" ] && timeout 200 python3 bench/bench_engine.py --shape $shape --types $types --model $f --prompt 512 --gen 128 \
     --reps 3 --precision f16 --json "$OUT/$shape-solo.json" 2>&1 | tail -1
 done

@@ -216,3 +216,28 @@ def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling
         run_linear(dev, w, dequant_ref(qtype, raw, N, K), rng, 1, 1, "f32", add=case == 4)
     finally:
         release(dev, w)
+
+
+@pytest.mark.parametrize("B", [1, 3, 6])
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q6_K, Q.F16, Q.Q2_K, Q.IQ4_XS], ids=lambda t: t.name)
+def test_batched_rows_equal_each_row_alone(kdevice, act, rng, qtype, B):
+    """linear(batched=True) (the continuous-batching pass: matvec per row, BATCH_TOKENS rows per
+    workgroup) gives every row bit for bit what the one-row matvec gives it, and it is right."""
+    dev = kdevice
+    N, K = shape_for(qtype, 1)
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(dev, [raw], qtype, K, "weights")
+    x = rng.standard_normal((B, K)).astype(NP[act])
+    xb, yb, y1 = dev.upload(x, "act"), dev.buffer(B * N * 4, "act"), dev.buffer(N * 4, "act")
+    step, one = ops.step_buffer(dev), ops.step_buffer(dev)
+    ops.write_batch_step(dev, step, [(0, 0)] * B)
+    dev.run(L.linear(dev, w, xb, yb, 6, step, x_type=act, batched=True), T=B)
+    got = dev.read_array(yb, np.float32, B * N).reshape(B, N)
+    ops.write_step(dev, one, 1, 0)
+    for t in range(B):
+        xt = dev.upload(x[t], "act")
+        dev.run(L.linear(dev, w, xt, y1, 1, one, x_type=act))
+        assert np.array_equal(dev.read_array(y1, np.float32, N), got[t]), f"row {t}"
+    ref = x.astype(np.float64) @ dequant_ref(qtype, raw, N, K).T
+    assert rel_err(got, ref) < TOL[act]
+    release(dev, w)
