@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from wgllm.gpu.device import Device
+from wgllm.model.transformer import STAGING_SLOTS
 from wgllm.runtime.engine import Engine
 from wgllm.runtime.recovery import RecoveryPolicy
 from wgllm.runtime.sampler import SamplingParams
@@ -189,8 +190,26 @@ def test_fifo_and_a_late_request_starts_while_others_stream(tiny):
         steps = e._batch.steps
         late = e.generate(_prompts(3)[2], max_tokens=4, stop_ids=[])
         next(late)
-        assert e._batch.steps - steps <= 3  # its prompt (one chunk) ran between the others' steps
+        # its prompt (two chunks) ran between the others' passes: at most the passes queued when it
+        # came, and one pass per chunk
+        assert e._batch.steps - steps <= (STAGING_SLOTS - 1) + 2
         rest = [list(s) for s in longs]
         assert all(len(h) == 99 for h in rest)
+    finally:
+        e.close()
+
+
+def test_device_loss_in_passes_queued_ahead(tiny, monkeypatch):
+    """All greedy: decode passes are queued back to back (Batcher._depth); a loss among them
+    reruns them all, exactly."""
+    import tests.model.test_batch as me
+
+    monkeypatch.setattr(me, "_sampling", lambda i: None)
+    prompts = _prompts(3)
+    want = _solo(tiny, prompts)
+    e = _engine(tiny, parallel=4, faults="lost@decode:8,lost@decode:13")
+    try:
+        assert _together(e, prompts) == want
+        assert e.events.recoveries == 2
     finally:
         e.close()

@@ -107,8 +107,8 @@ class Transformer:
         if self.last:
             self.staging = [dev.staging(4) for _ in range(STAGING_SLOTS)]  # token ids read back
             self.logit_staging = dev.staging(cfg.n_vocab * 4)  # one logits row read back
-            if self.n_seq > 1:  # the batched pass's tokens [n_seq] and logits [n_seq, vocab] read back
-                self.batch_staging = dev.staging(self.n_seq * 4)
+            if self.n_seq > 1:  # the batched pass's tokens [n_seq] (a ring: passes queued ahead) and logits
+                self.batch_staging = [dev.staging(self.n_seq * 4) for _ in range(STAGING_SLOTS)]
                 self.batch_logit_staging = dev.staging(self.n_seq * cfg.n_vocab * 4)
         else:
             self.x_staging = dev.staging(rows * cfg.dim * 4)  # x: [rows, dim] f32 read back at the cut

@@ -12,7 +12,9 @@ wgllm.model.transformer) from a scheduler thread; `Engine.generate` hands each c
    prompt, so that running streams keep flowing while a long prompt is read;
 3. runs one batched decode pass over every sequence past its prompt: greedy rows take the
    GPU's argmax, sampled rows are sampled on the host from their own logits row with their
-   own sampler (seeds, penalties, grammars, logprobs exactly as alone);
+   own sampler (seeds, penalties, grammars, logprobs exactly as alone); when every row is
+   greedy and nobody waits, a few passes are queued back to back (each reads the tokens the
+   one before wrote on the GPU), as the single-stream decode loop does;
 4. retires what finished (a stop token, max_tokens, the context's end, a consumer that
    closed its stream).
 
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wgllm.errors import DeviceLostError
+from wgllm.model.transformer import STAGING_SLOTS
 from wgllm.runtime.recovery import Segment, common_prefix, truncate
 
 _END = object()
@@ -195,10 +198,13 @@ class Batcher:
                 item = self._waiting.popleft()
             if isinstance(item, tuple):
                 self._run_call(item)
-            elif not item.stream.cancelled:
-                self._place(item)
-            else:
+            elif item.stream.cancelled:
                 item.stream._put(_END)
+            else:
+                try:
+                    self._place(item)
+                except Exception as exc:  # noqa: BLE001 - (a prefix copy whose recovery gave up) its caller's
+                    item.stream._put(exc)
 
     def _run_call(self, item) -> None:
         _, fn, box, done = item
@@ -267,38 +273,62 @@ class Batcher:
             self._produced(seq, int(tok))
 
     def _decode(self) -> None:
-        """One batched decode pass over every sequence past its prompt."""
+        """Batched decode passes over every sequence past its prompt: one, or (`_depth`) a few queued
+        back to back, each reading the tokens the one before wrote on the GPU."""
         rows = [s for s in self._live if s.next is not None and not (s.done or s.stream.cancelled)]
         if not rows:
             return
         e = self.engine
         pos = [len(e.slots[s.slot].cached) for s in rows]
         need_logits = any(s.sampler.needs_logits for s in rows)
-        self.steps += 1
+        depth = self._depth(rows, pos, need_logits)
+        first = self.steps + 1
+        self.steps += depth
 
         def work():
-            e.chain.fault_point("decode", self.steps)
-            e.chain.run_batch([(s.slot, p) for s, p in zip(rows, pos)], [s.next for s in rows],
-                              "logits" if need_logits else "token")
-            toks, logits = e.chain.read_batch(len(rows), need_logits)
+            for d in range(depth):
+                e.chain.fault_point("decode", first + d)
+                e.chain.run_batch([(s.slot, p + d) for s, p in zip(rows, pos)], [s.next for s in rows] if d == 0 else None,
+                                  "logits" if need_logits else "token", slot=d)
+            outs = [e.chain.read_batch(len(rows), need_logits, slot=d) for d in range(depth)]
             greedy = [i for i, s in enumerate(rows) if not s.sampler.needs_logits]
-            self._check_token(int(toks[greedy].max()) if greedy else 0)
             sampled = [i for i, s in enumerate(rows) if s.sampler.needs_logits]
-            if sampled:
-                self._check_logits(logits[sampled])
-            return toks, logits
+            for toks, logits in outs:
+                self._check_token(int(toks[greedy].max()) if greedy else 0)
+                if sampled:
+                    self._check_logits(logits[sampled])
+            return outs
 
-        toks, logits = self._run(work)
-        for i, (seq, p) in enumerate(zip(rows, pos)):
-            slot = e.slots[seq.slot]
-            slot.cached.append(seq.next)
-            last = slot.log[-1] if slot.log else None
-            if last is not None and not last.chunked and last.end == p:
-                last.tokens.append(seq.next)
-            else:
-                slot.log.append(Segment(p, [seq.next], False))
-            tok = int(seq.sampler.sample(logits[i], seq.history)) if seq.sampler.needs_logits else int(toks[i])
-            self._produced(seq, tok)
+        for d, (toks, logits) in enumerate(self._run(work)):
+            for i, (seq, p) in enumerate(zip(rows, pos)):
+                if seq.done or seq.stream.cancelled:
+                    continue  # finished earlier in these passes: its later rows are dropped
+                self._ran(seq, p + d)
+                tok = int(seq.sampler.sample(logits[i], seq.history)) if seq.sampler.needs_logits else int(toks[i])
+                self._produced(seq, tok)
+
+    def _depth(self, rows: list[_Seq], pos: list[int], need_logits: bool) -> int:
+        """Decode passes to queue back to back: up to the engine's pipeline depth when every row is
+        greedy (its next input is the argmax the GPU wrote) on a one-part model and nothing waits to
+        be admitted or prefilled; never past a row's context or max_tokens."""
+        e = self.engine
+        if need_logits or e.chain.split or any(s.next is None and not s.done for s in self._live):
+            return 1
+        with self._cv:
+            if self._waiting and self._free_slots():
+                return 1
+        room = min(min(s.max_tokens - s.produced, e.n_ctx - p) for s, p in zip(rows, pos))
+        return max(1, min(STAGING_SLOTS - 1, room))
+
+    def _ran(self, seq: _Seq, p: int) -> None:
+        """A decode pass computed the K/V of seq.next at position p: into its slot's state."""
+        slot = self.engine.slots[seq.slot]
+        slot.cached.append(seq.next)
+        last = slot.log[-1] if slot.log else None
+        if last is not None and not last.chunked and last.end == p:
+            last.tokens.append(seq.next)
+        else:
+            slot.log.append(Segment(p, [seq.next], False))
 
     def _produced(self, seq: _Seq, tok: int) -> None:
         """`seq` produced `tok` (the position after its cached tokens): deliver it, or finish."""

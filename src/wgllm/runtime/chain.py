@@ -121,13 +121,18 @@ class Chain:
         seq: the KV-cache slot of the sequence (a model holding several, see Transformer n_seq)."""
         self._submit(lambda k: self._encode(k, T, pos, head, extra, produce, slot, body, seq), T, upto, first)
 
-    def run_batch(self, rows, tokens, produce: str = "token") -> None:
+    def run_batch(self, rows, tokens, produce: str = "token", slot: int = 0) -> None:
         """Submit one batched pass: row t runs token tokens[t] of the sequence in slot rows[t][0] at
         position rows[t][1] (see Transformer.batch); the last part copies every row's argmax token
-        ("token") or, with "logits", also every row's logits to its read-back buffers."""
+        into staging slot `slot` ("token") or, with "logits", also every row's logits to its read-back
+        buffer. tokens None: the rows run the tokens the previous batched pass's argmax wrote (a
+        one-part model: passes queued ahead without the host in between)."""
         self.active = 0
-        self.first.write_batch_tokens(tokens)
-        self._submit(lambda k: self._encode_batch(k, rows, produce), len(rows))
+        if tokens is not None:
+            self.first.write_batch_tokens(tokens)
+        elif self.split:
+            raise ValueError("a split model needs each batched pass's tokens from the host")
+        self._submit(lambda k: self._encode_batch(k, rows, produce, slot), len(rows))
 
     def _submit(self, encode, T: int, upto: int | None = None, first=None) -> None:
         """Submit part 0's pass (`first`, or encode(0)) and each later part's (encode(k)) after the
@@ -165,7 +170,7 @@ class Chain:
             enc = self._cut(dev.encode(self._body(m, T, body), T=T), m, T)
         return enc
 
-    def _encode_batch(self, k: int, rows, produce: str):
+    def _encode_batch(self, k: int, rows, produce: str, slot: int = 0):
         """Part k's batched pass over len(rows) rows, encoded (its batched Step written)."""
         self.active = k
         m, dev = self.links[k].model, self.links[k].dev
@@ -174,7 +179,7 @@ class Chain:
         enc = dev.encode(m.batch, T=B)
         if k < len(self.links) - 1:
             return self._cut(enc, m, B)
-        enc.copy_buffer_to_buffer(m.btok, 0, m.batch_staging, 0, B * 4)
+        enc.copy_buffer_to_buffer(m.btok, 0, m.batch_staging[slot], 0, B * 4)
         if produce == "logits":
             enc.copy_buffer_to_buffer(m.acts.logits, 0, m.batch_logit_staging, 0, B * self.cfg.n_vocab * 4)
         return enc
@@ -213,12 +218,13 @@ class Chain:
         self.busy[-1] += time.perf_counter() - t0
         return int(np.frombuffer(raw, np.uint32)[0])
 
-    def read_batch(self, B: int, logits: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """The last batched pass's argmax tokens [B] (and with `logits` its logits [B, vocab])."""
+    def read_batch(self, B: int, logits: bool = False, slot: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """A batched pass's argmax tokens [B] from staging slot `slot` (and with `logits` the last
+        pass's logits [B, vocab])."""
         self.active = len(self.links) - 1
         t0 = time.perf_counter()
         dev, m = self.links[-1].dev, self.last
-        toks = np.frombuffer(dev.map_read(m.batch_staging, self.hang_timeout_s), np.uint32)[:B].copy()
+        toks = np.frombuffer(dev.map_read(m.batch_staging[slot], self.hang_timeout_s), np.uint32)[:B].copy()
         rows = None
         if logits:
             raw = dev.map_read(m.batch_logit_staging, self.hang_timeout_s)
