@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool, carry .gl .whl .whl3 .peers .commit): continuous batching (issue 16)
 # side by side with llama.cpp CUDA: wgllm's bench_batch.py (aggregate decode at npl 1, 4, 16) and
-# llama-batched-bench on the same GGUF files, plus wgllm's single-stream bench_engine.py.
+# llama-batched-bench on the same GGUF files; SOLO=1: wgllm's single-stream bench_engine.py too;
+# SERVE=1: the HTTP load test (bench_serve.py); NTS: matvec rows per workgroup to try.
 # Usage: bash bench/device/batch_bench.sh "smollm2-135m:Q4_1 llama-3-8b:Q4_0"   (JSON and logs under $OUT)
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
@@ -9,8 +10,6 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONUNBUFFERED=1 XDG_RUNTIME_DIR=/tmp PYTHONPATH=/tmp/site:$PWD/src
 export WGLLM_COMMIT=$(cat .commit 2>/dev/null || echo unknown)
 nvidia-smi -L
-(bash .peers/build_llama_cuda.sh .peers/llama.cpp-src.tar.xz > $OUT/llama-build.log 2>&1; echo "llama.cpp build rc=$?" >> $OUT/llama-build.log) &
-build=$!
 mkdir -p /tmp/m
 for spec in $1; do
   shape=${spec%%:*}; types=${spec#*:}; f=/tmp/m/$shape.gguf
@@ -22,8 +21,11 @@ for spec in $1; do
   done
   [ -n "${SOLO:-}" ] && timeout 200 python3 bench/bench_engine.py --shape $shape --types $types --model $f --prompt 512 --gen 128 \
     --reps 3 --precision f16 --json "$OUT/$shape-solo.json" 2>&1 | tail -1
+  [ -n "${SERVE:-}" ] && timeout 200 python3 bench/bench_serve.py --shape $shape --types $types --model $f --parallel 16 \
+    --clients 1,4,16 --requests 2 --max-tokens 128 --json "$OUT/$shape-serve.json" 2>&1 | tail -3
 done
-wait $build; tail -3 $OUT/llama-build.log
+# the peer is built after wgllm's runs: a build beside them slowed the host-bound ones 3x
+bash .peers/build_llama_cuda.sh .peers/llama.cpp-src.tar.xz > $OUT/llama-build.log 2>&1; echo "llama.cpp build rc=$?"
 B=/tmp/lc/llama.cpp/build/bin
 for spec in $1; do
   shape=${spec%%:*}; f=/tmp/m/$shape.gguf

@@ -42,7 +42,10 @@ SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
-BATCH_TOKENS = 4      # matvec in a batched pass: tokens per workgroup (each weight load serves them all)
+# matvec in a batched pass: tokens per workgroup. More than 1 was no faster on the H200 (Llama-3-8B
+# Q4_0 at 16 sequences: 366 tok/s with 1, 343 with 4, 320 with 8; bench/RESULTS.md): the compiler
+# does not share the dequantized weights between the tokens' dots.
+BATCH_TOKENS = 1
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step

@@ -729,8 +729,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let units = P.K / UNIT;
         for (var u = l; u < units; u += TPR * UNROLL) {
             let u2 = u + TPR;
-            for (var j = 0u; j < NT; j++) {   // tokens past Step.T compute the last one's, never written
-                let xi = min(t0 + j, S.T - 1u) * xrow;
+            for (var j = 0u; j < NT; j++) {
+                if (t0 + j >= S.T) { break; }   // uniform per workgroup
+                let xi = (t0 + j) * xrow;
                 let xu = xi + u * (UNIT / 4u);
                 acc[j] += vec4<f32>(udot_{{QT}}(r0, r1, u, xu), 0.0, 0.0);
                 if (PAIRS == 2u) { acc[j] += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu)); }
