@@ -63,17 +63,11 @@ def main() -> None:
     p.add_argument("--tg", type=int, default=128)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--precision", default="f16")
-    p.add_argument("--nt", type=int, default=0,
-                   help="rows per matvec workgroup in the batched pass (0: kernels/linear.py BATCH_TOKENS)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    from wgllm.kernels import linear
     from wgllm.runtime.engine import Engine
     from wgllm.testing import synth
-
-    if args.nt:
-        linear.BATCH_TOKENS = args.nt
 
     model = args.model
     if model is None:
@@ -97,7 +91,6 @@ def main() -> None:
         print(f"npl {npl:>3}: decode {best['decode_tok_s']:9.1f} tok/s aggregate, total {best['total_tok_s']:9.1f} "
               f"tok/s, prefill phase {best['prefill_s']:.3f} s, TTFT p50 {best['ttft_p50_s']:.3f} s", flush=True)
     out = {"bench": "batch", "shape": args.shape, "types": args.types, "pp": args.pp, "tg": args.tg,
-           "batch_tokens": linear.BATCH_TOKENS,
            "precision": engine.precision, "adapter": engine.adapter_summary, "parallel": engine.n_seq,
            "n_ctx": engine.n_ctx, "load_s": load_s, "rows": rows, "commit": commit(), "host": platform.node(),
            "date": time.strftime("%Y-%m-%d %H:%M:%S")}

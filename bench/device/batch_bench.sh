@@ -2,7 +2,7 @@
 # On the GPU machine (device tool, carry .gl .whl .whl3 .peers .commit): continuous batching (issue 16)
 # side by side with llama.cpp CUDA: wgllm's bench_batch.py (aggregate decode at npl 1, 4, 16) and
 # llama-batched-bench on the same GGUF files; SOLO=1: wgllm's single-stream bench_engine.py too;
-# SERVE=1: the HTTP load test (bench_serve.py); NTS: matvec rows per workgroup to try.
+# SERVE=1: the HTTP load test (bench_serve.py).
 # Usage: bash bench/device/batch_bench.sh "smollm2-135m:Q4_1 llama-3-8b:Q4_0"   (JSON and logs under $OUT)
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
@@ -14,11 +14,9 @@ mkdir -p /tmp/m
 for spec in $1; do
   shape=${spec%%:*}; types=${spec#*:}; f=/tmp/m/$shape.gguf
   python3 -c "from wgllm.testing import synth; synth.write_llama_gguf('$f', '$shape', types='$types', seed=0, fast=True)"
-  for nt in ${NTS:-0}; do   # rows per matvec workgroup in the batched pass (0: the default)
-    echo "== wgllm $shape $types nt=$nt"
-    timeout 240 python3 bench/bench_batch.py --shape $shape --types $types --model $f --npl ${NPL:-1,4,16} --pp 128 --tg 128 \
-      --nt $nt --json "$OUT/$shape-batch-nt$nt.json" 2>&1 | tail -4
-  done
+  echo "== wgllm $shape $types"
+  timeout 240 python3 bench/bench_batch.py --shape $shape --types $types --model $f --npl ${NPL:-1,4,16} --pp 128 --tg 128 \
+    --json "$OUT/$shape-batch.json" 2>&1 | tail -4
   [ -n "${SOLO:-}" ] && timeout 200 python3 bench/bench_engine.py --shape $shape --types $types --model $f --prompt 512 --gen 128 \
     --reps 3 --precision f16 --json "$OUT/$shape-solo.json" 2>&1 | tail -1
   [ -n "${SERVE:-}" ] && timeout 200 python3 bench/bench_serve.py --shape $shape --types $types --model $f --parallel 16 \

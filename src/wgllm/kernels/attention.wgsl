@@ -132,6 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var bl = 0.0;
         if (sm_on) {
             let t = t0 + row % QT;
+            let qpos = row_pos(min(t, sp.T - 1u));   // the row's position (rows past Step.T are masked)
             for (var i = 0u; i < BK / R; i++) {
                 let j = lane + i * R;
                 var d = sc[row * BK + j];
@@ -141,7 +142,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
                 if (SOFTCAP > 0.0) { d = SOFTCAP * tanh(d / SOFTCAP); }
                 let kk = kb + j;
-                let v = select(NEG, d, kk < k1 && t < sp.T && visible(kk, row_pos(t)));
+                let v = select(NEG, d, kk < k1 && t < sp.T && visible(kk, qpos));
                 sc[row * BK + j] = v;
                 bm = max(bm, v);
             }

@@ -32,7 +32,8 @@ fn row_pos(t: u32) -> u32 {
 
 // First cache vector of row t's slot: k_cache, v_cache are [slots, N_CTX, HKV, HD].
 fn slot_base(t: u32) -> u32 {
-    let slot = select(sp.slot, sp.rows[t].x, sp.batched != 0u);
+    var slot = sp.slot;
+    if (sp.batched != 0u) { slot = sp.rows[t].x; }
     return slot * N_CTX * HKV * HDV;
 }
 

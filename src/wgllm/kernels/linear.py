@@ -42,10 +42,6 @@ SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
-# matvec in a batched pass: tokens per workgroup. More than 1 was no faster on the H200 (Llama-3-8B
-# Q4_0 at 16 sequences: 366 tok/s with 1, 343 with 4, 320 with 8; bench/RESULTS.md): the compiler
-# does not share the dequantized weights between the tokens' dots.
-BATCH_TOKENS = 1
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
@@ -184,11 +180,10 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
             continue
         if T_max == 1 or batched:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
-            nt = min(BATCH_TOKENS, T_max) if batched else 1
-            grid = (-(-T_max // nt), gx, gy) if batched else (gx, gy, 1)
-            d = dev.dispatch("matvec", binds, grid, TOKX=int(batched), NT=nt, **_matvec_consts(dev, kern), **consts)
-            if batched:  # x is exactly the token group (Device.dispatch drops per_token on axis 0 for grids)
-                d.per_token = (0, 1, nt)
+            grid = (T_max, gx, gy) if batched else (gx, gy, 1)
+            d = dev.dispatch("matvec", binds, grid, TOKX=int(batched), **_matvec_consts(dev, kern), **consts)
+            if batched:  # x is exactly the token (Device.dispatch drops per_token on axis 0 for grids)
+                d.per_token = (0, 1, 1)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
             d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), BN=MATMUL_ROWS,
