@@ -21,12 +21,11 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import commit
+from common import commit, model_file, model_options
 
 
 def one_round(engine, prompts: list[list[int]], tg: int) -> dict:
@@ -55,9 +54,7 @@ def one_round(engine, prompts: list[list[int]], tg: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", default="smollm2-135m")
-    p.add_argument("--types", default="Q4_1")
-    p.add_argument("--model", type=Path, default=None)
+    model_options(p)
     p.add_argument("--npl", default="1,4,16")
     p.add_argument("--pp", type=int, default=128)
     p.add_argument("--tg", type=int, default=128)
@@ -67,12 +64,8 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     from wgllm.runtime.engine import Engine
-    from wgllm.testing import synth
 
-    model = args.model
-    if model is None:
-        model = Path(tempfile.mkdtemp()) / f"{args.shape}.gguf"
-        synth.write_llama_gguf(model, args.shape, types=args.types, seed=0, fast=True)
+    model = model_file(args)
     npls = [int(x) for x in args.npl.split(",")]
     ctx = 1 << (args.pp + args.tg + 8 - 1).bit_length()
     t = time.perf_counter()

@@ -19,12 +19,11 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import commit
+from common import commit, model_file, model_options
 
 
 def _stream(client, url: str, i: int, max_tokens: int) -> dict:
@@ -80,9 +79,7 @@ def load(url: str, clients: int, requests: int, max_tokens: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", default="smollm2-135m")
-    p.add_argument("--types", default="Q4_1")
-    p.add_argument("--model", type=Path, default=None)
+    model_options(p)
     p.add_argument("--parallel", type=int, default=16)
     p.add_argument("--clients", default="1,4,16")
     p.add_argument("--requests", type=int, default=2)
@@ -94,12 +91,8 @@ def main() -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     import wgllm
     from wgllm.server import start_in_thread
-    from wgllm.testing import synth
 
-    model = args.model
-    if model is None:
-        model = Path(tempfile.mkdtemp()) / f"{args.shape}.gguf"
-        synth.write_llama_gguf(model, args.shape, types=args.types, seed=0, fast=True)
+    model = model_file(args)
     engine = wgllm.AsyncEngine(str(model), ctx=args.ctx, precision=args.precision, parallel=args.parallel)
     engine.engine.strict_model_names = False
     srv = start_in_thread(engine)

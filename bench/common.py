@@ -1,4 +1,4 @@
-"""Shared by the bench scripts: the commit a figure was measured at."""
+"""Shared by the bench scripts: the commit a figure was measured at; the model options."""
 
 from __future__ import annotations
 
@@ -15,3 +15,27 @@ def commit() -> str:
                                        stderr=subprocess.DEVNULL).strip()
     except Exception:  # noqa: BLE001 - no git, not a checkout
         return "unknown"
+
+
+def model_options(p) -> None:
+    """--shape, --types, --model: a GGUF file, or the shape to write one of (random weights)."""
+    from pathlib import Path
+
+    p.add_argument("--shape", default="smollm2-135m")
+    p.add_argument("--types", default="Q4_1")
+    p.add_argument("--model", type=Path, default=None)
+
+
+def model_file(args):
+    """args.model, or a random-weight GGUF of args.shape / args.types written to a temporary folder
+    (wgllm.testing.synth: the real tensor shapes and types; speed does not depend on the weights)."""
+    import tempfile
+    from pathlib import Path
+
+    from wgllm.testing import synth
+
+    if args.model is not None:
+        return args.model
+    model = Path(tempfile.mkdtemp()) / f"{args.shape}.gguf"
+    synth.write_llama_gguf(model, args.shape, types=args.types, seed=0, fast=True)
+    return model

@@ -146,3 +146,25 @@ def real_templates():
                 pytest.fail(f"cannot fetch the chat templates in CI: {exc}")
             pytest.skip(f"real chat templates not available: {exc}")
     return {n: (cache / f"{n}.jinja").read_text() for n in TEMPLATE_NAMES}
+
+
+def in_threads(fn, n: int, timeout: float = 300.0) -> list:
+    """[fn(0), ..., fn(n - 1)], each called from a thread of its own, all at once (an exception in
+    any fails the caller's test)."""
+    import threading
+
+    out, errors = [None] * n, []
+
+    def run(i: int) -> None:
+        try:
+            out[i] = fn(i)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not errors, errors
+    return out

@@ -4,10 +4,9 @@ more requests than slots, batch sizes 1..16), with the CPU kernels and with the 
 stream left early leaves the others exact; device losses mid-batch leave every stream exact;
 a shared prefix is reused; admission is FIFO and a late request starts while others stream."""
 
-import threading
-
 import pytest
 
+from tests.conftest import in_threads
 from wgllm.gpu.device import Device
 from wgllm.model.transformer import STAGING_SLOTS
 from wgllm.runtime.engine import Engine
@@ -59,27 +58,15 @@ def _solo(path, prompts, precision="f32", max_tokens=N):
 def _together(e, prompts, max_tokens=N, hold=None):
     """Every prompt generated from a thread of its own, all at once (`hold`: index -> tokens after
     which that consumer leaves its stream)."""
-    out = [None] * len(prompts)
-    errors = []
-
     def run(i):
-        try:
-            got = []
-            for tok in e.generate(prompts[i], max_tokens=max_tokens, stop_ids=[], sampling=_sampling(i)):
-                got.append(tok)
-                if hold and hold.get(i) == len(got):
-                    break
-            out[i] = got
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
+        got = []
+        for tok in e.generate(prompts[i], max_tokens=max_tokens, stop_ids=[], sampling=_sampling(i)):
+            got.append(tok)
+            if hold and hold.get(i) == len(got):
+                break
+        return got
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors
-    return out
+    return in_threads(run, len(prompts))
 
 
 @pytest.fixture(params=["native", "gpu-kernels"])

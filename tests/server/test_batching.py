@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from tests.conftest import in_threads
+
 REQUESTS = [
     dict(messages=[{"role": "user", "content": f"Story {i}: " + "the sea " * (i % 5)}],
          max_tokens=8 + 3 * (i % 4),
@@ -33,21 +35,7 @@ def solo(client):
 
 
 def _all_at_once(c, reqs):
-    out, errors = [None] * len(reqs), []
-
-    def run(i):
-        try:
-            out[i] = _stream(c, reqs[i])
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(reqs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors
-    return out
+    return in_threads(lambda i: _stream(c, reqs[i]), len(reqs))
 
 
 @pytest.mark.parametrize("faults", [None, "lost@decode:6"])
