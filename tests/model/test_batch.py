@@ -200,3 +200,21 @@ def test_device_loss_in_passes_queued_ahead(tiny, monkeypatch):
         assert e.events.recoveries == 2
     finally:
         e.close()
+
+
+def test_reset_keeps_the_running_sequences(tiny):
+    """reset() on a parallel engine forgets the idle slots' caches, not the running ones'."""
+    prompts = _prompts(2)
+    want = _solo(tiny, prompts, max_tokens=40)
+    e = _engine(tiny, parallel=3)
+    try:
+        done = e.generate(prompts[0], max_tokens=40, stop_ids=[])
+        assert list(done) == want[0]
+        running = e.generate(prompts[1], max_tokens=40, stop_ids=[])
+        head = [next(running) for _ in range(3)]
+        e.reset()
+        assert head + list(running) == want[1]
+        again = e.generate(prompts[0], max_tokens=40, stop_ids=[])
+        assert list(again) == want[0] and again.stats.cached_tokens == 0  # its slot was forgotten
+    finally:
+        e.close()

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wgllm.errors import DeviceLostError
+from wgllm.errors import DeviceLostError, RequestError
 from wgllm.model.transformer import STAGING_SLOTS
 from wgllm.runtime.recovery import Segment, common_prefix, truncate
 
@@ -146,6 +146,15 @@ class Batcher:
             raise box["error"]
         return box["value"]
 
+    def forget(self) -> None:
+        """Forget what the slots no sequence is using have cached (between passes; the running
+        sequences keep theirs)."""
+        def clear(_slot: int) -> None:
+            for k in self._free_slots():
+                self.engine.slots[k].cached, self.engine.slots[k].log = [], []
+
+        self.call(clear)
+
     def wake(self) -> None:
         with self._cv:
             self._cv.notify()
@@ -183,6 +192,14 @@ class Batcher:
                 self._live = []
         for seq in self._live:
             seq.stream._put(_END)
+        with self._cv:
+            waiting, self._waiting = list(self._waiting), deque()
+        for item in waiting:  # never admitted: they end empty (a call fails)
+            if isinstance(item, tuple):
+                item[2]["error"] = RequestError("The engine was closed before this call ran.")
+                item[3].set()
+            else:
+                item.stream._put(_END)
 
     def _free_slots(self) -> list[int]:
         busy = {s.slot for s in self._live}
@@ -227,7 +244,7 @@ class Batcher:
         slot = e.slots[k]
         if lcp[donor] > lcp[k] and min(lcp[donor], len(prompt) - 1) > keep:
             keep = min(lcp[donor], len(prompt) - 1)
-            e._resilient(lambda: e.chain.copy_prefix(donor, k, keep))
+            self._run(lambda: e.chain.copy_prefix(donor, k, keep))
             src = e.slots[donor]
             slot.cached = list(src.cached[:keep])
             slot.log = [Segment(s.start, list(s.tokens), s.chunked) for s in truncate(src.log, keep)]

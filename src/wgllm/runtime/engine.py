@@ -217,8 +217,8 @@ class Engine(ModelSession):
         self._broken: Exception | None = None  # the failure that took a device, until rebuilt
         self._broken_part: int | None = None  # the part whose device it took (None: rebuild every part)
         self._stale = False  # `cached` was adopted (see adopt) and its K/V are not on the devices yet
-        self._resilient(lambda: None)  # builds the devices, recovering from failures on the way
         self._batch = None  # the scheduler of a parallel engine (wgllm.runtime.batch)
+        self._resilient(lambda: None)  # builds the devices, recovering from failures on the way
         if self.n_seq > 1:
             from wgllm.runtime.batch import Batcher
 
@@ -317,7 +317,11 @@ class Engine(ModelSession):
 
     # --- public API ---------------------------------------------------------
     def reset(self) -> None:
-        """Forget the KV cache, every slot's (the next prompt is prefilled from scratch)."""
+        """Forget the KV cache (the next prompt is prefilled from scratch); on a parallel engine,
+        that of every slot no running generation uses."""
+        if self.n_seq > 1 and self._batch is not None:
+            self._batch.forget()
+            return
         self.slots = [SeqState() for _ in range(self.n_seq)]
         self._stale = False
 
