@@ -94,7 +94,8 @@ class Transformer:
         ops.write_step(dev, self.step_one, 1, 0)
         self._upload()
         # k_cache, v_cache per layer: [n_seq, n_ctx, Hkv, hd] (act)
-        kv_bytes = self.n_seq * n_ctx * cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)
+        self.kv_row = cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)  # bytes per position
+        kv_bytes = self.n_seq * n_ctx * self.kv_row
         self.k_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
         self.v_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
         rows = max(chunk, self.n_seq)  # the activations serve the prefill and the batched pass
@@ -211,7 +212,7 @@ class Transformer:
     def copy_prefix(self, src: int, dst: int, n: int) -> None:
         """Submit the copy of positions 0 .. n - 1 of KV-cache slot `src` into slot `dst`, every layer
         of this part (a sequence starting from another's cached prefix)."""
-        row = self.cfg.n_kv_heads * self.cfg.head_dim * (2 if self.act == "f16" else 4) // 4  # words per position
+        row = self.kv_row // 4  # u32 words per position
         slot = self.n_ctx * row
         self.dev.write(self.copy_params, np.array([src * slot, dst * slot, n * row, 0], np.uint32))
         self.dev.run(self.slot_copy)

@@ -33,9 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from wgllm.errors import DeviceLostError, RequestError
+from wgllm.errors import RequestError
 from wgllm.model.transformer import STAGING_SLOTS
 from wgllm.runtime.recovery import Segment, common_prefix, truncate
 
@@ -275,8 +273,8 @@ class Batcher:
             if not last:
                 return None
             if not sampled:
-                return self._check_token(e.chain.read_token(0))
-            return self._check_logits(e.chain.read_logits()[None, :])[0].copy()
+                return self.engine.checked_token(e.chain.read_token(0))
+            return self.engine.checked_logits(e.chain.read_logits()[None, :])[0].copy()
 
         out = self._run(work)
         slot = e.slots[seq.slot]
@@ -311,9 +309,9 @@ class Batcher:
             greedy = [i for i, s in enumerate(rows) if not s.sampler.needs_logits]
             sampled = [i for i, s in enumerate(rows) if s.sampler.needs_logits]
             for toks, logits in outs:
-                self._check_token(int(toks[greedy].max()) if greedy else 0)
+                self.engine.checked_token(int(toks[greedy].max()) if greedy else 0)
                 if sampled:
-                    self._check_logits(logits[sampled])
+                    self.engine.checked_logits(logits[sampled])
             return outs
 
         for d, (toks, logits) in enumerate(self._run(work)):
@@ -384,13 +382,3 @@ class Batcher:
             if n:
                 for seq in self._live:
                     seq.stream.stats.recoveries += n
-
-    def _check_token(self, tok: int) -> int:
-        if tok >= self.engine.cfg.n_vocab:  # the argmax kernel's mark for non-finite logits
-            raise DeviceLostError("unknown", self.engine.adapters[-1].summary, "the logits are not finite (NaN or inf)")
-        return tok
-
-    def _check_logits(self, rows: np.ndarray) -> np.ndarray:
-        if not np.isfinite(rows).all():
-            raise DeviceLostError("unknown", self.engine.adapters[-1].summary, "the logits are not finite (NaN or inf)")
-        return rows

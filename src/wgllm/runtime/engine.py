@@ -520,7 +520,7 @@ class Engine(ModelSession):
                 self.plan, self.adapters, self.precision, self.n_ctx = before
                 return False
             failed |= {a.index for a in adapters}
-            if plan.n_ctx <= max(len(sl.cached) for sl in self.slots) or plan.n_seq != self.n_seq:
+            if plan.n_ctx <= max(len(sl.cached) for sl in self.slots):
                 continue
             names = " + ".join(a.summary for a in adapters)
             self.events.add(names, kind, "fallback", t0, f"from {lost.summary}")
@@ -633,19 +633,27 @@ class Engine(ModelSession):
         """The token at `pos` made by the last pass (GPU argmax: read back; else sampled here)."""
         if not self._sampler.needs_logits:
             return self._read_slot(slot, pos)
-        logits = self.chain.read_logits()
-        if not np.isfinite(logits).all():
-            raise DeviceLostError("unknown", self.adapters[-1].summary, "the logits are not finite (NaN or inf)")
+        logits = self.checked_logits(self.chain.read_logits())
         tok = int(self._sampler.sample(logits, self._history))
         self.chain.write_tokens([tok], pos)
         return tok
 
+    def checked_token(self, tok: int) -> int:
+        """A token id the GPU argmax gave (DeviceLostError for its mark of non-finite logits)."""
+        if tok >= self.cfg.n_vocab:
+            raise DeviceLostError("unknown", self.adapters[-1].summary, "the logits are not finite (NaN or inf)")
+        return tok
+
+    def checked_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Logits read back (DeviceLostError when any is NaN or inf)."""
+        if not np.isfinite(logits).all():
+            raise DeviceLostError("unknown", self.adapters[-1].summary, "the logits are not finite (NaN or inf)")
+        return logits
+
     def _read_slot(self, slot: int, pos: int) -> int:
         """The argmax's token for position `pos` from staging `slot` (relayed to the first part of a
         split model, whose embedding reads it next)."""
-        tok = self.chain.read_token(slot)
-        if tok >= self.cfg.n_vocab:  # the argmax kernel's mark for non-finite logits
-            raise DeviceLostError("unknown", self.adapters[-1].summary, "the logits are not finite (NaN or inf)")
+        tok = self.checked_token(self.chain.read_token(slot))
         if self.chain.split:
             self.chain.write_tokens([tok], pos)
         return tok
