@@ -32,7 +32,9 @@ def test_gelu_glu_input(kdevice, act, rng, qtype, T, T_max):
     ref = (gelu_tanh(g) * u) @ Wd.T
     silu = (g / (1 + np.exp(-g)) * u) @ Wd.T
     assert rel_err(got[:T], ref) < TOL[act]
-    assert rel_err(silu, ref) > 10 * TOL[act]  # the activation matters: the test can fail
+    # the activation matters (the test can fail): silu in its place misses by 0.026+ (min over 2,000
+    # draws of these shapes), against a tolerance of at most 0.003
+    assert rel_err(silu, ref) > 3 * TOL[act]
 
 
 def test_glu_code_rejects_unknown():
