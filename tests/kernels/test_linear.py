@@ -218,11 +218,13 @@ def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling
         release(dev, w)
 
 
-@pytest.mark.parametrize("B", [1, 3, 6])
+@pytest.mark.parametrize("B", [1, 3, 9, 11])
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q6_K, Q.F16, Q.Q2_K, Q.IQ4_XS], ids=lambda t: t.name)
 def test_batched_rows_equal_each_row_alone(kdevice, act, rng, qtype, B):
-    """linear(batched=True) (the continuous-batching pass: the matvec per row, token-major)
-    gives every row bit for bit what the one-row matvec gives it, and it is right."""
+    """linear(batched=True) (the continuous-batching pass: the matvec over groups of
+    MATVEC_TOKENS rows, built for 11: groups of 8 and 3, passes of fewer rows) gives every row
+    bit for bit what the one-row matvec gives it, and it is right."""
+    assert L.MATVEC_TOKENS == 8  # the sizes above cover a partial group and a second group
     dev = kdevice
     N, K = shape_for(qtype, 1)
     raw = L.random_weight_bytes(rng, qtype, N, K)
@@ -231,7 +233,7 @@ def test_batched_rows_equal_each_row_alone(kdevice, act, rng, qtype, B):
     xb, yb, y1 = dev.upload(x, "act"), dev.buffer(B * N * 4, "act"), dev.buffer(N * 4, "act")
     step, one = ops.step_buffer(dev), ops.step_buffer(dev)
     ops.write_batch_step(dev, step, [(0, 0)] * B)
-    dev.run(L.linear(dev, w, xb, yb, 6, step, x_type=act, batched=True), T=B)
+    dev.run(L.linear(dev, w, xb, yb, 11, step, x_type=act, batched=True), T=B)
     got = dev.read_array(yb, np.float32, B * N).reshape(B, N)
     ops.write_step(dev, one, 1, 0)
     for t in range(B):
