@@ -1,7 +1,7 @@
 """`wgllm serve --parallel N` (issue 16): 16 concurrent streaming clients through the official
 `openai` client, with different prompts, lengths, settings and stop strings, each get exactly the
-text of their solo run (the session server, one request at a time); a device loss in the middle of
-the batch changes nothing; a late request's first token comes while the others stream."""
+text of their solo run (the session server, one request at a time); a device loss or a killed
+worker process in the middle of the batch changes nothing; a late request's first token comes while the others stream."""
 
 import threading
 import time
@@ -38,7 +38,7 @@ def _all_at_once(c, reqs):
     return in_threads(lambda i: _stream(c, reqs[i]), len(reqs))
 
 
-@pytest.mark.parametrize("faults", [None, "lost@decode:6"])
+@pytest.mark.parametrize("faults", [None, "lost@decode:6", "kill@decode:6"])
 def test_16_streaming_clients_get_their_solo_output(server_model, solo, faults):
     import openai
 
@@ -55,6 +55,7 @@ def test_16_streaming_clients_get_their_solo_output(server_model, solo, faults):
         assert _all_at_once(c, REQUESTS) == solo  # 16 clients, 8 slots
         if faults:
             assert engine.engine.events.recoveries == 1
+            assert engine.engine.restarts == int(faults.startswith("kill"))  # the batch ran in the worker
     finally:
         srv.stop()
         engine.close()

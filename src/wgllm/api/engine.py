@@ -130,9 +130,9 @@ class Engine:
     Arguments as `wgllm.runtime.engine.Engine` (model, device, ctx, precision, chunk, gpu_memory,
     policy, split, recovery, faults, on_event). The model runs in a supervised worker process
     (wgllm.runtime.supervisor: a native crash or hang in the driver costs a restart, not the
-    process); in_process=True runs it in this process instead, as does parallel=N > 1 (N sequences
-    at once, continuous batching: create() may then be called from N threads together, and
-    `wgllm.AsyncEngine` runs N requests at once). `runtime` is the engine that runs
+    process); in_process=True runs it in this process instead. parallel=N > 1: N sequences at
+    once (continuous batching, wgllm.runtime.batch_supervisor in the worker): create() may then
+    be called from N threads together, and `wgllm.AsyncEngine` runs N requests at once. `runtime` is the engine that runs
     the model; what it says (tokenizer, n_ctx, stats, events, by_adapter, ...) reads through.
     `model_id` is the name requests may use for the model (the model name given, the file's
     stem for a path; the file's name and stem are accepted too); `interrupt()` stops a running
@@ -153,12 +153,11 @@ class Engine:
         self._load(model, options)
 
     def _load(self, model: Any, options: dict[str, Any]) -> None:
+        from wgllm.runtime.batch_supervisor import BatchSupervisor
         from wgllm.runtime.supervisor import Supervisor
 
-        # A parallel engine (continuous batching) runs in this process: the supervised worker serves
-        # one sequence at a time so far.
-        in_process = self.in_process or int(options.get("parallel", 1) or 1) > 1
-        make = _RuntimeEngine if in_process else Supervisor
+        parallel = int(options.get("parallel", 1) or 1) > 1
+        make = _RuntimeEngine if self.in_process else BatchSupervisor if parallel else Supervisor
         self.runtime = make(None if model is None else str(model), **options)
         self._options = dict(options)
         self.model_id = _model_id(model, self.path)

@@ -56,6 +56,8 @@ class _Seq:
     history: list[int] = field(default_factory=list)
     t_prefill: float = 0.0
     done: bool = False  # finished (stop token, max_tokens, the context's end)
+    resume: tuple | None = None  # (log, emitted): a stream continued from another engine (see submit)
+    note: object = None  # fn(tok, log) -> extra, called as each token is produced (see submit)
 
 
 class Stream:
@@ -66,6 +68,7 @@ class Stream:
     def __init__(self, batcher: "Batcher", stats, t0: float):
         self._batcher, self.stats, self._t0 = batcher, stats, t0
         self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self.extra = None  # what submit's `note` gave for the token __next__ returned last
         self.cancelled = False
         self._t_first: float | None = None
         self._ended = False
@@ -83,6 +86,8 @@ class Stream:
         if isinstance(item, BaseException):
             self._ended = True
             raise item
+        if isinstance(item, tuple):  # (token, what `note` gave)
+            item, self.extra = item
         now = time.perf_counter()
         st = self.stats
         if self._t_first is None:
@@ -117,13 +122,25 @@ class Batcher:
         self.steps = 0  # batched decode passes run (fault point "decode:N")
 
     # --- the callers' side --------------------------------------------------------------
-    def submit(self, prompt: list[int], max_tokens: int, sampler, stops: set[int], stats) -> Stream:
-        """Queue a generation; its tokens come out of the returned Stream."""
+    def submit(self, prompt: list[int], max_tokens: int, sampler, stops: set[int], stats, resume=None,
+               note=None) -> Stream:
+        """Queue a generation; its tokens come out of the returned Stream.
+
+        resume (log, emitted): the generation produced `emitted` elsewhere (a worker process that
+        died): its slot gets the K/V of prompt + emitted[:-1] by replaying `log` (the segments that
+        computed them), and decoding goes on after emitted[-1] (the sampler at its state after it);
+        max_tokens counts `emitted`. note(tok, log): called on the scheduler thread as each token is
+        produced, log a copy of the slot's segments for the first token of a generation (they cover
+        the prompt), else None; what it returns is the Stream's `extra` for that token."""
         stream = Stream(self, stats, time.perf_counter())
-        if max_tokens <= 0:  # nothing to generate (as alone: not even the prompt runs)
+        done = len(resume[1]) if resume else 0
+        if max_tokens <= done:  # nothing (more) to generate (as alone: not even the prompt runs)
             stream._put(_END)
             return stream
-        seq = _Seq(list(prompt), int(max_tokens), sampler, set(stops), stream, history=list(prompt))
+        seq = _Seq(list(prompt), int(max_tokens), sampler, set(stops), stream, history=list(prompt), note=note)
+        if resume:
+            log, emitted = resume
+            seq.resume = ([Segment(s.start, list(s.tokens), s.chunked) for s in log], [int(t) for t in emitted])
         with self._cv:
             self._start()
             self._waiting.append(seq)
@@ -233,6 +250,9 @@ class Batcher:
     def _place(self, seq: _Seq) -> None:
         """Give `seq` the free slot sharing the longest prefix with its prompt (then the least
         recently used); copy a longer prefix another slot holds."""
+        if seq.resume is not None:
+            self._place_resumed(seq)
+            return
         e, prompt = self.engine, seq.prompt
         lcp = [common_prefix(sl.cached, prompt) for sl in e.slots]
         free = self._free_slots()
@@ -253,6 +273,23 @@ class Batcher:
         seq.stream.stats.cached_tokens = keep
         seq.t_prefill = time.perf_counter()
         self._live.append(seq)
+
+    def _place_resumed(self, seq: _Seq) -> None:
+        """A generation continued from elsewhere (see submit): the least recently used free slot,
+        its K/V replayed from the given log, the last token produced up next."""
+        e = self.engine
+        log, emitted = seq.resume
+        k = min(self._free_slots(), key=lambda j: self._used[j])
+        slot = e.slots[k]
+        slot.cached, slot.log = seq.prompt + emitted[:-1], log
+        self._used[k] = time.perf_counter()
+        seq.slot, seq.filled = k, len(seq.prompt)
+        seq.history = seq.prompt + emitted
+        seq.next, seq.produced = emitted[-1], len(emitted)
+        self._run(lambda: e.replay_slot(k))
+        self._live.append(seq)
+        if len(slot.cached) >= e.n_ctx:  # emitted[-1] took the context's last position
+            seq.done = True
 
     def _prefill_one(self) -> None:
         """One prefill pass of the oldest sequence still reading its prompt."""
@@ -352,7 +389,12 @@ class Batcher:
             st.finish_reason = "stop"
             seq.done = True  # retired next; the stop token's K/V are never computed
             return
-        seq.stream._put(tok)
+        if seq.note is None:
+            seq.stream._put(tok)
+        else:
+            slot = self.engine.slots[seq.slot]
+            log = [Segment(s.start, list(s.tokens), s.chunked) for s in slot.log] if seq.produced == 0 else None
+            seq.stream._put((tok, seq.note(tok, log)))
         seq.history.append(tok)
         seq.produced += 1
         seq.next = tok

@@ -357,7 +357,7 @@ class Engine(ModelSession):
 
     def generate(self, prompt: Sequence[int], *, max_tokens: int = 256, sampling: SamplingParams | None = None,
                  stop_ids: Iterable[int] | None = None, sampler: Sampler | None = None,
-                 resume: Sequence[int] = ()) -> Iterator[int]:
+                 resume: Sequence[int] = (), log: Sequence[Segment] | None = None, note=None) -> Iterator[int]:
         """Yield generated token ids (stop tokens are not yielded). Stats land in `self.stats`.
 
         sampler: a `Sampler` (or subclass: logit bias, grammar, logprobs) to pick tokens
@@ -377,16 +377,21 @@ class Engine(ModelSession):
         at its state after resume[-1]. Only the tokens after them are yielded.
 
         On a parallel engine (parallel > 1) the call returns a wgllm.runtime.batch.Stream at once (its
-        `stats` are this generation's) and the generation runs in the batch beside the others."""
+        `stats` are this generation's) and the generation runs in the batch beside the others; there
+        resume= needs `log`, the segments that computed prompt + resume[:-1] (the prompt's as the
+        stream's first `note` gave them), and `note` (see Batcher.submit) records, per token, what a
+        supervisor needs to resume the stream elsewhere."""
         sampler = sampler if sampler is not None else Sampler(sampling or SamplingParams())
         prompt, resume = [int(t) for t in prompt], [int(t) for t in resume]
         self._check_prompt(prompt, max_tokens)
         stops = set(self.tokenizer.stop_ids if stop_ids is None else stop_ids)
         if self.n_seq > 1:
-            if resume:
-                raise RequestError("resume= is not available on an engine serving several sequences (parallel > 1).")
+            if resume and log is None:
+                raise RequestError("resume= on an engine serving several sequences (parallel > 1) needs the "
+                                   "log= of the K/V it continues from.")
             stats = GenerationStats(prompt_tokens=len(prompt), finish_reason="length")
-            return self._batcher().submit(prompt, max_tokens, sampler, stops, stats)
+            return self._batcher().submit(prompt, max_tokens, sampler, stops, stats,
+                                          resume=(list(log), resume) if resume else None, note=note)
         return self._generate(prompt, max_tokens, sampler, stops, resume)
 
     def _generate(self, prompt: list[int], max_tokens: int, sampler: Sampler, stops: set[int],
@@ -541,12 +546,16 @@ class Engine(ModelSession):
     def _replay(self, upto: int | None = None) -> None:
         """Recompute the KV cache of every slot's `cached` with exactly the passes that first built it
         (through parts 0..upto: the parts after a rebuilt one kept theirs)."""
-        for k, slot in enumerate(self.slots):
-            for seg in (s for s in slot.log if s.tokens):
-                self.chain.write_tokens(seg.tokens, seg.start)
-                step = self.chunk if seg.chunked else 1
-                for s in range(seg.start, seg.end, step):
-                    self.chain.run(min(step, seg.end - s), s, upto=upto, seq=k)
+        for k in range(len(self.slots)):
+            self.replay_slot(k, upto)
+
+    def replay_slot(self, k: int, upto: int | None = None) -> None:
+        """Recompute slot k's K/V from its log (see _replay)."""
+        for seg in (s for s in self.slots[k].log if s.tokens):
+            self.chain.write_tokens(seg.tokens, seg.start)
+            step = self.chunk if seg.chunked else 1
+            for s in range(seg.start, seg.end, step):
+                self.chain.run(min(step, seg.end - s), s, upto=upto, seq=k)
 
     def _ready(self) -> None:
         """Healthy devices holding the K/V of `cached`: rebuilt (and replayed) after a failure; an

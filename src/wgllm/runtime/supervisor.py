@@ -250,10 +250,14 @@ class Supervisor(ModelSession):
             from wgllm.errors import ModelNotLoadedError
 
             raise ModelNotLoadedError("This engine was closed: create a new one.")
-        if self._chan is not None and self._rebuilds >= self.recycle_after:
+        if self._chan is not None and self._rebuilds >= self.recycle_after and self._may_recycle():
             self._stop_worker()
         if self._chan is None:
             self._spawn()
+
+    def _may_recycle(self) -> bool:
+        """Whether the running worker may be replaced now (see _ready)."""
+        return True
 
     def _spawn(self) -> None:
         """Start a worker and wait until it has loaded the model (or died: _Died)."""
@@ -287,18 +291,20 @@ class Supervisor(ModelSession):
         except ChannelClosed:
             raise _Died(self._how_it_ended()) from None
 
-    def _next(self, deadline: float | None = None, quiet: bool = False) -> tuple:
-        """The worker's next answer (before time.monotonic() reaches `deadline`, if given); its
-        heartbeats, events, fired faults and progress reports (not when `quiet`) are handled here."""
+    def _next(self, deadline: float | None = None, quiet: bool = False, chan: Channel | None = None) -> tuple:
+        """The worker's next answer (before time.monotonic() reaches `deadline`, if given; from `chan`,
+        default the running worker's); its heartbeats, events, fired faults and progress reports (not
+        when `quiet`) are handled here."""
+        chan = chan or self._chan
         while True:
             wait = self.beat_timeout_s if deadline is None else min(self.beat_timeout_s,
                                                                     max(0.0, deadline - time.monotonic()))
-            if not self._chan.poll(wait):
+            if not chan.poll(wait):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise _Died("did not stop its generation in time")
                 raise _Died(f"stopped responding (no heartbeat for {self.beat_timeout_s:g} s)")
             try:
-                msg = self._chan.recv()
+                msg = chan.recv()
             except ChannelClosed:
                 raise _Died(self._how_it_ended()) from None
             kind = msg[0]
@@ -356,8 +362,11 @@ class Supervisor(ModelSession):
         return getattr(self, "adapter_summary", None) or "the GPU"
 
     def _how_it_ended(self) -> str:
+        proc = self._proc
+        if proc is None:
+            return "closed its channel"
         try:
-            rc = self._proc.wait(timeout=5)
+            rc = proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return "closed its channel"
         if rc < 0:

@@ -2,7 +2,9 @@
 
 Started by wgllm.runtime.supervisor as `python -m wgllm.runtime.worker FD` with one end of a
 socket pair as FD. It loads the model as the first message asks, says "ready", then serves
-commands one at a time until "exit" or until the channel closes (the supervisor died or
+commands one at a time (a parallel engine's: many generations at once, see
+wgllm.runtime.batch_supervisor, each message tagged with its generation's id) until "exit" or
+until the channel closes (the supervisor died or
 gave up on it: the worker then ends, so no worker outlives its supervisor). A heartbeat
 thread sends a "beat" (with the memory per adapter) every `beat_s`, also while the main
 thread waits on the GPU; a worker whose beats stop is wedged and gets killed.
@@ -43,6 +45,7 @@ class Worker:
         self.chan = chan
         self.engine = None
         self.faults = FaultInjector([], process=True, on_fire=lambda i: self.chan.send("fired", i))
+        self._streams: dict = {}  # id -> Stream of a parallel engine's generations running here
 
     # --- life ------------------------------------------------------------------------
     def serve(self) -> None:
@@ -59,6 +62,14 @@ class Worker:
                 self._generate(*msg[1:])
             elif msg[0] == "call":
                 self._call(*msg[1:])
+            elif msg[0] == "pgenerate":
+                self._pgenerate(*msg[1:])
+            elif msg[0] == "pstop":
+                stream = self._streams.get(msg[1])
+                if stream is not None:
+                    stream.close()
+            elif msg[0] == "pcall":
+                threading.Thread(target=self._pcall, args=msg[1:], daemon=True).start()
             # a "stop" that arrives after its generation ended is dropped
 
     def _load(self, options: dict, faults: list) -> bool:
@@ -156,6 +167,65 @@ class Worker:
             self.chan.send("error", pack_error(exc), self.engine.state(), self._memory())
             return
         self.chan.send("result", value, self.engine.state(), self._memory())
+
+
+    # --- a parallel engine: many generations at once, each message tagged with its id -----
+    def _pgenerate(self, sid: int, prompt, kwargs: dict, blob: bytes, resume, sampler_state, log, faults) -> None:
+        """Start generation `sid` in the engine's batch (resume: the tokens it produced in a worker
+        before, `log` the segments that computed prompt + resume[:-1]); a thread sends its tokens."""
+        self.faults.faults = list(faults)
+        sampler = self.chan.loads(blob)
+        if resume:
+            sampler.advance(resume)
+        if sampler_state is not None:
+            sampler.set_state(sampler_state)
+        steps = getattr(sampler, "steps", None)
+        seen = [len(steps) if steps is not None else 0]
+
+        def note(tok, first_log):  # on the scheduler thread, as the token is produced
+            new = steps[seen[0]:] if steps is not None else []
+            seen[0] += len(new)
+            return sampler.state() if sampler.needs_logits else None, new, first_log
+
+        try:
+            stream = self.engine.generate(prompt, sampler=sampler, resume=resume, log=log, note=note, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - sent to the supervisor, which raises it
+            self.chan.send("perror", sid, pack_error(exc), self._memory())
+            return
+        self._streams[sid] = stream
+        threading.Thread(target=self._pump, args=(sid, stream), name=f"wgllm-stream-{sid}", daemon=True).start()
+
+    def _pump(self, sid: int, stream) -> None:
+        """Generation `sid`'s tokens (with what resuming it needs) to the supervisor, then its end."""
+        try:
+            first = True
+            for tok in stream:
+                rng, steps, log = stream.extra
+                pre = (stream.stats.cached_tokens, stream.stats.prefill_s) if first else None
+                self.chan.send("ptoken", sid, tok, rng, steps, log, pre)
+                first = False
+            self.chan.send("pdone", sid, asdict(stream.stats), self._memory())
+        except ChannelClosed:
+            pass  # the supervisor is gone (the heartbeat thread ends the process)
+        except Exception as exc:  # noqa: BLE001 - sent to the supervisor, which raises it
+            self._send_quietly("perror", sid, pack_error(exc), self._memory())
+        finally:
+            self._streams.pop(sid, None)
+
+    def _pcall(self, cid: int, name: str, args: tuple, faults) -> None:
+        """A method of the parallel engine (logits, hidden_states, reset), run beside the batch."""
+        try:
+            value = getattr(self.engine, name)(*args)
+        except Exception as exc:  # noqa: BLE001
+            self._send_quietly("perror", cid, pack_error(exc), self._memory())
+            return
+        self._send_quietly("presult", cid, value, self._memory())
+
+    def _send_quietly(self, *msg) -> None:
+        try:
+            self.chan.send(*msg)
+        except ChannelClosed:
+            pass
 
 
 def main(argv: list[str]) -> int:
