@@ -5,11 +5,7 @@
 # SERVE=1: the HTTP load test (bench_serve.py).
 # Usage: bash bench/device/batch_bench.sh "smollm2-135m:Q4_1 llama-3-8b:Q4_0"   (JSON and logs under $OUT)
 set -u
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl3/*.whl || exit 1
-export PYTHONUNBUFFERED=1 XDG_RUNTIME_DIR=/tmp PYTHONPATH=/tmp/site:$PWD/src
-export WGLLM_COMMIT=$(cat .commit 2>/dev/null || echo unknown)
-nvidia-smi -L
+source bench/device/setup.sh || exit 1
 mkdir -p /tmp/m
 for spec in $1; do
   shape=${spec%%:*}; types=${spec#*:}; f=/tmp/m/$shape.gguf

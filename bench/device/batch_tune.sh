@@ -3,13 +3,8 @@
 # workgroup (MATVEC_TOKENS) swept with bench_batch.py, after the batched-pass tests on the GPU.
 # Usage: TB="1 4 8 16" bash bench/device/batch_tune.sh "llama-3-8b:Q4_0"   (JSON under $OUT)
 set -u
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl3/*.whl || exit 1
-export PYTHONUNBUFFERED=1 XDG_RUNTIME_DIR=/tmp PYTHONPATH=/tmp/site:$PWD/src
-export WGLLM_COMMIT=$(cat .commit 2>/dev/null || echo unknown)
-nvidia-smi -L
+source bench/device/setup.sh || exit 1
 if [ -n "${TESTS:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl2/*.whl
   WGLLM_REQUIRE_GPU=1 timeout 300 python3 -m pytest -q -p no:cacheprovider $TESTS 2>&1 | tail -3
 fi
 mkdir -p /tmp/m

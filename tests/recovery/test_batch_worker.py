@@ -4,6 +4,8 @@ generations at once, each equal to its solo in-process run; a worker killed (SIG
 token lost or repeated); a stream left early, logits beside the batch, and crashes in a row that
 give every stream the same typed error."""
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -11,12 +13,12 @@ import psutil
 import pytest
 
 from tests.conftest import in_threads
+from tests.recovery.test_worker import model_path  # noqa: F401 - the worker tests' model (a fixture)
 from wgllm import errors
 from wgllm.runtime.batch_supervisor import BatchSupervisor
 from wgllm.runtime.engine import Engine
 from wgllm.runtime.recovery import RecoveryPolicy, Segment
 from wgllm.runtime.sampler import Sampler, SamplingParams
-from wgllm.testing import synth
 
 N = 20
 FAST = dict(backoff_s=0.0, hang_timeout_s=5.0)
@@ -31,11 +33,6 @@ def _prompts(n: int) -> list[list[int]]:
 
 def _sampling(i: int):
     return SamplingParams(temperature=0.8, top_k=40, seed=50 + i) if i % 3 == 1 else None
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory, device):
-    return synth.write_llama_gguf(tmp_path_factory.mktemp("bwrk") / "m.gguf", "tiny-wide-heads", types="Q8_0", seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +116,32 @@ def test_a_stream_left_early_leaves_the_others_exact(model_path, reference):
         assert list(s.generate(_prompts(6)[2], max_tokens=N, stop_ids=[], sampling=_sampling(2))) == reference[2]
     finally:
         s.close()
+
+
+def test_a_worker_killed_while_idle_is_replaced_at_the_next_request(model_path, reference):
+    s = _supervisor(model_path)
+    try:
+        old, epoch = s.pid, s._epoch
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while epoch not in s._dead and time.monotonic() < deadline:  # its reader sees it die
+            time.sleep(0.05)
+        assert epoch in s._dead
+        assert list(s.generate(_prompts(6)[0], max_tokens=N, stop_ids=[])) == reference[0]
+        assert s.restarts == 1 and s.pid != old
+    finally:
+        s.close()
+
+
+def test_closing_the_engine_ends_a_running_stream_with_its_tokens_so_far(model_path, reference):
+    s = _supervisor(model_path)
+    stream = s.generate(_prompts(6)[0], max_tokens=N, stop_ids=[])
+    got = [next(stream), next(stream)]
+    s.close()
+    got += list(stream)  # ends (what was already sent may still come), never hangs
+    assert got == reference[0][: len(got)] and len(got) < N + 1
+    with pytest.raises(errors.ModelNotLoadedError):
+        list(s.generate(_prompts(6)[0], max_tokens=N, stop_ids=[]))
 
 
 def test_logits_beside_the_batch_equal_the_in_process_ones(model_path):

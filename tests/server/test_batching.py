@@ -1,5 +1,6 @@
 """`wgllm serve --parallel N` (issue 16): 16 concurrent streaming clients through the official
-`openai` client, with different prompts, lengths, settings and stop strings, each get exactly the
+`openai` client, with different prompts, lengths, settings, stop strings, logprobs and a JSON
+schema, each get exactly the
 text of their solo run (the session server, one request at a time); a device loss or a killed
 worker process in the middle of the batch changes nothing; a late request's first token comes while the others stream."""
 
@@ -10,23 +11,30 @@ import pytest
 
 from tests.conftest import in_threads
 
+from tests.server.test_openai_client import SCHEMA
+
 REQUESTS = [
     dict(messages=[{"role": "user", "content": f"Story {i}: " + "the sea " * (i % 5)}],
          max_tokens=8 + 3 * (i % 4),
          **({"temperature": 0.9, "seed": 40 + i} if i % 3 == 1 else {"temperature": 0}),
-         **({"stop": ["e"]} if i % 4 == 3 else {}))
+         **({"stop": ["e"]} if i % 4 == 3 else {}),
+         **({"logprobs": True, "top_logprobs": 2} if i % 5 == 4 else {}))
     for i in range(16)
 ]
+REQUESTS[6].update(max_tokens=60, temperature=1.0, seed=9, logprobs=True, top_logprobs=1,  # a grammar
+                   response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": SCHEMA}})
 
 
-def _stream(c, req) -> tuple[str, str, int]:
-    text, finish, usage = "", None, None
+def _stream(c, req) -> tuple[str, str, int, list]:
+    text, finish, usage, lps = "", None, None, []
     for chunk in c.chat.completions.create(model="tiny", stream=True, stream_options={"include_usage": True}, **req):
         for ch in chunk.choices:
             text += ch.delta.content or ""
             finish = ch.finish_reason or finish
+            if ch.logprobs and ch.logprobs.content:
+                lps += [(t.token, t.logprob, [(a.token, a.logprob) for a in t.top_logprobs]) for t in ch.logprobs.content]
         usage = chunk.usage or usage
-    return text, finish, usage.completion_tokens
+    return text, finish, usage.completion_tokens, lps
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +55,7 @@ def test_16_streaming_clients_get_their_solo_output(server_model, solo, faults):
     from wgllm.server import start_in_thread
 
     assert len({s[0] for s in solo}) > 8  # the requests differ: the comparison can fail
+    assert sum(1 for s in solo if s[3]) >= 3 and solo[6][0].startswith("{")  # logprobs came; the grammar held
     engine = wgllm.AsyncEngine(str(server_model), ctx=256, parallel=8, faults=faults,
                                recovery=RecoveryPolicy(backoff_s=0.0))
     srv = start_in_thread(engine)

@@ -1,6 +1,6 @@
 // Shared by attention.wgsl and attn_combine.wgsl: shapes, the tiling of query
 // rows and the split of the keys (both passes must agree on them).
-//!include step
+//!include step_rows
 
 const HD: u32 = {{HD}}u;            // head dim
 const HQ: u32 = {{HQ}}u;            // query heads
@@ -24,22 +24,15 @@ fn ex(a: f32, m: f32) -> f32 {
 
 const N_CTX: u32 = {{N_CTX}}u;      // positions per KV-cache slot
 
-// Position of token row t of the pass (see step.wgsl; a batched pass has QT == 1).
-fn row_pos(t: u32) -> u32 {
-    if (sp.batched != 0u) { return sp.rows[t].y; }
-    return sp.pos + t;
-}
-
-// First cache vector of row t's slot: k_cache, v_cache are [slots, N_CTX, HKV, HD].
+// First cache vector of row t's slot (row_pos, row_slot: step_rows.wgsl; a batched pass has
+// QT == 1): k_cache, v_cache are [slots, N_CTX, HKV, HD].
 fn slot_base(t: u32) -> u32 {
-    var slot = sp.slot;
-    if (sp.batched != 0u) { slot = sp.rows[t].x; }
-    return slot * N_CTX * HKV * HDV;
+    return row_slot(t) * N_CTX * HKV * HDV;
 }
 
 // Keys visible to the tile of token rows starting at t0: those of its last row.
 fn tile_keys(t0: u32) -> u32 {
-    if (sp.batched != 0u) { return sp.rows[t0].y + 1u; }
+    if (sp.batched != 0u) { return row_pos(t0) + 1u; }
     return sp.pos + min(t0 + QT, sp.T);
 }
 

@@ -9,7 +9,7 @@
 // The query row and the output accumulator live in registers (HD / VEC vectors,
 // an unrolled constant loop); keys go one at a time with the online softmax
 // (running max m and sum l, scores in log2 units).
-//!include step
+//!include step_rows
 
 const HD: u32 = {{HD}}u;
 const HQ: u32 = {{HQ}}u;
@@ -49,13 +49,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var m = -3.0e38;
     var l = 0.0;
-    var keys = sp.pos + t + 1u;
-    var slot = sp.slot;
-    if (sp.batched != 0u) {
-        keys = sp.rows[t].y + 1u;
-        slot = sp.rows[t].x;
-    }
-    let cb = slot * N_CTX * KVROWV;
+    let keys = row_pos(t) + 1u;
+    let cb = row_slot(t) * N_CTX * KVROWV;
     let first = select(0u, keys - WINDOW, WINDOW > 0u && keys > WINDOW);
     for (var j = first; j < keys; j++) {
         let kb = cb + j * KVROWV + kvo;

@@ -10,7 +10,7 @@
 // arithmetic: freq[i] holds frac(inv_freq_i / 2pi) as a 64-bit fixed-point
 // fraction (hi, lo), so p * freq mod 1 is exact and only the final conversion
 // to an angle in [-pi, pi) rounds (abs error ~1e-7 rad at any p < 2^32).
-//!include step
+//!include step_rows
 
 const HD: u32 = {{HD}}u;
 const HQ: u32 = {{HQ}}u;
@@ -57,12 +57,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     if (t >= sp.T || idx >= NH * HALF) { return; }
     let head = idx / HALF;
     let j = idx % HALF;
-    var p = sp.pos + t;
-    var slot = sp.slot;
-    if (sp.batched != 0u) {
-        p = sp.rows[t].y;
-        slot = sp.rows[t].x;
-    }
+    let p = row_pos(t);
+    let slot = row_slot(t);
     // the pair's dims within the head; dims past the rotated ones pass through as (2j, 2j+1)
     var d0 = 2u * j;
     var d1 = 2u * j + 1u;

@@ -50,6 +50,7 @@ class _Seq:
     stops: set[int]
     stream: "Stream"
     slot: int = -1
+    start: int = 0  # prompt positions its slot held (or got copied) at admission: prefill starts there
     filled: int = 0  # prompt positions whose K/V are computed (or submitted)
     next: int | None = None  # the last token produced: its K/V are computed by the next decode pass
     produced: int = 0
@@ -269,7 +270,7 @@ class Batcher:
         else:
             slot.cached, slot.log = list(prompt[:keep]), truncate(slot.log, keep)
         self._used[k] = time.perf_counter()
-        seq.slot, seq.filled = k, keep
+        seq.slot, seq.start, seq.filled = k, keep, keep
         seq.stream.stats.cached_tokens = keep
         seq.t_prefill = time.perf_counter()
         self._live.append(seq)
@@ -316,7 +317,7 @@ class Batcher:
         out = self._run(work)
         slot = e.slots[seq.slot]
         slot.cached = list(prompt[: s + T])
-        start = seq.stream.stats.cached_tokens  # the prompt's prefill is one chunked segment from there
+        start = seq.start  # the prompt's prefill is one chunked segment from there
         slot.log = truncate(slot.log, start) + [Segment(start, list(prompt[start: s + T]), True)]
         seq.filled = s + T
         if last:

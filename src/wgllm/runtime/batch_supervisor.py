@@ -34,6 +34,9 @@ from wgllm.runtime.sampler import Sampler, SamplingParams
 from wgllm.runtime.supervisor import Supervisor, _Died, _Run
 
 
+_CLOSED = object()  # put into every open request's queue when the engine closes under it
+
+
 class RemoteStream:
     """The tokens of one generation in the worker's batch; `stats` is its GenerationStats;
     `close()` (or leaving the iteration) stops it."""
@@ -57,11 +60,13 @@ class BatchSupervisor(Supervisor):
 
     def __init__(self, model: str | None = None, **options: Any):
         self._lock = threading.RLock()  # the worker's life (start, death, restart) and the routes
-        self._routes: dict[int, queue.SimpleQueue] = {}  # generation / call id -> its messages
+        self._routes: dict[int, tuple[queue.SimpleQueue, int]] = {}  # request id -> (its messages, worker)
         self._ids = itertools.count(1)
         self._epochs = itertools.count(1)  # one per worker started
         self._epoch: int | None = None  # the running worker's
         self._handled: set[int] = set()  # workers whose death was handled
+        self._dead: dict[int, _Died] = {}  # workers whose reader saw them die
+        self._mourned: set[int] = set()  # workers whose open requests were told of their death
         self._gave_up: dict[int, BaseException] = {}  # worker -> the error all its streams get
         self.n_seq = int(options.get("parallel", 1) or 1)
         super().__init__(model, **options)
@@ -124,21 +129,14 @@ class BatchSupervisor(Supervisor):
             msg = q.get()
             if isinstance(msg, _Died):
                 raise msg
+            if msg is _CLOSED:  # the engine was closed: the tokens so far
+                run.done = True
+                return
             if msg[0] == "ptoken":
                 _, _, tok, rng, steps, log, pre = msg
                 if log is not None:
                     run.log = log
-                if pre is not None and not run.emitted:
-                    st.cached_tokens, st.prefill_s = pre
-                run.emitted.append(tok)
-                run.sampler_state = rng
-                if steps:
-                    run.sampler.steps.extend(steps)
-                now = time.perf_counter()
-                if len(run.emitted) == 1:
-                    run.t_first = now
-                    st.ttft_s = now - run.t0
-                st.decode_s = now - run.t_first
+                run.took(tok, rng, steps, pre, st, run.t0)
                 yield tok
                 continue
             run.done = True
@@ -160,6 +158,8 @@ class BatchSupervisor(Supervisor):
                 msg = q.get()
                 if isinstance(msg, _Died):
                     raise msg
+                if msg is _CLOSED:
+                    continue  # released under the call: again (a closed engine refuses in _request)
             except _Died as died:
                 self._recover(died, epoch)
                 continue
@@ -173,13 +173,15 @@ class BatchSupervisor(Supervisor):
         """Send `op` with a new id to a running worker (started if none runs): (id, its queue, worker)."""
         with self._lock:
             while True:
+                if self._epoch in self._dead:  # it died while idle (its reader saw it)
+                    self._recover(self._dead[self._epoch], self._epoch)
                 try:
                     self._ready()
                     break
                 except _Died as died:  # the new worker died while loading: the policy, then again
                     self._died(died)
             rid, q = next(self._ids), queue.SimpleQueue()
-            self._routes[rid] = q
+            self._routes[rid] = (q, self._epoch)
             epoch = self._epoch
             try:
                 self._send(op, rid, *args)
@@ -218,7 +220,7 @@ class BatchSupervisor(Supervisor):
             while True:
                 msg = self._next(chan=chan)
                 with self._lock:
-                    q = self._routes.get(msg[1])
+                    q = self._routes.get(msg[1], (None,))[0]
                     if msg[0] in ("ptoken", "presult"):
                         self._progressed()
                 if q is not None:
@@ -229,8 +231,17 @@ class BatchSupervisor(Supervisor):
                 if self._epoch != epoch:
                     return  # stopped on purpose, or its death is handled
                 died.epoch = epoch
-                routes = list(self._routes.values())
-            for q in routes:
+                self._dead[epoch] = died
+                self._mourn(epoch, died)
+
+    def _mourn(self, epoch: int, died: _Died) -> None:
+        """Tell every request open on worker `epoch` (once) that it died (a generation may see it
+        first, from a send that failed, or the reader, from the channel)."""
+        if epoch in self._mourned:
+            return
+        self._mourned.add(epoch)
+        for q, e in list(self._routes.values()):
+            if e == epoch:
                 q.put(died)
 
     def _recover(self, died: _Died, epoch: int | None) -> None:
@@ -243,6 +254,7 @@ class BatchSupervisor(Supervisor):
             if epoch in self._handled or epoch != self._epoch:
                 return
             self._handled.add(epoch)
+            self._mourn(epoch, died)
             try:
                 self._died(died)
             except WorkerCrashedError as exc:
@@ -258,6 +270,11 @@ class BatchSupervisor(Supervisor):
             super()._discard(why)
 
     def _stop_worker(self) -> None:
+        """Stop the worker on purpose (release, close): the generations running there end with their
+        tokens so far, as on an in-process engine that closes."""
         with self._lock:
             self._epoch = None
             super()._stop_worker()
+            routes = list(self._routes.values())
+        for q, _ in routes:
+            q.put(_CLOSED)

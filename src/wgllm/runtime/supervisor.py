@@ -168,17 +168,7 @@ class Supervisor(ModelSession):
             self._progressed()
             if msg[0] == "token":
                 _, tok, sampler_state, steps, pre = msg
-                if pre is not None and not run.emitted:
-                    st.cached_tokens, st.prefill_s = pre
-                run.emitted.append(tok)
-                run.sampler_state = sampler_state
-                if steps:
-                    run.sampler.steps.extend(steps)
-                now = time.perf_counter()
-                if len(run.emitted) == 1:
-                    run.t_first = now
-                    st.ttft_s = now - t0
-                st.decode_s = now - run.t_first
+                run.took(tok, sampler_state, steps, pre, st, t0)
                 yield tok
                 continue
             run.done = True
@@ -404,6 +394,21 @@ class _Run:
         self.sampler_state = None  # the sampler's state after the last emitted token (host sampling)
         self.done = False
         self.t_first = 0.0
+
+    def took(self, tok: int, sampler_state, steps, pre, st: GenerationStats, t0: float) -> None:
+        """The worker yielded `tok` (with the sampler's state after it, its logprob steps, and with the
+        first token the prefill's (cached tokens, seconds)): into the run and its stats."""
+        if pre is not None and not self.emitted:
+            st.cached_tokens, st.prefill_s = pre
+        self.emitted.append(tok)
+        self.sampler_state = sampler_state
+        if steps:
+            self.sampler.steps.extend(steps)
+        now = time.perf_counter()
+        if len(self.emitted) == 1:
+            self.t_first = now
+            st.ttft_s = now - t0
+        st.decode_s = now - self.t_first
 
 
 def _kill(proc: subprocess.Popen) -> None:
