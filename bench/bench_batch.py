@@ -3,7 +3,7 @@ llama-batched-bench does: npl sequences, each a prompt of pp tokens and tg gener
 
 Usage:
     python bench/bench_batch.py --shape llama-3-8b --types Q4_0 [--model FILE.gguf] [--npl 1,4,16]
-        [--pp 128] [--tg 128] [--precision f16] [--matvec-tokens N] [--worker] [--json OUT.json]
+        [--pp 128] [--tg 128] [--precision f16] [--worker] [--json OUT.json]
 
 One engine with parallel = max(npl) KV slots (so the model loads once); for each npl, npl
 different prompts are submitted together from threads (greedy, EOS ignored) and the time of
@@ -61,18 +61,10 @@ def main() -> None:
     p.add_argument("--tg", type=int, default=128)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--precision", default="f16")
-    p.add_argument("--matvec-tokens", type=int, default=None,
-                   help="tokens per workgroup of the batched matvec (default: kernels/linear.py MATVEC_TOKENS)")
     p.add_argument("--worker", action="store_true", help="run the engine in the supervised worker process")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    from wgllm.kernels import linear
-
-    if args.matvec_tokens:
-        if args.worker:
-            p.error("--matvec-tokens sets the kernel constant in this process: not with --worker")
-        linear.MATVEC_TOKENS = args.matvec_tokens
     from wgllm.runtime.batch_supervisor import BatchSupervisor
     from wgllm.runtime.engine import Engine
 
@@ -97,7 +89,7 @@ def main() -> None:
               f"tok/s, prefill phase {best['prefill_s']:.3f} s, TTFT p50 {best['ttft_p50_s']:.3f} s", flush=True)
     out = {"bench": "batch", "shape": args.shape, "types": args.types, "pp": args.pp, "tg": args.tg,
            "precision": engine.precision, "adapter": engine.adapter_summary, "parallel": engine.n_seq,
-           "n_ctx": engine.n_ctx, "worker": args.worker, "matvec_tokens": linear.MATVEC_TOKENS, "load_s": load_s, "rows": rows, "commit": commit(), "host": platform.node(),
+           "n_ctx": engine.n_ctx, "worker": args.worker, "load_s": load_s, "rows": rows, "commit": commit(), "host": platform.node(),
            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     engine.close()
     if args.json:

@@ -42,7 +42,6 @@ SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
-MATVEC_TOKENS = 8     # matvec of a batched pass: tokens per workgroup (each weight unit unpacked once for them)
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
@@ -163,8 +162,8 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     (ops.step_buffer). Rows t >= Step.T of y are left untouched. One dispatch per
     chunk; T_max == 1 builds the matrix-vector kernel, larger T_max the tiled one.
     batched: T_max rows of different sequences (a batched decode pass): the matrix-vector
-    kernel over groups of MATVEC_TOKENS rows (each weight unit read and unpacked once per
-    group), token-major so the groups share the weight reads, each row computed exactly as alone.
+    kernel for each row, token-major so the rows share the weight reads, each row computed
+    exactly as alone.
     """
     act = _act(x_type, y_type)
     kern = _qt(w.qtype)
@@ -181,11 +180,10 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
             continue
         if T_max == 1 or batched:
             gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
-            tb = min(MATVEC_TOKENS, T_max) if batched else 1
-            grid = (-(-T_max // tb), gx, gy) if batched else (gx, gy, 1)
-            d = dev.dispatch("matvec", binds, grid, TOKX=int(batched), TB=tb, **_matvec_consts(dev, kern), **consts)
-            if batched:  # x is exactly the token group (Device.dispatch drops per_token on axis 0 for grids)
-                d.per_token = (0, 1, tb)
+            grid = (T_max, gx, gy) if batched else (gx, gy, 1)
+            d = dev.dispatch("matvec", binds, grid, TOKX=int(batched), **_matvec_consts(dev, kern), **consts)
+            if batched:  # x is exactly the token (Device.dispatch drops per_token on axis 0 for grids)
+                d.per_token = (0, 1, 1)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
             d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), BN=MATMUL_ROWS,

@@ -16,8 +16,7 @@
 // (one barrier; kept inline in main: as a function it was 30% slower for Q2_K on an
 // H200, bench/RESULTS.md).
 // Grid: x, y flatten the row groups, z = token; with TOKX (a batched decode pass: several
-// sequences' rows) x = a group of TB tokens and y, z the row groups: a workgroup reads and
-// unpacks each weight unit once for its TB tokens, and the workgroups of all token groups for
+// sequences' rows) x = token and y, z the row groups, so the workgroups of all tokens for
 // the same weight rows run together and share its reads through the cache. Each token's
 // arithmetic is the same either way (a batched row equals the row decoded alone, bit for bit).
 //
@@ -48,8 +47,7 @@ const UNROLL: u32 = {{UNROLL}};  // units per invocation per loop iteration (1 o
 const UNIT: u32 = {{UNIT}};    // elements per unit of this weight type
 const WG: u32 = TPR * RG;
 const SHUFFLE: u32 = {{SHUFFLE_ON}};  // 1: row sums by subgroup shuffles
-const TOKX: u32 = {{TOKX}};    // 1: the token group is workgroup_id.x (see the grid above)
-const TB: u32 = {{TB}};        // tokens per workgroup (1 unless TOKX)
+const TOKX: u32 = {{TOKX}};    // 1: the token is workgroup_id.x (see the grid above)
 
 var<workgroup> red: array<f32, NR * WG>;   // partial sums [invocation][row of its group]
 
@@ -710,65 +708,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (lid < 16u) { kvt[lid] = iq4_value(lid); }
         workgroupBarrier();
     }
-    let t0 = select(wid.z, wid.x * TB, TOKX == 1u);   // this workgroup's first token
-    if (t0 >= S.T) { return; }  // uniform per workgroup
+    let t = select(wid.z, wid.x, TOKX == 1u);
+    if (t >= S.T) { return; }  // uniform per workgroup
     let r = lid / TPR;
     let l = lid % TPR;
     let g = select(wid.x + wid.y * nwg.x, wid.y + wid.z * nwg.y, TOKX == 1u);
     let n0 = (g * RG + r) * NR;
-    // acc[j]: rows n0 .. n0 + 3 (the last two only when PAIRS == 2) of token t0 + j
-    var acc: array<vec4<f32>, TB>;
+    var acc = vec4<f32>(0.0);   // rows n0 .. n0 + 3 (the last two only when PAIRS == 2)
     if (n0 < P.rows) {
         let last = P.rows - 1u;   // rows past the chunk read a valid row, never written
         let r0 = n0 * P.row_bytes;
         let r1 = min(n0 + 1u, last) * P.row_bytes;
         let r2 = min(n0 + 2u, last) * P.row_bytes;
         let r3 = min(n0 + 3u, last) * P.row_bytes;
-        let xrow = (P.K / 4u) * select(1u, 2u, GLU != 0u);
+        let xi = t * (P.K / 4u) * select(1u, 2u, GLU != 0u);
         let units = P.K / UNIT;
         for (var u = l; u < units; u += TPR * UNROLL) {
+            let xu = xi + u * (UNIT / 4u);
+            acc += vec4<f32>(udot_{{QT}}(r0, r1, u, xu), 0.0, 0.0);
+            if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu)); }
             let u2 = u + TPR;
-            // Token j's sums in the same order as with TB = 1; the weight loads and unpacking do
-            // not depend on j (token 0 always runs), so the compiler does them once for all TB.
-            for (var j = 0u; j < TB; j++) {
-                if (j == 0u || t0 + j < S.T) {
-                    let xu = (t0 + j) * xrow + u * (UNIT / 4u);
-                    acc[j] += vec4<f32>(udot_{{QT}}(r0, r1, u, xu), 0.0, 0.0);
-                    if (PAIRS == 2u) { acc[j] += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu)); }
-                    if (UNROLL == 2u && u2 < units) {
-                        let xu2 = xu + TPR * (UNIT / 4u);
-                        acc[j] += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2), 0.0, 0.0);
-                        if (PAIRS == 2u) { acc[j] += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2)); }
-                    }
-                }
+            if (UNROLL == 2u && u2 < units) {
+                let xu2 = xi + u2 * (UNIT / 4u);
+                acc += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2), 0.0, 0.0);
+                if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2)); }
             }
         }
     }
     let n = n0 + l;
     let live = l < NR && n < P.rows;
-    for (var j = 0u; j < TB; j++) {
-        let t = t0 + j;
-        if (j > 0u && t >= S.T) { break; }  // uniform per workgroup
-        var v = 0.0;
-        if (SHUFFLE == 1u) {
-            v = shuffle_sums(acc[j], l);
-        } else {
-            if (j > 0u) { workgroupBarrier(); }  // the last token's sums are read
-            for (var i = 0u; i < NR; i++) {
-                red[NR * lid + i] = acc[j][i];
-            }
-            workgroupBarrier();
-            if (live) {
-                for (var i = 0u; i < TPR; i++) {
-                    v += red[NR * (r * TPR + i) + l];
-                }
-            }
+    var v = 0.0;
+    if (SHUFFLE == 1u) {
+        v = shuffle_sums(acc, l);
+    } else {
+        for (var i = 0u; i < NR; i++) {
+            red[NR * lid + i] = acc[i];
         }
+        workgroupBarrier();
         if (live) {
-            let o = t * P.N + P.row0 + n;
-            var y = v;
-            if (P.add != 0u) { y += f32(Y[o]); }
-            Y[o] = {{YT}}(y);
+            for (var i = 0u; i < TPR; i++) {
+                v += red[NR * (r * TPR + i) + l];
+            }
         }
+    }
+    if (live) {
+        let o = t * P.N + P.row0 + n;
+        var y = v;
+        if (P.add != 0u) { y += f32(Y[o]); }
+        Y[o] = {{YT}}(y);
     }
 }
