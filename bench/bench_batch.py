@@ -62,11 +62,18 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--precision", default="f16")
     p.add_argument("--worker", action="store_true", help="run the engine in the supervised worker process")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tokens per matvec workgroup of a batched pass (kernels.linear.MATVEC_TILE; 1: each "
+                        "token on its own; not with --worker)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    from wgllm.kernels import linear
     from wgllm.runtime.batch_supervisor import BatchSupervisor
     from wgllm.runtime.engine import Engine
+
+    if args.tile is not None:
+        linear.MATVEC_TILE = args.tile
 
     model = model_file(args)
     npls = [int(x) for x in args.npl.split(",")]
@@ -89,7 +96,7 @@ def main() -> None:
               f"tok/s, prefill phase {best['prefill_s']:.3f} s, TTFT p50 {best['ttft_p50_s']:.3f} s", flush=True)
     out = {"bench": "batch", "shape": args.shape, "types": args.types, "pp": args.pp, "tg": args.tg,
            "precision": engine.precision, "adapter": engine.adapter_summary, "parallel": engine.n_seq,
-           "n_ctx": engine.n_ctx, "worker": args.worker, "load_s": load_s, "rows": rows, "commit": commit(), "host": platform.node(),
+           "n_ctx": engine.n_ctx, "worker": args.worker, "tile": linear.MATVEC_TILE, "load_s": load_s, "rows": rows, "commit": commit(), "host": platform.node(),
            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     engine.close()
     if args.json:

@@ -118,7 +118,7 @@ def arena_weights(dev: Device, arena, raw, qtype, K: int, N: int, copies: int) -
 
 
 def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int, iters: int, rng,
-                arena=None) -> float:
+                arena=None, batched: bool = False) -> float:
     """Time one shape; with `arena` (a buffer) its copies live there, so that every shape reads
     the same memory (separate buffers per shape were seen to change one type's speed by up to
     1.5x with the allocations made and freed before it)."""
@@ -131,13 +131,16 @@ def bench_shape(dev: Device, qtype: GGMLQuantizationType, K: int, N: int, T: int
     x = dev.upload(rng.standard_normal((T, K)).astype(np.float32), "bench x")
     y = dev.buffer(T * N * 4, "bench y")
     step = ops.step_buffer(dev, "bench step")
-    ops.write_step(dev, step, T, 0)
-    per_w = [L.linear(dev, w, x, y, T, step) for w in weights]
+    if batched:
+        ops.write_batch_step(dev, step, [(0, 0)] * T)
+    else:
+        ops.write_step(dev, step, T, 0)
+    per_w = [L.linear(dev, w, x, y, T, step, batched=batched) for w in weights]
     dispatches = [d for i in range(iters) for d in per_w[i % copies]]
     dt = timed(dev, dispatches) / iters
     gbs = raw.nbytes / dt / 1e9
     tflops = 2 * T * K * N / dt / 1e12
-    print(f"{qtype.name:5s} K={K:5d} N={N:6d} T={T:4d}  {raw.nbytes / 1e6:8.2f} MB  "
+    print(f"{qtype.name:5s} K={K:5d} N={N:6d} T={T:4d}{' batched' if batched else ''}  {raw.nbytes / 1e6:8.2f} MB  "
           f"{dt * 1e6:9.1f} us/call  {gbs:7.1f} GB/s  {tflops:6.2f} TFLOP/s  ({copies} copies, "
           f"{len(weights[0].chunks)} chunk(s){', one arena' if not own else ''})")
     for w in weights if own else ():
@@ -152,6 +155,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", action="append", help="TYPE:KxN, e.g. Q4_0:4096x14336 (repeatable)")
     ap.add_argument("--T", type=int, default=1, help="tokens per call (1: decode matvec)")
+    ap.add_argument("--batched", action="store_true",
+                    help="T rows of a batched decode pass (linear(batched=True): the matvec per row, or the tile)")
+    ap.add_argument("--tile", type=int, default=None, help="tokens per matvec tile of a batched pass (MATVEC_TILE)")
     ap.add_argument("--iters", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=1,
                     help="time the shapes this many times over (each a fresh upload), then print each shape's best "
@@ -160,6 +166,8 @@ def main() -> None:
     ap.add_argument("--fresh-buffers", action="store_true",
                     help="upload each shape's copies into buffers of their own (freed after it), not one arena")
     args = ap.parse_args()
+    if args.tile is not None:
+        L.MATVEC_TILE = args.tile
     info = choose_adapter(args.adapter)
     has_ts = "timestamp-query" in info.adapter.features
     dev = Device(_TimestampAdapter(info.adapter) if has_ts else info.adapter)
@@ -178,7 +186,7 @@ def main() -> None:
         for spec in args.shape or DEFAULT_SHAPES:
             name, dims = spec.split(":")
             K, N = (int(v) for v in dims.lower().split("x"))
-            dt = bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng, arena)
+            dt = bench_shape(dev, GGMLQuantizationType[name.upper()], K, N, args.T, args.iters, rng, arena, args.batched)
             best[spec] = min(dt, best.get(spec, dt))
     if args.rounds > 1:
         print(f"best of {args.rounds} rounds:")

@@ -218,14 +218,22 @@ def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling
         release(dev, w)
 
 
+BATCHED_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q6_K, Q.F16, Q.Q2_K, Q.IQ4_XS]
+
+
+@pytest.mark.parametrize("tile", [4, 16])
+@pytest.mark.parametrize("case", [1, 4], ids=["short", "long"])
 @pytest.mark.parametrize("B", [1, 3, 9, 11])
-@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q6_K, Q.F16, Q.Q2_K, Q.IQ4_XS], ids=lambda t: t.name)
-def test_batched_rows_equal_each_row_alone(kdevice, act, rng, qtype, B):
-    """linear(batched=True) (the continuous-batching pass: the matvec per row, token-major; built
-    for 11 rows, run with fewer) gives every row bit for bit what the one-row matvec gives it, and
-    it is right."""
+@pytest.mark.parametrize("qtype", BATCHED_TYPES, ids=lambda t: t.name)
+def test_batched_rows_equal_each_row_alone(kdevice, act, rng, monkeypatch, qtype, B, case, tile):
+    """linear(batched=True) (the continuous-batching pass, built for 11 rows, run with fewer:
+    for types with a tile (qtypes `tile`), `tile` tokens per workgroup sharing each unpacked
+    weight unit, a last tile cut short; for the others the matvec per row) gives every row bit
+    for bit what the one-row matvec gives it, and it is right; "long" rows take a second loop
+    iteration in some lanes."""
+    monkeypatch.setattr(L, "MATVEC_TILE", tile)
     dev = kdevice
-    N, K = shape_for(qtype, 1)
+    N, K = shape_for(qtype, case)
     raw = L.random_weight_bytes(rng, qtype, N, K)
     w = L.upload_weight(dev, [raw], qtype, K, "weights")
     x = rng.standard_normal((B, K)).astype(NP[act])

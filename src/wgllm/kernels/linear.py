@@ -42,6 +42,7 @@ SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
+MATVEC_TILE = 16      # matvec: tokens per workgroup of a batched pass, for types with a tile (1: none)
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
@@ -134,13 +135,34 @@ def matvec_rows(qtype: GGMLQuantizationType) -> int:
     return MATVEC_WG // _qt(qtype).tpr * 2 * _matvec_pairs(qtype)
 
 
-def _matvec_consts(dev: Device, kern: QType) -> dict:
+def _matvec_consts(dev: Device, kern: QType, tb: int = 1) -> dict:
     """matvec.wgsl's tiling constants for weight type `kern` on `dev`: row sums by subgroup
-    shuffles where each row group lies in one subgroup, else through workgroup memory."""
+    shuffles where each row group lies in one subgroup, else through workgroup memory;
+    tb > 1: the batched tile of tb tokens (one row pair per row group)."""
     sg = ops.subgroup_size(dev)
     shuffle = sg >= kern.tpr and sg % kern.tpr == 0
-    return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=MATVEC_PAIRS or kern.pairs,
-                UNROLL=kern.unroll, SHUFFLE="subgroup" if shuffle else "none", SHUFFLE_ON=int(shuffle))
+    pairs = 1 if tb > 1 else MATVEC_PAIRS or kern.pairs
+    return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=pairs, UNROLL=kern.unroll,
+                SHUFFLE="subgroup" if shuffle else "none", SHUFFLE_ON=int(shuffle), TB=tb,
+                TILE="on" if tb > 1 else "none")
+
+
+def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int, batched: bool, consts) -> Dispatch:
+    """The matvec dispatch of one chunk: one token (T_max == 1); a batched pass's rows, each
+    token on its own (grid x = token) or, for types with a tile, MATVEC_TILE tokens per
+    workgroup (grid x = tile); either way each row equals the row computed alone."""
+    tb = min(MATVEC_TILE, T_max) if batched and kern.tile else 1
+    if tb > 1:
+        gy, gz = dev.grid(-(-rows // (MATVEC_WG // kern.tpr * 2)))
+        d = dev.dispatch("matvec", binds, (-(-T_max // tb), gy, gz), TOKX=1, **_matvec_consts(dev, kern, tb), **consts)
+        d.per_token = (0, 1, tb)  # x covers the tiles exactly (Device.dispatch drops per_token on axis 0)
+        return d
+    gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
+    if not batched:
+        return dev.dispatch("matvec", binds, (gx, gy, 1), TOKX=0, **_matvec_consts(dev, kern), **consts)
+    d = dev.dispatch("matvec", binds, (T_max, gx, gy), TOKX=1, **_matvec_consts(dev, kern), **consts)
+    d.per_token = (0, 1, 1)  # x is exactly the token
+    return d
 
 
 def _act(*types: str) -> str:
@@ -162,8 +184,8 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     (ops.step_buffer). Rows t >= Step.T of y are left untouched. One dispatch per
     chunk; T_max == 1 builds the matrix-vector kernel, larger T_max the tiled one.
     batched: T_max rows of different sequences (a batched decode pass): the matrix-vector
-    kernel for each row, token-major so the rows share the weight reads, each row computed
-    exactly as alone.
+    kernel for each row (for types with a tile, MATVEC_TILE rows per workgroup sharing each
+    unpacked weight unit), each row computed exactly as alone.
     """
     act = _act(x_type, y_type)
     kern = _qt(w.qtype)
@@ -179,11 +201,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts))
             continue
         if T_max == 1 or batched:
-            gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
-            grid = (T_max, gx, gy) if batched else (gx, gy, 1)
-            d = dev.dispatch("matvec", binds, grid, TOKX=int(batched), **_matvec_consts(dev, kern), **consts)
-            if batched:  # x is exactly the token (Device.dispatch drops per_token on axis 0 for grids)
-                d.per_token = (0, 1, 1)
+            d = _matvec(dev, w, kern, rows, binds, T_max, batched, consts)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
             d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), BN=MATMUL_ROWS,

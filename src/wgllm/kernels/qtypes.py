@@ -34,6 +34,7 @@ class QType:
     tpr: int = 32  # matvec: invocations per row group (16 or 32)
     unroll: int = 1  # matvec: units per invocation per loop iteration (1 or 2)
     rowdot: bool = False  # the CPU-adapter kernel (rowdot) reads it
+    tile: bool = False  # matvec has its batched tile (uw_/wd_<kernel> in matvec.wgsl)
     fallback: str | None = None  # llama-quantize's type when a row is not whole blocks (then F16)
     scales: tuple[tuple[int, float, float], ...] = ()  # (byte offset in block, lo, hi) of f16 scales
 
@@ -69,17 +70,17 @@ TYPES: dict[str, QType] = {t.name: t for t in [
     QType("F32", "f32", unit=8, pairs=1, rowdot=True),
     QType("F16", "f16", unit=16, pairs=1, rowdot=True),
     QType("BF16", "bf16", unit=16, pairs=1),
-    QType("Q8_0", "q8_0", rowdot=True, scales=_S8),
-    QType("Q4_0", "q4_0", rowdot=True, scales=_S8),
-    QType("Q4_1", "q4_1", rowdot=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
+    QType("Q8_0", "q8_0", tile=True, rowdot=True, scales=_S8),
+    QType("Q4_0", "q4_0", tile=True, rowdot=True, scales=_S8),
+    QType("Q4_1", "q4_1", tile=True, rowdot=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("Q5_0", "q5_0", scales=_S8),
     QType("Q5_1", "q5_1", scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("IQ4_NL", "iq4_nl", scales=_S8),
     QType("Q2_K", "q2_k", unit=64, fallback="Q4_0", scales=((80, 1e-4, 1e-3), (82, 1e-4, 1e-3))),
     QType("Q3_K", "q3_k", unit=64, fallback="Q4_0", scales=((108, 1e-4, 1e-3),)),
-    QType("Q4_K", "q4_k", unit=64, rowdot=True, fallback="Q5_0", scales=((0, 1e-4, 1e-3), (2, 1e-4, 1e-3))),
+    QType("Q4_K", "q4_k", tile=True, unit=64, rowdot=True, fallback="Q5_0", scales=((0, 1e-4, 1e-3), (2, 1e-4, 1e-3))),
     QType("Q5_K", "q5_k", unit=64, pairs=1, fallback="Q5_1", scales=((0, 1e-4, 1e-3), (2, 1e-4, 1e-3))),
-    QType("Q6_K", "q6_k", unit=64, fallback="Q8_0", scales=((208, 1e-4, 1e-3),)),
+    QType("Q6_K", "q6_k", tile=True, unit=64, fallback="Q8_0", scales=((208, 1e-4, 1e-3),)),
     QType("IQ4_XS", "iq4_xs", unit=64, pairs=1, fallback="IQ4_NL", scales=((0, 1e-4, 1e-3),)),
 ]}
 
