@@ -144,7 +144,17 @@ def _matvec_consts(dev: Device, kern: QType, tb: int = 1) -> dict:
     pairs = 1 if tb > 1 else MATVEC_PAIRS or kern.pairs
     return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=pairs, UNROLL=kern.unroll,
                 SHUFFLE="subgroup" if shuffle else "none", SHUFFLE_ON=int(shuffle), TB=tb,
-                TILE="on" if tb > 1 else "none")
+                TILE="on" if tb > 1 else "none", **(_tile_code(kern.kernel, tb) if tb > 1 else {}))
+
+
+def _tile_code(qt: str, tb: int) -> dict:
+    """matvec_tile_on.wgsl's per-token code written out for tb tokens: an accumulator per token
+    (registers, not an indexed array), token j's dots only where the pass has row j."""
+    dot = "acc{j} += wd_{qt}(a, b, u, xu + {j}u * xrow);"
+    dots = [dot.format(j=0, qt=qt)] + [f"if (nt > {j}u) {{ {dot.format(j=j, qt=qt)} }}" for j in range(1, tb)]
+    return dict(TILE_VARS=" ".join(f"var acc{j} = vec2<f32>(0.0);" for j in range(tb)),
+                TILE_DOTS="\n            ".join(dots),
+                TILE_SUMS="\n    ".join(f"tile_out(acc{j}, {j}u, nt, t0, lid, r, l, n0 + l);" for j in range(tb)))
 
 
 def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int, batched: bool, consts) -> Dispatch:

@@ -136,7 +136,8 @@ fn udot_f16(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
 // --- the types with a batched tile (qtypes.py `tile`, matvec_tile_on.wgsl): a unit is uw_*
 // (one row's weights of unit u, read and unpacked) and wd_* (two rows' unpacked weights
 // times one token's x), so that a tile of tokens unpacks each unit once and every token's
-// arithmetic is the one-row kernel's: udot_*(ra, rb, u, xi) is wd_*(uw_*(ra, u), uw_*(rb, u), u, xi).
+// arithmetic is the one-row kernel's: udot_*(ra, rb, u, xi) is wd_*(uw_*(ra, u), uw_*(rb, u), u, xi)
+// (Q4_K's udot keeps its own code with the same arithmetic, see there).
 
 // 32 weights of a block as 8 vec4 (w[j]: elements 4j .. 4j + 3), scale d, min m.
 struct UB { d: f32, m: f32, w: array<vec4<f32>, 8> }
@@ -228,7 +229,8 @@ fn udot_q4_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
 }
 
 // Q4_K, UNIT 64: sub-blocks 2g (low nibbles, lo) and 2g+1 (high nibbles, hi) of
-// qs[32g .. 32g+32) as floats q; 144-byte super-blocks keep rows word aligned.
+// qs[32g .. 32g+32) as floats q; 144-byte super-blocks keep rows word aligned. (udot_q4_k
+// is not built from uw/wd, see below.)
 // Their scales sc and mins mn, times d and dmin: sum = d sc . (S_2g, S_2g+1) - dmin mn . (X_2g, X_2g+1).
 struct UK4 { lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>, sc: vec2<f32>, mn: vec2<f32>, d: f32, dmin: f32 }
 
@@ -267,16 +269,59 @@ fn q4k_sum(a: UK4, s: vec2<f32>, sx: vec2<f32>) -> f32 {
     return a.d * dot(a.sc, s) - a.dmin * dot(a.mn, sx);
 }
 
+// (S_2g, S_2g+1) of the unpacked lo, hi against x's 16 vec4 from xi (q4k_dots' order).
+fn q4k_s(lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>, xl: array<vec4<f32>, 8>, xh: array<vec4<f32>, 8>) -> vec2<f32> {
+    return vec2<f32>(b8s(lo, xl), b8s(hi, xh));
+}
+
 fn wd_q4_k(a: UK4, b: UK4, u: u32, xi: u32) -> vec2<f32> {
     let xl = x8(xi);
     let xh = x8(xi + 8u);
     let sx = vec2<f32>(xsum(xl), xsum(xh));
-    return vec2<f32>(q4k_sum(a, vec2<f32>(b8s(a.lo, xl), b8s(a.hi, xh)), sx),
-                     q4k_sum(b, vec2<f32>(b8s(b.lo, xl), b8s(b.hi, xh)), sx));
+    return vec2<f32>(q4k_sum(a, q4k_s(a.lo, a.hi, xl, xh), sx), q4k_sum(b, q4k_s(b.lo, b.hi, xl, xh), sx));
+}
+
+// The one-row kernel's Q4_K keeps each quant's unpacking beside its dot (uw_q4_k's whole unit
+// unpacked before the dots was 16% slower on an H200): the same arithmetic as wd_q4_k.
+fn q4k_lo(w: u32) -> vec4<f32> {
+    return mq(w & 0x0f0f0f0fu, SH_LO, 0xffu) - TWO23;
+}
+
+fn q4k_hi(w: u32) -> vec4<f32> {
+    return mq((w >> 4u) & 0x0f0f0f0fu, SH_LO, 0xffu) - TWO23;
+}
+
+fn q4k_dots(p: vec4<u32>, q: vec4<u32>, xi: u32) -> vec2<f32> {
+    let lo = dot(q4k_lo(p.x), xv(xi)) + dot(q4k_lo(p.y), xv(xi + 1u))
+           + dot(q4k_lo(p.z), xv(xi + 2u)) + dot(q4k_lo(p.w), xv(xi + 3u))
+           + dot(q4k_lo(q.x), xv(xi + 4u)) + dot(q4k_lo(q.y), xv(xi + 5u))
+           + dot(q4k_lo(q.z), xv(xi + 6u)) + dot(q4k_lo(q.w), xv(xi + 7u));
+    let hi = dot(q4k_hi(p.x), xv(xi + 8u)) + dot(q4k_hi(p.y), xv(xi + 9u))
+           + dot(q4k_hi(p.z), xv(xi + 10u)) + dot(q4k_hi(p.w), xv(xi + 11u))
+           + dot(q4k_hi(q.x), xv(xi + 12u)) + dot(q4k_hi(q.y), xv(xi + 13u))
+           + dot(q4k_hi(q.z), xv(xi + 14u)) + dot(q4k_hi(q.w), xv(xi + 15u));
+    return vec2<f32>(lo, hi);
+}
+
+fn q4k_finish(base: u32, g: u32, s: vec2<f32>, sx: vec2<f32>) -> f32 {
+    let k = q4k_scales(base, g);
+    let dm = W[base >> 2u];
+    return half_f32(dm & 0xffffu) * dot(k.xy, s) - half_f32(dm >> 16u) * dot(k.zw, sx);
 }
 
 fn udot_q4_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    return wd_q4_k(uw_q4_k(ra, u), uw_q4_k(rb, u), u, xi);
+    let g = u & 3u;
+    let ba = ra + (u >> 2u) * 144u;
+    let bb = rb + (u >> 2u) * 144u;
+    let ia = (ba + 16u + 32u * g) >> 2u;
+    let ib = (bb + 16u + 32u * g) >> 2u;
+    let pa = w4(ia);
+    let qa = w4(ia + 4u);
+    let pb = w4(ib);
+    let qb = w4(ib + 4u);
+    let sx = vec2<f32>(hsum(xv(xi) + xv(xi + 1u) + xv(xi + 2u) + xv(xi + 3u) + xv(xi + 4u) + xv(xi + 5u) + xv(xi + 6u) + xv(xi + 7u)),
+                       hsum(xv(xi + 8u) + xv(xi + 9u) + xv(xi + 10u) + xv(xi + 11u) + xv(xi + 12u) + xv(xi + 13u) + xv(xi + 14u) + xv(xi + 15u)));
+    return vec2<f32>(q4k_finish(ba, g, q4k_dots(pa, qa, xi), sx), q4k_finish(bb, g, q4k_dots(pb, qb, xi), sx));
 }
 
 // Q6_K, UNIT 64: with c4 = u % 4 = 2h + c, the unit is the 64 elements
