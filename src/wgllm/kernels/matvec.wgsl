@@ -19,8 +19,8 @@
 // sequences' rows) x = token and y, z the row groups, so the workgroups of all tokens for
 // the same weight rows run together and share its reads through the cache. Each token's
 // arithmetic is the same either way (a batched row equals the row decoded alone, bit for bit).
-// With TB > 1 (types with a batched tile) a workgroup takes TB tokens of the batched pass
-// and unpacks each weight unit once for all of them (matvec_tile_on.wgsl).
+// With TB > 1 (types with a batched tile: Q6_K) a workgroup takes TB tokens of the batched
+// pass and unpacks each weight unit once for all of them (matvec_tile_on.wgsl).
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
 // exactly 2^23 + q for an integer q < 2^23, so one OR and one subtraction (also
@@ -133,156 +133,94 @@ fn udot_f16(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     return vec2<f32>(h8dot(pa, qa, x0, x1, x2, x3), h8dot(pb, qb, x0, x1, x2, x3));
 }
 
-// --- the types with a batched tile (qtypes.py `tile`, matvec_tile_on.wgsl): a unit is uw_*
-// (one row's weights of unit u, read and unpacked) and wd_* (two rows' unpacked weights
-// times one token's x), so that a tile of tokens unpacks each unit once and every token's
-// arithmetic is the one-row kernel's: udot_*(ra, rb, u, xi) is wd_*(uw_*(ra, u), uw_*(rb, u), u, xi)
-// (Q4_K's udot keeps its own code with the same arithmetic, see there).
-
-// 32 weights of a block as 8 vec4 (w[j]: elements 4j .. 4j + 3), scale d, min m.
-struct UB { d: f32, m: f32, w: array<vec4<f32>, 8> }
-
-// The 8 vec4 of x at vec4 index xi.
-fn x8(xi: u32) -> array<vec4<f32>, 8> {
-    return array<vec4<f32>, 8>(xv(xi), xv(xi + 1u), xv(xi + 2u), xv(xi + 3u),
-                               xv(xi + 4u), xv(xi + 5u), xv(xi + 6u), xv(xi + 7u));
-}
-
-// Q4_0 / Q4_1 quants, 4 words: word j holds elements 4j..4j+3 (low nibbles) and
-// 16+4j.. (high), as floats q - off.
-fn q4_unpack(q: vec4<u32>, off: f32) -> array<vec4<f32>, 8> {
-    let lo = q & vec4<u32>(0x0f0f0f0fu);
-    let hi = (q >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu);
-    return array<vec4<f32>, 8>(mq(lo.x, SH_LO, 0xffu) - off, mq(lo.y, SH_LO, 0xffu) - off,
-                               mq(lo.z, SH_LO, 0xffu) - off, mq(lo.w, SH_LO, 0xffu) - off,
-                               mq(hi.x, SH_LO, 0xffu) - off, mq(hi.y, SH_LO, 0xffu) - off,
-                               mq(hi.z, SH_LO, 0xffu) - off, mq(hi.w, SH_LO, 0xffu) - off);
-}
-
-// sum w x over a block, word by word (word j: elements 4j.. and 16 + 4j..).
-fn q4s(w: array<vec4<f32>, 8>, x: array<vec4<f32>, 8>) -> f32 {
-    return (dot(w[0], x[0]) + dot(w[4], x[4])) + (dot(w[1], x[1]) + dot(w[5], x[5]))
-         + (dot(w[2], x[2]) + dot(w[6], x[6])) + (dot(w[3], x[3]) + dot(w[7], x[7]));
-}
-
-// sum w x over a block in element order.
-fn b8s(w: array<vec4<f32>, 8>, x: array<vec4<f32>, 8>) -> f32 {
-    return dot(w[0], x[0]) + dot(w[1], x[1]) + dot(w[2], x[2]) + dot(w[3], x[3])
-         + dot(w[4], x[4]) + dot(w[5], x[5]) + dot(w[6], x[6]) + dot(w[7], x[7]);
-}
-
-fn xsum(x: array<vec4<f32>, 8>) -> f32 {
-    return hsum(x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7]);
-}
-
 // Q8_0, UNIT 32 (one block): d f16 | qs[32] int8. Signed bytes: (b ^ 0x80) is b + 128.
-fn uw_q8_0(r: u32, u: u32) -> UB {
-    let b = r + u * 34u;
-    let p = fun4(b + 2u) ^ vec4<u32>(0x80808080u);
-    let q = fun4(b + 18u) ^ vec4<u32>(0x80808080u);
-    let z = TWO23 + 128.0;
-    return UB(whf(b), 0.0, array<vec4<f32>, 8>(mq(p.x, SH_LO, 0xffu) - z, mq(p.y, SH_LO, 0xffu) - z,
-                                               mq(p.z, SH_LO, 0xffu) - z, mq(p.w, SH_LO, 0xffu) - z,
-                                               mq(q.x, SH_LO, 0xffu) - z, mq(q.y, SH_LO, 0xffu) - z,
-                                               mq(q.z, SH_LO, 0xffu) - z, mq(q.w, SH_LO, 0xffu) - z));
+fn q8w(w: u32, x: vec4<f32>) -> f32 {
+    return dot(mq(w ^ 0x80808080u, SH_LO, 0xffu) - (TWO23 + 128.0), x);
 }
 
-fn wd_q8_0(a: UB, b: UB, u: u32, xi: u32) -> vec2<f32> {
-    let x = x8(xi);
-    return vec2<f32>(a.d * b8s(a.w, x), b.d * b8s(b.w, x));
+fn q8dot(p: vec4<u32>, q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+         x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
+    return q8w(p.x, x0) + q8w(p.y, x1) + q8w(p.z, x2) + q8w(p.w, x3)
+         + q8w(q.x, x4) + q8w(q.y, x5) + q8w(q.z, x6) + q8w(q.w, x7);
 }
 
 fn udot_q8_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    return wd_q8_0(uw_q8_0(ra, u), uw_q8_0(rb, u), u, xi);
+    let ba = ra + u * 34u;
+    let bb = rb + u * 34u;
+    let pa = fun4(ba + 2u);
+    let qa = fun4(ba + 18u);
+    let pb = fun4(bb + 2u);
+    let qb = fun4(bb + 18u);
+    let da = whf(ba);
+    let db = whf(bb);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    return vec2<f32>(da * q8dot(pa, qa, x0, x1, x2, x3, x4, x5, x6, x7),
+                     db * q8dot(pb, qb, x0, x1, x2, x3, x4, x5, x6, x7));
+}
+
+// Q4_0 / Q4_1 quants, 4 words: word j holds elements 4j..4j+3 (low nibbles) and
+// 16+4j.. (high). Returns sum (q - off) x.
+fn q4w(w: u32, xa: vec4<f32>, xb: vec4<f32>, off: f32) -> f32 {
+    return dot(mq(w & 0x0f0f0f0fu, SH_LO, 0xffu) - off, xa) + dot(mq((w >> 4u) & 0x0f0f0f0fu, SH_LO, 0xffu) - off, xb);
+}
+
+fn q4dot(q: vec4<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+         x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>, off: f32) -> f32 {
+    return q4w(q.x, x0, x4, off) + q4w(q.y, x1, x5, off) + q4w(q.z, x2, x6, off) + q4w(q.w, x3, x7, off);
 }
 
 // Q4_0, UNIT 32, 18-byte blocks: d * sum (q - 8) x
-fn uw_q4_0(r: u32, u: u32) -> UB {
-    let b = r + u * 18u;
-    return UB(whf(b), 0.0, q4_unpack(fun4(b + 2u), TWO23 + 8.0));
-}
-
-fn wd_q4_0(a: UB, b: UB, u: u32, xi: u32) -> vec2<f32> {
-    let x = x8(xi);
-    return vec2<f32>(a.d * q4s(a.w, x), b.d * q4s(b.w, x));
-}
-
 fn udot_q4_0(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    return wd_q4_0(uw_q4_0(ra, u), uw_q4_0(rb, u), u, xi);
+    let ba = ra + u * 18u;
+    let bb = rb + u * 18u;
+    let qa = fun4(ba + 2u);
+    let qb = fun4(bb + 2u);
+    let da = whf(ba);
+    let db = whf(bb);
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    let off = TWO23 + 8.0;
+    return vec2<f32>(da * q4dot(qa, x0, x1, x2, x3, x4, x5, x6, x7, off),
+                     db * q4dot(qb, x0, x1, x2, x3, x4, x5, x6, x7, off));
 }
 
 // Q4_1, UNIT 32, 20-byte blocks (rows and quants word aligned): sum (d q + m) x = d sum q x + m sum x
-fn uw_q4_1(r: u32, u: u32) -> UB {
-    let i = (r + u * 20u) >> 2u;
-    let dm = W[i];
-    return UB(half_f32(dm & 0xffffu), half_f32(dm >> 16u), q4_unpack(w4(i + 1u), TWO23));
-}
-
-fn wd_q4_1(a: UB, b: UB, u: u32, xi: u32) -> vec2<f32> {
-    let x = x8(xi);
-    let sx = xsum(x);
-    return vec2<f32>(a.d * q4s(a.w, x) + a.m * sx, b.d * q4s(b.w, x) + b.m * sx);
-}
-
 fn udot_q4_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
-    return wd_q4_1(uw_q4_1(ra, u), uw_q4_1(rb, u), u, xi);
+    let ba = ra + u * 20u;
+    let bb = rb + u * 20u;
+    let qa = w4((ba + 4u) >> 2u);
+    let qb = w4((bb + 4u) >> 2u);
+    let dma = W[ba >> 2u];
+    let dmb = W[bb >> 2u];
+    let x0 = xv(xi);
+    let x1 = xv(xi + 1u);
+    let x2 = xv(xi + 2u);
+    let x3 = xv(xi + 3u);
+    let x4 = xv(xi + 4u);
+    let x5 = xv(xi + 5u);
+    let x6 = xv(xi + 6u);
+    let x7 = xv(xi + 7u);
+    let sx = hsum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
+    return vec2<f32>(half_f32(dma & 0xffffu) * q4dot(qa, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dma >> 16u) * sx,
+                     half_f32(dmb & 0xffffu) * q4dot(qb, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dmb >> 16u) * sx);
 }
 
-// Q4_K, UNIT 64: sub-blocks 2g (low nibbles, lo) and 2g+1 (high nibbles, hi) of
-// qs[32g .. 32g+32) as floats q; 144-byte super-blocks keep rows word aligned. (udot_q4_k
-// is not built from uw/wd, see below.)
-// Their scales sc and mins mn, times d and dmin: sum = d sc . (S_2g, S_2g+1) - dmin mn . (X_2g, X_2g+1).
-struct UK4 { lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>, sc: vec2<f32>, mn: vec2<f32>, d: f32, dmin: f32 }
-
-// Scales and mins of sub-blocks 2g, 2g+1 from the 12 scale bytes (words s.x, s.y,
-// s.z = bytes 0-3, 4-7, 8-11), branch free (see q4k_scale_min in quant.wgsl):
-// sub-block j < 4: sc = b[j] & 63, mn = b[j+4] & 63; j >= 4, i = j - 4:
-// sc = (b[8+i] & 15) | (b[i] >> 6) << 4, mn = (b[8+i] >> 4) | (b[4+i] >> 6) << 4.
-fn q4k_scales(base: u32, g: u32) -> vec4<f32> {
-    let sw = w4((base + 4u) >> 2u).xyz;
-    let sh = vec2<u32>(16u * (g & 1u), 16u * (g & 1u) + 8u);   // byte (2g or 2g+1) % 4, in bits
-    let b0 = (vec2<u32>(sw.x) >> sh) & vec2<u32>(0xffu);
-    let b1 = (vec2<u32>(sw.y) >> sh) & vec2<u32>(0xffu);
-    let b2 = (vec2<u32>(sw.z) >> sh) & vec2<u32>(0xffu);
-    let low = g < 2u;
-    let sc = select((b2 & vec2<u32>(15u)) | ((b0 >> vec2<u32>(6u)) << vec2<u32>(4u)), b0 & vec2<u32>(63u), low);
-    let mn = select((b2 >> vec2<u32>(4u)) | ((b1 >> vec2<u32>(6u)) << vec2<u32>(4u)), b1 & vec2<u32>(63u), low);
-    return vec4<f32>(vec2<f32>(sc), vec2<f32>(mn));
-}
-
-fn uw_q4_k(r: u32, u: u32) -> UK4 {
-    let g = u & 3u;
-    let base = r + (u >> 2u) * 144u;
-    let i = (base + 16u + 32u * g) >> 2u;
-    let p = w4(i);
-    let q = w4(i + 4u);
-    let lo = q4_unpack(p, TWO23);
-    let hi = q4_unpack(q, TWO23);   // q4_unpack's halves: low nibbles of p, q; high of p, q
-    let s = q4k_scales(base, g);
-    let dm = W[base >> 2u];
-    return UK4(array<vec4<f32>, 8>(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]),
-               array<vec4<f32>, 8>(lo[4], lo[5], lo[6], lo[7], hi[4], hi[5], hi[6], hi[7]),
-               s.xy, s.zw, half_f32(dm & 0xffffu), half_f32(dm >> 16u));
-}
-
-fn q4k_sum(a: UK4, s: vec2<f32>, sx: vec2<f32>) -> f32 {
-    return a.d * dot(a.sc, s) - a.dmin * dot(a.mn, sx);
-}
-
-// (S_2g, S_2g+1) of the unpacked lo, hi against x's 16 vec4 from xi (q4k_dots' order).
-fn q4k_s(lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>, xl: array<vec4<f32>, 8>, xh: array<vec4<f32>, 8>) -> vec2<f32> {
-    return vec2<f32>(b8s(lo, xl), b8s(hi, xh));
-}
-
-fn wd_q4_k(a: UK4, b: UK4, u: u32, xi: u32) -> vec2<f32> {
-    let xl = x8(xi);
-    let xh = x8(xi + 8u);
-    let sx = vec2<f32>(xsum(xl), xsum(xh));
-    return vec2<f32>(q4k_sum(a, q4k_s(a.lo, a.hi, xl, xh), sx), q4k_sum(b, q4k_s(b.lo, b.hi, xl, xh), sx));
-}
-
-// The one-row kernel's Q4_K keeps each quant's unpacking beside its dot (uw_q4_k's whole unit
-// unpacked before the dots was 16% slower on an H200): the same arithmetic as wd_q4_k.
+// Q4_K, UNIT 64: sub-blocks 2g (low nibbles) and 2g+1 (high nibbles) of
+// qs[32g .. 32g+32); 144-byte super-blocks keep rows word aligned.
+// Returns (sum q x over sub-block 2g, over 2g+1).
 fn q4k_lo(w: u32) -> vec4<f32> {
     return mq(w & 0x0f0f0f0fu, SH_LO, 0xffu) - TWO23;
 }
@@ -303,10 +241,21 @@ fn q4k_dots(p: vec4<u32>, q: vec4<u32>, xi: u32) -> vec2<f32> {
     return vec2<f32>(lo, hi);
 }
 
+// Scales and mins of sub-blocks 2g, 2g+1 from the 12 scale bytes (words s.x, s.y,
+// s.z = bytes 0-3, 4-7, 8-11), branch free (see q4k_scale_min in quant.wgsl):
+// sub-block j < 4: sc = b[j] & 63, mn = b[j+4] & 63; j >= 4, i = j - 4:
+// sc = (b[8+i] & 15) | (b[i] >> 6) << 4, mn = (b[8+i] >> 4) | (b[4+i] >> 6) << 4.
 fn q4k_finish(base: u32, g: u32, s: vec2<f32>, sx: vec2<f32>) -> f32 {
-    let k = q4k_scales(base, g);
+    let sw = w4((base + 4u) >> 2u).xyz;
+    let sh = vec2<u32>(16u * (g & 1u), 16u * (g & 1u) + 8u);   // byte (2g or 2g+1) % 4, in bits
+    let b0 = (vec2<u32>(sw.x) >> sh) & vec2<u32>(0xffu);
+    let b1 = (vec2<u32>(sw.y) >> sh) & vec2<u32>(0xffu);
+    let b2 = (vec2<u32>(sw.z) >> sh) & vec2<u32>(0xffu);
+    let low = g < 2u;
+    let sc = select((b2 & vec2<u32>(15u)) | ((b0 >> vec2<u32>(6u)) << vec2<u32>(4u)), b0 & vec2<u32>(63u), low);
+    let mn = select((b2 >> vec2<u32>(4u)) | ((b1 >> vec2<u32>(6u)) << vec2<u32>(4u)), b1 & vec2<u32>(63u), low);
     let dm = W[base >> 2u];
-    return half_f32(dm & 0xffffu) * dot(k.xy, s) - half_f32(dm >> 16u) * dot(k.zw, sx);
+    return half_f32(dm & 0xffffu) * dot(vec2<f32>(sc), s) - half_f32(dm >> 16u) * dot(vec2<f32>(mn), sx);
 }
 
 fn udot_q4_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
@@ -323,6 +272,13 @@ fn udot_q4_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
                        hsum(xv(xi + 8u) + xv(xi + 9u) + xv(xi + 10u) + xv(xi + 11u) + xv(xi + 12u) + xv(xi + 13u) + xv(xi + 14u) + xv(xi + 15u)));
     return vec2<f32>(q4k_finish(ba, g, q4k_dots(pa, qa, xi), sx), q4k_finish(bb, g, q4k_dots(pb, qb, xi), sx));
 }
+
+// --- a type with a batched tile (qtypes.py `tile`, matvec_tile_on.wgsl): a unit is uw_* (one
+// row's weights of unit u, read and unpacked) and wd_* (two rows' unpacked weights times one
+// token's x), so that a tile of tokens unpacks each unit once and every token's arithmetic is
+// the one-row kernel's: udot_*(ra, rb, u, xi) is wd_*(uw_*(ra, u), uw_*(rb, u), u, xi).
+// (Built so for Q4_0, Q4_1, Q8_0 and Q4_K too, their tiles were slower on an H200 than a
+// workgroup per token, bench/RESULTS.md; Q6_K's one-row kernel got 10% faster this way.)
 
 // Q6_K, UNIT 64: with c4 = u % 4 = 2h + c, the unit is the 64 elements
 // 128h + 32k + 16c + i (k = 0..3, i = 0..15): ql bytes A = 64h + 16c + i (k = 0 low
