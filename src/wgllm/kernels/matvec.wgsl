@@ -536,33 +536,28 @@ fn fun2(q: u32) -> vec2<u32> {
     return (w >> sh) | ((nx << vec2<u32>(1u)) << (vec2<u32>(31u) - sh));
 }
 
-// The x of lane v's 8 runs, loaded once for both rows (Q6_K's one-row kernel got 9% faster on
-// an H200 when its x was loaded once): run m's at x[2m], x[2m + 1] (x vec4 xs + 8m, + 1).
-fn xruns(xs: u32) -> array<vec4<f32>, 16> {
-    return array<vec4<f32>, 16>(xv(xs), xv(xs + 1u), xv(xs + 8u), xv(xs + 9u), xv(xs + 16u), xv(xs + 17u),
-                                xv(xs + 24u), xv(xs + 25u), xv(xs + 32u), xv(xs + 33u), xv(xs + 40u), xv(xs + 41u),
-                                xv(xs + 48u), xv(xs + 49u), xv(xs + 56u), xv(xs + 57u));
+fn xsum2(xs: u32) -> f32 {
+    return hsum(xv(xs) + xv(xs + 1u));
 }
 
 // X of the 8 runs of lane v (both rows use them).
 struct X8 { a: vec4<f32>, b: vec4<f32> }
 
-fn xsum8(x: array<vec4<f32>, 16>) -> X8 {
-    return X8(vec4<f32>(hsum(x[0] + x[1]), hsum(x[2] + x[3]), hsum(x[4] + x[5]), hsum(x[6] + x[7])),
-              vec4<f32>(hsum(x[8] + x[9]), hsum(x[10] + x[11]), hsum(x[12] + x[13]), hsum(x[14] + x[15])));
+fn xsum8(xs: u32) -> X8 {
+    return X8(vec4<f32>(xsum2(xs), xsum2(xs + 8u), xsum2(xs + 16u), xsum2(xs + 24u)),
+              vec4<f32>(xsum2(xs + 32u), xsum2(xs + 40u), xsum2(xs + 48u), xsum2(xs + 56u)));
 }
 
-// One run of 8 elements (byte lanes of a: elements 0..3, of b: 4..7; their x x0, x1):
-// sum (1 + q / 2^n) x.
-fn trun(a: u32, b: u32, l: vec4<u32>, r: vec4<u32>, m: u32, x0: vec4<f32>, x1: vec4<f32>) -> f32 {
-    return dot(top(a, l, r, m), x0) + dot(top(b, l, r, m), x1);
+// One run of 8 elements (byte lanes of a: elements 0..3, of b: 4..7): sum (1 + q / 2^n) x.
+fn trun(a: u32, b: u32, l: vec4<u32>, r: vec4<u32>, m: u32, xs: u32) -> f32 {
+    return dot(top(a, l, r, m), xv(xs)) + dot(top(b, l, r, m), xv(xs + 1u));
 }
 
 // Q2_K, 84-byte super-blocks (scales[16] | qs[64] | d f16 | dmin f16; rows word
 // aligned). Run m = 4g + s of lane v: elements 128g + 32s + 8v + c (c = 0..7), bits
 // 2s of qs bytes 32g + 8v + c (words 4 + 8g + 2v, +1); scale byte 2m + v / 2 (low
 // nibble scale, high nibble min).  sum_m d sc_m 4 (dot_m - X_m) - dmin mn_m X_m
-fn q2_row(i: u32, v: u32, xr: array<vec4<f32>, 16>, x: X8) -> f32 {
+fn q2_row(i: u32, v: u32, xs: u32, x: X8) -> f32 {
     let a = vec2<u32>(W[i + 4u + 2u * v], W[i + 5u + 2u * v]);
     let b = vec2<u32>(W[i + 12u + 2u * v], W[i + 13u + 2u * v]);
     let sw = w4(i);
@@ -571,10 +566,10 @@ fn q2_row(i: u32, v: u32, xr: array<vec4<f32>, 16>, x: X8) -> f32 {
     let so = vec4<u32>(o, o + 16u, o, o + 16u);
     let b0 = (vec4<u32>(sw.xx, sw.yy) >> so) & vec4<u32>(0xffu);
     let b1 = (vec4<u32>(sw.zz, sw.ww) >> so) & vec4<u32>(0xffu);
-    let s0 = vec4<f32>(trun(a.x, a.y, L20, R20, M2, xr[0], xr[1]), trun(a.x, a.y, L22, R22, M2, xr[2], xr[3]),
-                       trun(a.x, a.y, L24, R24, M2, xr[4], xr[5]), trun(a.x, a.y, L26, R26, M2, xr[6], xr[7])) - x.a;
-    let s1 = vec4<f32>(trun(b.x, b.y, L20, R20, M2, xr[8], xr[9]), trun(b.x, b.y, L22, R22, M2, xr[10], xr[11]),
-                       trun(b.x, b.y, L24, R24, M2, xr[12], xr[13]), trun(b.x, b.y, L26, R26, M2, xr[14], xr[15])) - x.b;
+    let s0 = vec4<f32>(trun(a.x, a.y, L20, R20, M2, xs), trun(a.x, a.y, L22, R22, M2, xs + 8u),
+                       trun(a.x, a.y, L24, R24, M2, xs + 16u), trun(a.x, a.y, L26, R26, M2, xs + 24u)) - x.a;
+    let s1 = vec4<f32>(trun(b.x, b.y, L20, R20, M2, xs + 32u), trun(b.x, b.y, L22, R22, M2, xs + 40u),
+                       trun(b.x, b.y, L24, R24, M2, xs + 48u), trun(b.x, b.y, L26, R26, M2, xs + 56u)) - x.b;
     let f = vec4<u32>(15u);
     let n = vec4<u32>(4u);
     let dd = unpack2x16float(dm);   // d, dmin (subnormals may flush, as in udot_f16)
@@ -583,11 +578,11 @@ fn q2_row(i: u32, v: u32, xr: array<vec4<f32>, 16>, x: X8) -> f32 {
 
 fn udot_q2_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let v = u & 3u;
-    let xr = xruns(xi - 14u * v);
-    let x = xsum8(xr);
+    let xs = xi - 14u * v;
+    let x = xsum8(xs);
     let ia = (ra + (u >> 2u) * 84u) >> 2u;
     let ib = (rb + (u >> 2u) * 84u) >> 2u;
-    return vec2<f32>(q2_row(ia, v, xr, x), q2_row(ib, v, xr, x));
+    return vec2<f32>(q2_row(ia, v, xs, x), q2_row(ib, v, xs, x));
 }
 
 // Exact unpacking (Q3_K): (w & m) | MAGIC is the float 2^23 + n, n < 2^23 the masked
@@ -618,20 +613,18 @@ fn q3_quants(m: u32) -> vec4<f32> {
 
 // Runs 4g .. 4g + 3: sum (q - 4) x; hm = hmask words << 2 >> 4g (bit s + 2 of each byte
 // lane: bit 4g + s of hmask), merged at bit 2 of the quants' low bits.
-// (x0 .. x7: the x of the 4 runs, two vec4 each, see xruns.)
-fn q3_g(ql: vec2<u32>, hm: vec2<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
-        x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> vec4<f32> {
+fn q3_g(ql: vec2<u32>, hm: vec2<u32>, xs: u32) -> vec4<f32> {
     let k = 0x04040404u;
-    return vec4<f32>(dot(q3_quants(merge(ql.x, hm.x, k)), x0) + dot(q3_quants(merge(ql.y, hm.y, k)), x1),
-                     dot(q3_quants(merge(ql.x >> 2u, hm.x >> 1u, k)), x2)
-                   + dot(q3_quants(merge(ql.y >> 2u, hm.y >> 1u, k)), x3),
-                     dot(q3_quants(merge(ql.x >> 4u, hm.x >> 2u, k)), x4)
-                   + dot(q3_quants(merge(ql.y >> 4u, hm.y >> 2u, k)), x5),
-                     dot(q3_quants(merge(ql.x >> 6u, hm.x >> 3u, k)), x6)
-                   + dot(q3_quants(merge(ql.y >> 6u, hm.y >> 3u, k)), x7));
+    return vec4<f32>(dot(q3_quants(merge(ql.x, hm.x, k)), xv(xs)) + dot(q3_quants(merge(ql.y, hm.y, k)), xv(xs + 1u)),
+                     dot(q3_quants(merge(ql.x >> 2u, hm.x >> 1u, k)), xv(xs + 8u))
+                   + dot(q3_quants(merge(ql.y >> 2u, hm.y >> 1u, k)), xv(xs + 9u)),
+                     dot(q3_quants(merge(ql.x >> 4u, hm.x >> 2u, k)), xv(xs + 16u))
+                   + dot(q3_quants(merge(ql.y >> 4u, hm.y >> 2u, k)), xv(xs + 17u)),
+                     dot(q3_quants(merge(ql.x >> 6u, hm.x >> 3u, k)), xv(xs + 24u))
+                   + dot(q3_quants(merge(ql.y >> 6u, hm.y >> 3u, k)), xv(xs + 25u)));
 }
 
-fn q3_row(base: u32, v: u32, x: array<vec4<f32>, 16>) -> f32 {
+fn q3_row(base: u32, v: u32, xs: u32) -> f32 {
     let qa = fun2(base + 32u + 8u * v);
     let qb = fun2(base + 64u + 8u * v);
     let hm = fun2(base + 8u * v);
@@ -648,14 +641,13 @@ fn q3_row(base: u32, v: u32, x: array<vec4<f32>, 16>) -> f32 {
     let h1 = (bh >> vec4<u32>(4u, 4u, 6u, 6u)) & vec4<u32>(3u);
     let sc0 = i2f((bl & vec4<u32>(15u)) | (h0 << vec4<u32>(4u))) - 32.0;
     let sc1 = i2f((bl >> vec4<u32>(4u)) | (h1 << vec4<u32>(4u))) - 32.0;
-    return d * (dot(sc0, q3_g(qa, hm << vec2<u32>(2u), x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]))
-              + dot(sc1, q3_g(qb, hm >> vec2<u32>(2u), x[8], x[9], x[10], x[11], x[12], x[13], x[14], x[15])));
+    return d * (dot(sc0, q3_g(qa, hm << vec2<u32>(2u), xs)) + dot(sc1, q3_g(qb, hm >> vec2<u32>(2u), xs + 32u)));
 }
 
 fn udot_q3_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let v = u & 3u;
-    let x = xruns(xi - 14u * v);
-    return vec2<f32>(q3_row(ra + (u >> 2u) * 110u, v, x), q3_row(rb + (u >> 2u) * 110u, v, x));
+    let xs = xi - 14u * v;
+    return vec2<f32>(q3_row(ra + (u >> 2u) * 110u, v, xs), q3_row(rb + (u >> 2u) * 110u, v, xs));
 }
 
 // Q5_K, 176-byte super-blocks (d | dmin | scales[12] | qh[32] | qs[128]; rows word
@@ -663,13 +655,13 @@ fn udot_q3_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
 // bytes 32 (s / 2) + 8v + c (words 12 + 8 (s / 2) + 2v, +1), bit 4 = bit s of qh bytes
 // 8v + c (words 4 + 2v, +1); all 8 scales and mins (Q4_K's packing, see q4k_scale_min).
 // Sub-blocks 2p, 2p + 1 from qs words a, h = qh words >> 2p: (dot - X) = S / 32.
-fn q5k_pair(a: vec2<u32>, h: vec2<u32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x: vec2<f32>) -> vec2<f32> {
+fn q5k_pair(a: vec2<u32>, h: vec2<u32>, xs: u32, x: vec2<f32>) -> vec2<f32> {
     let k = 0x10101010u;
-    return vec2<f32>(trun(merge(a.x, h.x << 4u, k), merge(a.y, h.y << 4u, k), L5, R5, M5, x0, x1),
-                     trun(merge(a.x >> 4u, h.x << 3u, k), merge(a.y >> 4u, h.y << 3u, k), L5, R5, M5, x2, x3)) - x;
+    return vec2<f32>(trun(merge(a.x, h.x << 4u, k), merge(a.y, h.y << 4u, k), L5, R5, M5, xs),
+                     trun(merge(a.x >> 4u, h.x << 3u, k), merge(a.y >> 4u, h.y << 3u, k), L5, R5, M5, xs + 8u)) - x;
 }
 
-fn q5k_row(i: u32, v: u32, xr: array<vec4<f32>, 16>, x: X8) -> f32 {
+fn q5k_row(i: u32, v: u32, xs: u32, x: X8) -> f32 {
     let dm = W[i];
     let sw = vec3<u32>(W[i + 1u], W[i + 2u], W[i + 3u]);
     let h = vec2<u32>(W[i + 4u + 2u * v], W[i + 5u + 2u * v]);
@@ -677,10 +669,8 @@ fn q5k_row(i: u32, v: u32, xr: array<vec4<f32>, 16>, x: X8) -> f32 {
     let a1 = vec2<u32>(W[i + 20u + 2u * v], W[i + 21u + 2u * v]);
     let a2 = vec2<u32>(W[i + 28u + 2u * v], W[i + 29u + 2u * v]);
     let a3 = vec2<u32>(W[i + 36u + 2u * v], W[i + 37u + 2u * v]);
-    let s0 = vec4<f32>(q5k_pair(a0, h, xr[0], xr[1], xr[2], xr[3], x.a.xy),
-                       q5k_pair(a1, h >> vec2<u32>(2u), xr[4], xr[5], xr[6], xr[7], x.a.zw));
-    let s1 = vec4<f32>(q5k_pair(a2, h >> vec2<u32>(4u), xr[8], xr[9], xr[10], xr[11], x.b.xy),
-                       q5k_pair(a3, h >> vec2<u32>(6u), xr[12], xr[13], xr[14], xr[15], x.b.zw));
+    let s0 = vec4<f32>(q5k_pair(a0, h, xs, x.a.xy), q5k_pair(a1, h >> vec2<u32>(2u), xs + 16u, x.a.zw));
+    let s1 = vec4<f32>(q5k_pair(a2, h >> vec2<u32>(4u), xs + 32u, x.b.xy), q5k_pair(a3, h >> vec2<u32>(6u), xs + 48u, x.b.zw));
     let b0 = bytes4(sw.x);
     let b1 = bytes4(sw.y);
     let b2 = bytes4(sw.z);
@@ -693,29 +683,29 @@ fn q5k_row(i: u32, v: u32, xr: array<vec4<f32>, 16>, x: X8) -> f32 {
 
 fn udot_q5_k(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let v = u & 3u;
-    let xr = xruns(xi - 14u * v);
-    let x = xsum8(xr);
+    let xs = xi - 14u * v;
+    let x = xsum8(xs);
     let ia = (ra + (u >> 2u) * 176u) >> 2u;
     let ib = (rb + (u >> 2u) * 176u) >> 2u;
-    return vec2<f32>(q5k_row(ia, v, xr, x), q5k_row(ib, v, xr, x));
+    return vec2<f32>(q5k_row(ia, v, xs, x), q5k_row(ib, v, xs, x));
 }
 
 // IQ4_XS, 136-byte super-blocks (d f16 | scales_h u16 | scales_l[4] | qs[128]; rows
 // word aligned). Sub-block j (an IQ4_NL block's nibbles in qs[16j .. 16j + 16), scale
 // ((scales_l >> 4j) & 15 | ((scales_h >> 2j) & 3) << 4) - 32): lane v takes the nibbles
 // of qs word 4j + v, elements 32j + 4v .. (low) and 32j + 16 + 4v .. (high).
-fn iq4xs_row(i: u32, v: u32, x: array<vec4<f32>, 16>) -> f32 {
+fn iq4xs_row(i: u32, v: u32, xs: u32) -> f32 {
     let h = vec2<u32>(W[i], W[i + 1u]);
     let p = vec4<u32>(W[i + 2u + v], W[i + 6u + v], W[i + 10u + v], W[i + 14u + v]);
     let q = vec4<u32>(W[i + 18u + v], W[i + 22u + v], W[i + 26u + v], W[i + 30u + v]);
-    let s0 = vec4<f32>(dot(kv4(p.x), x[0]) + dot(kv4(p.x >> 4u), x[1]),
-                       dot(kv4(p.y), x[2]) + dot(kv4(p.y >> 4u), x[3]),
-                       dot(kv4(p.z), x[4]) + dot(kv4(p.z >> 4u), x[5]),
-                       dot(kv4(p.w), x[6]) + dot(kv4(p.w >> 4u), x[7]));
-    let s1 = vec4<f32>(dot(kv4(q.x), x[8]) + dot(kv4(q.x >> 4u), x[9]),
-                       dot(kv4(q.y), x[10]) + dot(kv4(q.y >> 4u), x[11]),
-                       dot(kv4(q.z), x[12]) + dot(kv4(q.z >> 4u), x[13]),
-                       dot(kv4(q.w), x[14]) + dot(kv4(q.w >> 4u), x[15]));
+    let s0 = vec4<f32>(dot(kv4(p.x), xv(xs)) + dot(kv4(p.x >> 4u), xv(xs + 4u)),
+                       dot(kv4(p.y), xv(xs + 8u)) + dot(kv4(p.y >> 4u), xv(xs + 12u)),
+                       dot(kv4(p.z), xv(xs + 16u)) + dot(kv4(p.z >> 4u), xv(xs + 20u)),
+                       dot(kv4(p.w), xv(xs + 24u)) + dot(kv4(p.w >> 4u), xv(xs + 28u)));
+    let s1 = vec4<f32>(dot(kv4(q.x), xv(xs + 32u)) + dot(kv4(q.x >> 4u), xv(xs + 36u)),
+                       dot(kv4(q.y), xv(xs + 40u)) + dot(kv4(q.y >> 4u), xv(xs + 44u)),
+                       dot(kv4(q.z), xv(xs + 48u)) + dot(kv4(q.z >> 4u), xv(xs + 52u)),
+                       dot(kv4(q.w), xv(xs + 56u)) + dot(kv4(q.w >> 4u), xv(xs + 60u)));
     let f = vec4<u32>(15u);
     let t = vec4<u32>(3u);
     let hh = h.x >> 16u;
@@ -727,13 +717,10 @@ fn iq4xs_row(i: u32, v: u32, x: array<vec4<f32>, 16>) -> f32 {
 
 fn udot_iq4_xs(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let v = u & 3u;
-    let xs = xi - 15u * v;   // x[k]: vec4 xs + 4k (loaded once for both rows)
-    let x = array<vec4<f32>, 16>(xv(xs), xv(xs + 4u), xv(xs + 8u), xv(xs + 12u), xv(xs + 16u), xv(xs + 20u),
-                                 xv(xs + 24u), xv(xs + 28u), xv(xs + 32u), xv(xs + 36u), xv(xs + 40u), xv(xs + 44u),
-                                 xv(xs + 48u), xv(xs + 52u), xv(xs + 56u), xv(xs + 60u));
+    let xs = xi - 15u * v;
     let ia = (ra + (u >> 2u) * 136u) >> 2u;
     let ib = (rb + (u >> 2u) * 136u) >> 2u;
-    return vec2<f32>(iq4xs_row(ia, v, x), iq4xs_row(ib, v, x));
+    return vec2<f32>(iq4xs_row(ia, v, xs), iq4xs_row(ib, v, xs));
 }
 
 // 1: this type's udot reads kvt, which main fills first (one barrier).
