@@ -264,10 +264,10 @@ class BatchSupervisor(Supervisor):
     def _may_recycle(self) -> bool:
         return not self._routes  # never under running generations
 
-    def _discard(self, why: str = "") -> None:
+    def _discard(self) -> None:
         with self._lock:
             self._epoch = None  # its reader stops without reporting a death
-            super()._discard(why)
+            super()._discard()
 
     def _stop_worker(self) -> None:
         """Stop the worker on purpose (release, close): the generations running there end with their

@@ -192,7 +192,7 @@ class Supervisor(ModelSession):
                     pass
                 self._settle_from(msg[2], msg[3])
             except _Died as died:
-                self._discard(died.why)
+                self._discard()
         if self._chan is None:  # it died: what it computed for sure
             self.cached, self._log = rewound(*run.start, run.prompt, run.emitted)
         else:  # the K/V of what the caller got (the worker may have run a few tokens further)
@@ -325,7 +325,7 @@ class Supervisor(ModelSession):
         """Handle a dead worker per the recovery policy: back off and return (the caller starts a
         new one), or raise WorkerCrashedError (the conversation stays as it was)."""
         where = self._where()
-        self._discard(died.why)
+        self._discard()
         self._last_death = died.why
         if not self.recovery.enabled:
             raise WorkerCrashedError(died.why, where)
@@ -363,7 +363,7 @@ class Supervisor(ModelSession):
             return f"was killed by {signal.Signals(-rc).name}"
         return f"exited with status {rc}"
 
-    def _discard(self, why: str = "") -> None:
+    def _discard(self) -> None:
         """Kill the worker (if still alive) and reap it."""
         if self._chan is not None:
             self._chan.close()
