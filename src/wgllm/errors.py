@@ -8,6 +8,15 @@ after the error (a bad request) or not (the engine or device is gone).
 from __future__ import annotations
 
 
+def fmt_bytes(n: int) -> str:
+    """Bytes for people, as every message gives them: '4.66 GiB', '98.4 MiB', '512 B'."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return f"{n} B"
+
+
 class WgllmError(Exception):
     """Base class of every wgllm error."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from wgllm.api.tools import result_call_id
 from wgllm.errors import InvalidParameterError
 
 
@@ -54,7 +55,7 @@ def _messages(messages: list[Any]) -> list[Any]:
                 "tool_calls": [{"id": call_id, "type": "function", "function": m["function_call"]}]}
         elif isinstance(m, dict) and m.get("role") == "function":
             m = {"role": "tool", "content": m.get("content"),
-                 "tool_call_id": ids.get(m.get("name"), next(reversed(ids.values()), "call_0"))}
+                 "tool_call_id": result_call_id(ids, m.get("name"))}
         out.append(m)
     return out
 

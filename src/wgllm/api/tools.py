@@ -371,3 +371,10 @@ def _loads(text: str) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, ValueError):
         return None
+
+
+def result_call_id(ids: dict[Any, str], name: Any) -> str:
+    """The call id for a tool result that names only its function (Ollama's `tool_name`, the old
+    API's `function` role): the latest call of that function, else the latest call, else "call_0".
+    `ids`: function name -> id of its latest call, in the order of the calls."""
+    return ids.get(name, next(reversed(ids.values()), "call_0"))

@@ -17,7 +17,7 @@ from typing import Sequence, Union
 import numpy as np
 import wgpu
 
-from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError
+from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError, fmt_bytes
 from wgllm.gpu import health
 from wgllm.gpu.dispatch import STAGING, STORAGE, UNIFORM, Dispatch, grid, write_parts  # noqa: F401 (re-exported)
 from wgllm.gpu.dispatch import align, buffer_size, uniform_size
@@ -74,14 +74,6 @@ def _unmap(buf: wgpu.GPUBuffer, promise, wait_s: float = 5.0) -> None:
             buf.unmap()
     except Exception:  # noqa: BLE001 - the map failed or the device is gone: nothing to unmap
         pass
-
-
-def _fmt(n: int) -> str:
-    """Bytes for people: '1.5 GiB', '12 MiB', '512 B'."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}" if n < 100 * scale else f"{n / scale:.0f} {unit}"
-    return f"{n} B"
 
 
 class Device:
@@ -159,9 +151,9 @@ class Device:
             if label == "weights":
                 self.faults.at(self, "load")
         if self._budget is not None and self.allocated_bytes + size > self._budget:
-            raise self._oom(label, size, f"that would exceed the memory budget of {_fmt(self._budget)}")
+            raise self._oom(label, size, f"that would exceed the memory budget of {fmt_bytes(self._budget)}")
         if size > self.max_buffer:
-            raise self._oom(label, size, f"one buffer may be at most {_fmt(self.max_buffer)} "
+            raise self._oom(label, size, f"one buffer may be at most {fmt_bytes(self.max_buffer)} "
                                          f"(max-buffer-size) on this adapter")
         try:
             buf = self.device.create_buffer(size=size, usage=usage, label=label)
@@ -182,7 +174,7 @@ class Device:
             self.device.create_buffer(size=size, usage=STORAGE, label="refused")
         except Exception as exc:  # noqa: BLE001 - whatever the driver says, it refused
             raise self._oom("refused", size, f"the driver refused it ({_first_line(exc)})") from exc
-        raise GpuOutOfMemoryError(f"The driver accepted a {_fmt(size)} buffer past max-buffer-size.")
+        raise GpuOutOfMemoryError(f"The driver accepted a {fmt_bytes(size)} buffer past max-buffer-size.")
 
     def upload(self, data, label: str, usage: int = STORAGE) -> wgpu.GPUBuffer:
         """A new buffer holding `data` (numpy array or bytes), padded to 4 bytes."""
@@ -216,10 +208,10 @@ class Device:
 
     def _oom(self, label: str, size: int, why: str) -> GpuOutOfMemoryError:
         """The error for a refused allocation: what, how much, the accounts, what to do."""
-        budget = "no budget set" if self._budget is None else f"budget {_fmt(self._budget)}"
+        budget = "no budget set" if self._budget is None else f"budget {fmt_bytes(self._budget)}"
         err = GpuOutOfMemoryError(
-            f"Cannot allocate {_fmt(size)} for '{label}' on {self.adapter.summary}: {why}. "
-            f"{_fmt(self.allocated_bytes)} is already allocated ({budget}). Nothing was allocated and the "
+            f"Cannot allocate {fmt_bytes(size)} for '{label}' on {self.adapter.summary}: {why}. "
+            f"{fmt_bytes(self.allocated_bytes)} is already allocated ({budget}). Nothing was allocated and the "
             f"device is still usable. To fit, use a smaller context (--ctx), f16 precision (--precision f16 "
             f"halves the KV cache and activations), a smaller model or quantization, or another adapter "
             f"(--device); if the adapter really has more memory free, raise the budget with --gpu-memory "

@@ -57,14 +57,19 @@ class Dispatch:
     # for a pass of T rows (at most `groups[axis]`, the capacity); None: fixed groups.
     per_token: tuple[int, int, int] | None = None
 
+    _by_T: dict = field(default_factory=dict, repr=False)  # groups_for's answers so far
+
     def groups_for(self, T: int | None) -> tuple[int, int, int]:
         """Workgroup counts for a pass over T token rows (None: the built capacity)."""
         if T is None or self.per_token is None:
             return self.groups
-        axis, num, den = self.per_token
-        g = list(self.groups)
-        g[axis] = max(1, min(g[axis], -(-T * num // den)))
-        return (g[0], g[1], g[2])
+        g = self._by_T.get(T)
+        if g is None:  # (the batched decode pass asks this for each dispatch of every step)
+            axis, num, den = self.per_token
+            g = list(self.groups)
+            g[axis] = max(1, min(g[axis], -(-T * num // den)))
+            g = self._by_T[T] = (g[0], g[1], g[2])
+        return g
 
     def encode(self, cpass, T: int | None = None) -> None:
         cpass.set_pipeline(self.pipeline)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from wgllm.errors import RequestError
+from wgllm.errors import RequestError, fmt_bytes
 from wgllm.gpu.inventory import AdapterBudget
 from wgllm.plan.memory import MemoryEstimate
 
@@ -107,7 +107,7 @@ def explicit(parts: list[tuple[int, int, int]], adapters: dict[int, AdapterBudge
         est, problems = check(ad, act, n_ctx, (a, b))
         used[idx] = used.get(idx, 0) + (est.total if est else 0)
         if est is not None and used[idx] > usable(ad) and not problems:
-            problems = [f"with the other parts on this adapter it needs {used[idx]:,} bytes of {usable(ad):,} usable"]
+            problems = [f"with the other parts on this adapter it needs {fmt_bytes(used[idx])} of {fmt_bytes(usable(ad))} usable"]
         out.append(Part(ad, (a, b), est, problems))
     return out
 

@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator, Union
 
-from wgllm.errors import AdapterNotFoundError, FeatureMissingError, ModelTooLargeError, NoAdapterError, RequestError
+from wgllm.errors import (AdapterNotFoundError, FeatureMissingError, ModelTooLargeError, NoAdapterError, RequestError,
+                          fmt_bytes)
 from wgllm.gpu.inventory import AdapterBudget
 from wgllm.kernels.constants import MAX_BATCH
 from wgllm.kernels.qtypes import runnable_types
@@ -74,15 +75,6 @@ _KIND_ORDER = {
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 
 Policy = Union[str, int, None]
-
-
-def fmt_bytes(n: int) -> str:
-    """Bytes for people: '4.66 GiB', '98.4 MiB', '512 B'."""
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", 1 << 10)):
-        if n >= scale:
-            v = n / scale
-            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
-    return f"{n} B"
 
 
 def usable(adapter: AdapterBudget) -> int:

@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from wgllm.api.generation import by_adapter, model_id
+from wgllm.api.tools import result_call_id
 from wgllm.errors import InvalidParameterError, ModelNotFoundError, WgllmError
 from wgllm.server import errors
 
@@ -148,8 +149,7 @@ def _messages(messages: Any) -> Any:
             m = {**m, "tool_calls": [_call(c, f"call_{len(ids) + k}") for k, c in enumerate(m["tool_calls"])]}
             ids.update({c["function"]["name"]: c["id"] for c in m["tool_calls"] if isinstance(c, dict)})
         elif isinstance(m, dict) and m.get("role") == "tool" and "tool_call_id" not in m:
-            latest = next(reversed(ids.values()), "call_0")
-            m = {k: v for k, v in m.items() if k != "tool_name"} | {"tool_call_id": ids.get(m.get("tool_name"), latest)}
+            m = {k: v for k, v in m.items() if k != "tool_name"} | {"tool_call_id": result_call_id(ids, m.get("tool_name"))}
         out.append(m)
     return out
 
