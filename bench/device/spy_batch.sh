@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (carry .gl .whl .whl3 .spy: a py-spy wheel): where the host time of a batched
 # SmolLM2 pass goes (py-spy raw stacks of bench_batch at npl 16 and 1, under $OUT).
+# Usage: bash bench/device/spy_batch.sh (the .spy wheel: pip download py-spy for manylinux x86_64, cp312)
 source bench/device/setup.sh >/dev/null || exit 1
 python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/spy .spy/*.whl
 mkdir -p /tmp/m; f=/tmp/m/s.gguf
