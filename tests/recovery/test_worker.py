@@ -208,28 +208,46 @@ def test_a_worker_is_recycled_after_its_rebuilds(model_path, reference):
 
 def _anonymous_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
-        kb = next(line.split()[1] for line in f if line.startswith("RssAnon:"))
+        kb = next((line.split()[1] for line in f if line.startswith("RssAnon:")), "0")
     return int(kb) << 10
+
+
+def _others_anonymous_bytes(skip: int) -> int:
+    """The anonymous memory of every other process (what they allocate meanwhile takes from the
+    machine's available memory)."""
+    total = 0
+    for pid in psutil.pids():
+        if pid != skip:
+            try:
+                total += _anonymous_bytes(pid)
+            except (OSError, ValueError):  # gone meanwhile, or a kernel thread
+                pass
+    return total
 
 
 def test_a_killed_workers_memory_comes_back(model_path):
     """The OS frees a killed worker's memory: the process is reaped, and the machine's available memory
     rises by about the anonymous memory the worker held (not file pages: those stay cached), read just
-    before and after."""
+    before and after, net of what the other processes allocated or freed meanwhile (CI: a 44 MiB rise
+    for 96 MiB held failed once without that)."""
     s = _supervisor(model_path)
     try:
         list(s.generate(PROMPT, max_tokens=4, stop_ids=[]))
         worker = psutil.Process(s.pid)
         held = _anonymous_bytes(worker.pid)  # its heap and the driver's (lavapipe: the GPU's) memory
         assert held > 50 << 20  # the model, the driver and its KV (lavapipe: host memory)
+        others = _others_anonymous_bytes(worker.pid)
         before = psutil.virtual_memory().available
         os.kill(s.pid, 9)
         s.release()  # reaps what is left of it
         assert _gone(worker.pid)
         deadline = time.monotonic() + 10  # the kernel folds its per-CPU memory counters about once a second
-        while (after := psutil.virtual_memory().available) - before <= held // 2 and time.monotonic() < deadline:
+        while True:
+            gain = psutil.virtual_memory().available - before + _others_anonymous_bytes(worker.pid) - others
+            if gain > held // 2 or time.monotonic() > deadline:
+                break
             time.sleep(0.2)
-        assert after - before > held // 2, (before >> 20, after >> 20, held >> 20)
+        assert gain > held // 2, (gain >> 20, held >> 20)
     finally:
         s.close()
 
