@@ -208,46 +208,52 @@ def test_a_worker_is_recycled_after_its_rebuilds(model_path, reference):
 
 def _anonymous_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
-        kb = next((line.split()[1] for line in f if line.startswith("RssAnon:")), "0")
+        kb = next(line.split()[1] for line in f if line.startswith("RssAnon:"))
     return int(kb) << 10
 
 
 def _others_anonymous_bytes(skip: int) -> int:
-    """The anonymous memory of every other process (what they allocate meanwhile takes from the
-    machine's available memory)."""
+    """The anonymous memory of every other process (what they allocate or free meanwhile)."""
     total = 0
     for pid in psutil.pids():
         if pid != skip:
             try:
                 total += _anonymous_bytes(pid)
-            except (OSError, ValueError):  # gone meanwhile, or a kernel thread
+            except (OSError, ValueError, StopIteration):  # gone meanwhile, or a kernel thread
                 pass
     return total
 
 
+def _machine_anonymous_bytes() -> int:
+    """The kernel's count of anonymous pages in use (/proc/meminfo AnonPages)."""
+    with open("/proc/meminfo") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("AnonPages:"))
+    return int(kb) << 10
+
+
 def test_a_killed_workers_memory_comes_back(model_path):
-    """The OS frees a killed worker's memory: the process is reaped, and the machine's available memory
-    rises by about the anonymous memory the worker held (not file pages: those stay cached), read just
-    before and after, net of what the other processes allocated or freed meanwhile (CI: a 44 MiB rise
-    for 96 MiB held failed once without that)."""
+    """The OS frees a killed worker's memory: the process is reaped, and the machine's anonymous
+    memory in use (the kernel's AnonPages) falls by about what the worker held, net of what the other
+    processes' anonymous memory did meanwhile. (Not MemAvailable: on this CI's VM, a Firecracker guest,
+    freed pages come back to it over seconds or not within the test, so that read 11-49 MiB for 96
+    MiB freed, and failed in CI twice on 2026-12-04.)"""
     s = _supervisor(model_path)
     try:
         list(s.generate(PROMPT, max_tokens=4, stop_ids=[]))
         worker = psutil.Process(s.pid)
         held = _anonymous_bytes(worker.pid)  # its heap and the driver's (lavapipe: the GPU's) memory
         assert held > 50 << 20  # the model, the driver and its KV (lavapipe: host memory)
-        others = _others_anonymous_bytes(worker.pid)
-        before = psutil.virtual_memory().available
+        others, anon = _others_anonymous_bytes(worker.pid), _machine_anonymous_bytes()
         os.kill(s.pid, 9)
         s.release()  # reaps what is left of it
         assert _gone(worker.pid)
-        deadline = time.monotonic() + 10  # the kernel folds its per-CPU memory counters about once a second
+        deadline = time.monotonic() + 10
         while True:
-            gain = psutil.virtual_memory().available - before + _others_anonymous_bytes(worker.pid) - others
-            if gain > held // 2 or time.monotonic() > deadline:
+            freed = anon - _machine_anonymous_bytes() + _others_anonymous_bytes(worker.pid) - others
+            if freed > held // 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        assert gain > held // 2, (gain >> 20, held >> 20)
+        assert freed > held // 2, (freed >> 20, held >> 20)
     finally:
         s.close()
 
