@@ -10,7 +10,7 @@
 # Usage: bash bench/device/prepare.sh   (again after a commit, for .commit)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for d in .gl .whl .whl2 .whl3 .peers .old .commit; do
+for d in .gl .whl .whl2 .whl3 .peers .old .spy .commit; do
   grep -qx "/$d/\?" .git/info/exclude 2>/dev/null || echo "/$d" >> .git/info/exclude
 done
 if [ ! -d .gl ]; then

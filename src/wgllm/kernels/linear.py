@@ -162,16 +162,12 @@ def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int
     token on its own (grid x = token) or, for types with a tile, MATVEC_TILE tokens per
     workgroup (grid x = tile); either way each row equals the row computed alone."""
     tb = min(MATVEC_TILE, T_max) if batched and kern.tile else 1
-    if tb > 1:
-        gy, gz = dev.grid(-(-rows // (MATVEC_WG // kern.tpr * 2)))
-        d = dev.dispatch("matvec", binds, (-(-T_max // tb), gy, gz), TOKX=1, **_matvec_consts(dev, kern, tb), **consts)
-        d.per_token = (0, 1, tb)  # x covers the tiles exactly (Device.dispatch drops per_token on axis 0)
-        return d
-    gx, gy = dev.grid(-(-rows // matvec_rows(w.qtype)))
+    mc = _matvec_consts(dev, kern, tb)
+    ga, gb = dev.grid(-(-rows // (mc["RG"] * 2 * mc["PAIRS"])))  # workgroups of RG row groups
     if not batched:
-        return dev.dispatch("matvec", binds, (gx, gy, 1), TOKX=0, **_matvec_consts(dev, kern), **consts)
-    d = dev.dispatch("matvec", binds, (T_max, gx, gy), TOKX=1, **_matvec_consts(dev, kern), **consts)
-    d.per_token = (0, 1, 1)  # x is exactly the token
+        return dev.dispatch("matvec", binds, (ga, gb, 1), TOKX=0, **mc, **consts)
+    d = dev.dispatch("matvec", binds, (-(-T_max // tb), ga, gb), TOKX=1, **mc, **consts)
+    d.per_token = (0, 1, tb)  # x is exactly the token, or the tile (Device.dispatch drops per_token on axis 0)
     return d
 
 
