@@ -251,3 +251,34 @@ def test_batched_rows_equal_each_row_alone(kdevice, act, rng, monkeypatch, qtype
     ref = x.astype(np.float64) @ dequant_ref(qtype, raw, N, K).T
     assert rel_err(got, ref) < TOL[act]
     release(dev, w)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_1, Q.Q8_0, Q.Q4_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("T_max", [1, 16])
+def test_rowdot_x_uniform_equals_storage(device, act, rng, monkeypatch, qtype, T_max):
+    """CPU adapters: rowdot reads x as a uniform array when its buffer fits a uniform binding;
+    the result is bit for bit the storage-read one (and right against numpy)."""
+    if device.kind != "cpu":
+        pytest.skip("rowdot is the CPU adapters' kernel")
+    N, K = 67, 512 if GGML_QUANT_SIZES[qtype][0] == 256 else 160
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(device, [raw], qtype, K, "test")
+    x = rng.standard_normal((T_max, K)).astype(NP[act])
+    xb, yb, step = device.upload(x, "test"), device.buffer(T_max * N * 4, "test"), ops.step_buffer(device, "test")
+    ops.write_step(device, step, T_max, 0)
+    assert device.uniform_ok(xb), "x should fit a uniform binding here"
+    got = {}
+    try:
+        for uni in (True, False):
+            monkeypatch.setattr(type(device), "uniform_ok", lambda self, b, uni=uni: uni)
+            ds = L.linear(device, w, xb, yb, T_max, step, x_type=act, y_type="f32")
+            assert ds[0].name == "rowdot"
+            device.run(ds)
+            got[uni] = device.read_array(yb, np.float32, T_max * N).reshape(T_max, N)
+    finally:
+        release(device, w)
+        for b in (xb, yb, step):
+            device.release(b)
+    assert np.array_equal(got[True], got[False])
+    ref = x.astype(np.float64) @ dequant_ref(qtype, raw, N, K).T
+    assert rel_err(got[True], ref) < TOL[act]

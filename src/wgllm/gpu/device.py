@@ -111,6 +111,7 @@ class Device:
         self.limits = dict(self.device.limits)
         self.max_binding = int(self.limits["max-storage-buffer-binding-size"])
         self.max_buffer = int(self.limits["max-buffer-size"])
+        self.max_uniform = int(self.limits["max-uniform-buffer-binding-size"])
         self.max_groups = int(self.limits["max-compute-workgroups-per-dimension"])
         self.allocated: dict[str, int] = {}
         self._sizes: dict[int, tuple[str, int]] = {}
@@ -155,6 +156,8 @@ class Device:
         if size > self.max_buffer:
             raise self._oom(label, size, f"one buffer may be at most {fmt_bytes(self.max_buffer)} "
                                          f"(max-buffer-size) on this adapter")
+        if usage == STORAGE and self.kind == "cpu" and size <= self.max_uniform:
+            usage |= BU.UNIFORM  # a kernel may read it as a uniform array (see uniform_ok)
         try:
             buf = self.device.create_buffer(size=size, usage=usage, label=label)
         except (wgpu.GPUOutOfMemoryError, wgpu.GPUValidationError) as exc:
@@ -219,6 +222,11 @@ class Device:
         )
         err.label, err.size, err.allocated, err.budget = label, size, self.allocated_bytes, self._budget
         return err
+
+    def uniform_ok(self, buf: wgpu.GPUBuffer) -> bool:
+        """Whether a kernel may bind all of `buf` as a uniform array (on CPU adapters every buffer
+        this device made for storage that fits in a uniform binding may be)."""
+        return bool(buf.usage & BU.UNIFORM) and buf.size <= self.max_uniform and buf.size % 16 == 0
 
     def release(self, buf: wgpu.GPUBuffer) -> None:
         """Destroy `buf` and take it off the accounts."""

@@ -89,6 +89,10 @@ class MeterDevice:
     def grid(self, n: int) -> tuple[int, int]:
         return grid(n, self.max_groups)
 
+    def uniform_ok(self, buf: MeterBuffer) -> bool:
+        """How a kernel binds a buffer does not change what is allocated: always storage here."""
+        return False
+
 
 def _nbytes(data) -> int:
     return int(data.nbytes) if hasattr(data, "nbytes") else len(bytes(data))

@@ -233,8 +233,11 @@ def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, gl
     groups = dev.grid(-(-lanes // ROWDOT_WG))
     f16 = consts["XT"] == "f16"
     xe = 8 if f16 else 4  # x elements per vec4 read
+    x = binds[1]
+    uni = not isinstance(x, tuple) and dev.uniform_ok(x)  # x as a uniform array (see rowdot.wgsl)
     consts = dict(consts, WG=ROWDOT_WG, R=R, TT=TT, XROW=w.K // xe * (2 if glu else 1), HALFX=w.K // xe,
-                  XW="u32" if f16 else "f32", ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT, bool(glu), f16))
+                  XW="u32" if f16 else "f32", ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT, bool(glu), f16),
+                  XSPACE="uniform" if uni else "storage, read", XLEN=f", {x.size // 16}" if uni else "")
     return dev.dispatch("rowdot", binds, groups, **consts)
 
 

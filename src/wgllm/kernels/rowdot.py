@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+from wgllm.kernels import qtypes
+
 XYZW = "xyzw"
 
 
@@ -27,14 +29,16 @@ class BlockType:
     units: int = 1  # 32-element units per block (8: the 256-element super-blocks of K-quants)
 
 
-TYPES = {
-    "q4_0": BlockType("q4_0", 18, True),
-    "q4_1": BlockType("q4_1", 20, True),
-    "q8_0": BlockType("q8_0", 34, False),
-    "q4_k": BlockType("q4_k", 144, True, 8),
-    "f16": BlockType("f16", 64, False),
-    "f32": BlockType("f32", 128, False),
-}
+def _bt(name: str, uses_xsum: bool) -> BlockType:
+    """Type `name`'s block (bytes per 32-element unit from the quant table, qtypes)."""
+    q = qtypes.TYPES[name.upper()]
+    units = q.block // 32 if q.block > 32 else 1
+    return BlockType(name, q.block_bytes * 32 * units // q.block, uses_xsum, units)
+
+
+# rowdot reads F16 / F32 in 32-element blocks too (64 / 128 bytes).
+TYPES = {n: _bt(n, x) for n, x in [("q4_0", True), ("q4_1", True), ("q5_0", True), ("q8_0", False),
+                                     ("q4_k", True), ("f16", False), ("f32", False)]}
 
 
 def rows_per_invocation(row_bytes: int, rows: int = 4) -> int:
@@ -83,6 +87,12 @@ def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[list[str]], xsum: list
             return f"half({row.half(p)}) * ({s} - 8.0 * {xsum})"
         dm = f"unpack2x16float({row.word(p)})"
         return f"dot({dm}, vec2<f32>({s}, {xsum}))"
+    if bt.name == "q5_0":  # d f16 | qh u32 (bit j: element j's fifth bit) | qs[16] as Q4_0's
+        qh = row.word(p + 2)
+        ws = [row.word(p + 6 + 4 * k) for k in range(4)]
+        terms = [f"dot(q5_lo({ws[k]}, {qh}, {4 * k}u), {xs[k]})" for k in range(4)]
+        terms += [f"dot(q5_hi({ws[k]}, {qh}, {16 + 4 * k}u), {xs[4 + k]})" for k in range(4)]
+        return f"half({row.half(p)}) * ({' + '.join(terms)} - 16.0 * {xsum})"
     if bt.name == "q8_0":
         terms = [f"dot(i8x4({row.word(p + 2 + 4 * k)}), {xs[k]})" for k in range(8)]
         return f"half({row.half(p)}) * ({' + '.join(terms)})"

@@ -14,6 +14,11 @@
 // read at constant offsets in the loaded vec4s, and dot products are
 // d * sum(q * x) (+ m * sum(x)), so a weight costs about three operations.
 //
+// x, when its buffer fits in a uniform binding (decode, short prefill passes), is a uniform
+// array: its loads are the same for every lane, and lavapipe makes a uniform load at a
+// uniform offset one scalar load and a broadcast, where a storage load loops over the lanes
+// (-10..-20% for a Q4_1 [3072 x 576] decode product on lavapipe, bench/RESULTS.md).
+//
 // Layout: W (binding 0) raw rows of row_bytes as vec4<u32>; X [T_max, K] as
 // vec4 of {{XT}} (GLU = 1 / 2: [T_max, 2K], x = silu / gelu(first half) * second half);
 // Y [T_max, N] {{YT}}.  Grid: x, y flatten the row groups of R rows.
@@ -22,7 +27,7 @@
 struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> W: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> X: array<vec4<{{XW}}>>;   // f16 x: 8 halves per vec4<u32>
+@group(0) @binding(1) var<{{XSPACE}}> X: array<vec4<{{XW}}>{{XLEN}}>;   // f16 x: 8 halves per vec4<u32>
 @group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
 @group(0) @binding(3) var<storage, read> P: Params;
 @group(0) @binding(4) var<{{UNI}}> S: Step;
@@ -67,6 +72,20 @@ fn nib_lo(w: u32) -> vec4<f32> {
 
 fn nib_hi(w: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)));
+}
+
+// Q5_0: the low nibbles of w's 4 bytes (q5_lo) or their high nibbles (q5_hi), each with its
+// fifth bit, bits b .. b + 3 of the block's qh (b a constant: the shifts fold).
+fn q5_lo(w: u32, qh: u32, b: u32) -> vec4<f32> {
+    let n = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u);
+    let h = ((vec4<u32>(qh) >> (vec4<u32>(b) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
+    return vec4<f32>(vec4<i32>(n | h));
+}
+
+fn q5_hi(w: u32, qh: u32, b: u32) -> vec4<f32> {
+    let n = (vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u);
+    let h = ((vec4<u32>(qh) >> (vec4<u32>(b) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
+    return vec4<f32>(vec4<i32>(n | h));
 }
 
 fn i8x4(w: u32) -> vec4<f32> {
