@@ -45,6 +45,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>) {
 }
 """
 
+# The same product without cooperative matrices (--plain: checks this script's host side on any
+# adapter, lavapipe included): one invocation per output.
+PLAIN = """
+enable f16;
+struct P { M: u32, N: u32, K: u32, _p: u32 }
+@group(0) @binding(0) var<storage, read> X: array<f16>;
+@group(0) @binding(1) var<storage, read> W: array<f16>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+    let n = g.x;
+    let m = g.y;
+    var acc = 0.0;
+    for (var k = 0u; k < p.K; k++) { acc += f32(X[m * p.K + k]) * f32(W[n * p.K + k]); }
+    Y[m * p.N + n] = acc;
+}
+"""
+
 # 64 tokens x 64 rows per workgroup of 128 (4 subgroups of 32); k steps of 32.
 TILED_HEAD = """
 enable f16;
@@ -148,12 +167,14 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--k", type=int, default=4096)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--plain", action="store_true", help="only the kernel without cooperative matrices")
     a = ap.parse_args()
     adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
     print("adapter:", adapter.info.get("device"), adapter.info.get("backend_type"))
     feats = sorted(adapter.features)
     print("features:", feats)
-    if "cooperative-matrix" not in adapter.features:
+    coop = "cooperative-matrix" in adapter.features and not a.plain
+    if not coop and not a.plain:
         print("RESULT: no cooperative-matrix feature on this adapter")
         return 0
     try:
@@ -161,19 +182,22 @@ def main() -> int:
         print("coop props:", props)
     except Exception as exc:  # noqa: BLE001 - a probe
         print("coop props: n/a", exc)
-    want = ["cooperative-matrix", "shader-f16", "timestamp-query"]
-    if "subgroups" in adapter.features:
-        want.append("subgroups")
-    dev = adapter.request_device_sync(required_features=want,
-                                      required_limits={"max_storage_buffer_binding_size": adapter.limits["max_storage_buffer_binding_size"],
-                                                       "max_buffer_size": adapter.limits["max_buffer_size"]})
+    want = ["shader-f16", "timestamp-query"] + (["cooperative-matrix"] if coop else [])
+    want += [f for f in ("subgroup", "subgroups") if f in adapter.features]
+    lim = ("max-storage-buffer-binding-size", "max-buffer-size")
+    dev = adapter.request_device_sync(required_features=want, required_limits={k: adapter.limits[k] for k in lim})
     rng = np.random.default_rng(1)
     M, N, K = a.m, a.n, a.k
     x = (rng.standard_normal((M, K))).astype(np.float16)
     wf = (rng.standard_normal((N, K)) * 0.02).astype(np.float16)
     wq_bytes, wq, wq16 = q4_0_pack(rng, N, K)
-    variants = [
+    # B = W^T as column-major (coopLoadT); f16_direct_rowmajor loads it with coopLoad (the wrong
+    # layout if coopLoadT is column-major: a large error says which one naga means)
+    variants = [] if coop else [("plain", PLAIN, wf.tobytes(), wf.astype(np.float64), (N // 16, M // 16))]
+    variants += [] if not coop else [
         ("f16_direct", F16_DIRECT, wf.tobytes(), wf.astype(np.float64), (N // 16, M // 16)),
+        ("f16_direct_rowmajor", F16_DIRECT.replace("coopLoadT<", "coopLoad<"), wf.tobytes(), wf.astype(np.float64),
+         (N // 16, M // 16)),
         ("f16_tiled", TILED_HEAD.replace("{WT}", "vec4<f16>") + LOAD_W_F16 + TILED_BODY, wf.tobytes(),
          wf.astype(np.float64), (N // 64, M // 64)),
         ("q4_0_tiled", TILED_HEAD.replace("{WT}", "u32") + LOAD_W_Q4_0 + TILED_BODY, wq_bytes, wq16, (N // 64, M // 64)),
@@ -183,6 +207,9 @@ def main() -> int:
     yb = dev.create_buffer(size=M * N * 4, usage=U.STORAGE | U.COPY_SRC)
     pb = dev.create_buffer_with_data(data=np.array([M, N, K, 0], np.uint32).tobytes(), usage=U.UNIFORM)
     for name, src, wbytes, wref, grid in variants:
+        if 0 in grid:
+            print(f"RESULT {name}: skipped (M must be a multiple of {16 if 'direct' in name else 64}, N of 64)")
+            continue
         try:
             sm = dev.create_shader_module(code=src)
             pipe = dev.create_compute_pipeline(layout="auto", compute={"module": sm, "entry_point": "main"})

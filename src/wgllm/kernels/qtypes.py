@@ -80,7 +80,7 @@ TYPES: dict[str, QType] = {t.name: t for t in [
     QType("Q3_K", "q3_k", unit=64, fallback="Q4_0", scales=((108, 1e-4, 1e-3),)),
     QType("Q4_K", "q4_k", unit=64, rowdot=True, fallback="Q5_0", scales=((0, 1e-4, 1e-3), (2, 1e-4, 1e-3))),
     QType("Q5_K", "q5_k", unit=64, pairs=1, fallback="Q5_1", scales=((0, 1e-4, 1e-3), (2, 1e-4, 1e-3))),
-    QType("Q6_K", "q6_k", tile=True, unit=64, fallback="Q8_0", scales=((208, 1e-4, 1e-3),)),
+    QType("Q6_K", "q6_k", tile=True, rowdot=True, unit=64, fallback="Q8_0", scales=((208, 1e-4, 1e-3),)),
     QType("IQ4_XS", "iq4_xs", unit=64, pairs=1, fallback="IQ4_NL", scales=((0, 1e-4, 1e-3),)),
 ]}
 

@@ -27,18 +27,23 @@ class BlockType:
     bytes: int  # bytes per block
     uses_xsum: bool  # the dot needs sum(x) over each 32 elements (a zero point or min)
     units: int = 1  # 32-element units per block (8: the 256-element super-blocks of K-quants)
+    rows: int | None = None  # rows per invocation (None: linear's ROWDOT_ROWS, see rows_per_invocation)
+    realign: bool = False  # one block per loop step, its words realigned at run time (see _realigned)
 
 
-def _bt(name: str, uses_xsum: bool) -> BlockType:
+def _bt(name: str, uses_xsum: bool, **kw) -> BlockType:
     """Type `name`'s block (bytes per 32-element unit from the quant table, qtypes)."""
     q = qtypes.TYPES[name.upper()]
     units = q.block // 32 if q.block > 32 else 1
-    return BlockType(name, q.block_bytes * 32 * units // q.block, uses_xsum, units)
+    return BlockType(name, q.block_bytes * 32 * units // q.block, uses_xsum, units, **kw)
 
 
-# rowdot reads F16 / F32 in 32-element blocks too (64 / 128 bytes).
-TYPES = {n: _bt(n, x) for n, x in [("q4_0", True), ("q4_1", True), ("q5_0", True), ("q8_0", False),
-                                     ("q4_k", True), ("f16", False), ("f32", False)]}
+# rowdot reads F16 / F32 in 32-element blocks too (64 / 128 bytes). Q6_K's 210-byte blocks
+# repeat their offsets only every 8 blocks, too long a body to unroll (lavapipe took 10-50 s
+# to compile one): one block per loop step, realigned at run time, 2 rows per invocation.
+TYPES = {bt.name: bt for bt in [
+    _bt("q4_0", True), _bt("q4_1", True), _bt("q5_0", True), _bt("q8_0", False), _bt("q4_k", True),
+    _bt("q6_k", True, rows=2, realign=True), _bt("f16", False), _bt("f32", False)]}
 
 
 def rows_per_invocation(row_bytes: int, rows: int = 4) -> int:
@@ -76,6 +81,8 @@ def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[list[str]], xsum: list
     of its 32-element unit u, xsum[u] their sum (types with a zero point or min)."""
     if bt.name == "q4_k":
         return _q4k_dot(row, p, xs, xsum)
+    if bt.name == "q6_k":
+        return _q6k_dot(row, p, xs, xsum)
     xs, xsum = xs[0], xsum[0] if xsum else None
     if bt.name in ("q4_0", "q4_1"):
         q0 = p + (2 if bt.name == "q4_0" else 4)
@@ -127,6 +134,74 @@ def _q4k_dot(row: _Row, p: int, xs: list[list[str]], xsum: list[str]) -> str:
         mins.append(f"f32({mn}) * {xsum[s]}")
     dm = f"unpack2x16float({row.word(p)})"
     return f"{dm}.x * ({' + '.join(terms)}) - {dm}.y * ({' + '.join(mins)})"
+
+
+def _q6k_dot(row, p: int, xs: list[list[str]], xsum: list[str]) -> str:
+    """Q6_K, 210-byte super-block of 256: ql[128] | qh[64] | scales[16] (int8) | d f16. Element
+    128 n + 32 g + l (n < 2, g < 4, l < 32) is q = (the low (g < 2) or high nibble of ql[64 n +
+    32 (g % 2) + l]) | (bits 2 g, 2 g + 1 of qh[32 n + l]) << 4 and weighs d * scales[8 n + 2 g +
+    l / 16] * (q - 32). Unit u = 4 n + g: d * the sum over its two 16-element halves of
+    sc * (sum(q x) - 32 sum(x))."""
+    def sc(i: int) -> str:
+        return f"i8b({row.word(p + 192 + i // 4 * 4)}, {i % 4}u)"
+
+    terms = []
+    for u in range(8):
+        n, g = divmod(u, 4)
+        qs = [f"dot(q6({row.word(p + 64 * n + 32 * (g % 2) + 4 * c)}, {row.word(p + 128 + 32 * n + 4 * c)}, "
+              f"{4 * (g // 2)}u, {2 * g}u), {xs[u][c]})" for c in range(8)]
+        h = f"dot(({xs[u][0]} + {xs[u][1]}) + ({xs[u][2]} + {xs[u][3]}), vec4<f32>(1.0))"
+        terms.append(f"{sc(8 * n + 2 * g)} * ({' + '.join(qs[:4])} - 32.0 * {h})")
+        terms.append(f"{sc(8 * n + 2 * g + 1)} * ({' + '.join(qs[4:])} - 32.0 * ({xsum[u]} - {h}))")
+    return f"half({row.half(p + 208)}) * ({' + '.join(terms)})"
+
+
+class _Aligned:
+    """Word reads of one row's current block after its run-time realignment (see _realigned):
+    A{j}_{m} is the u32 at byte 4 m of the block."""
+
+    def __init__(self, j: int):
+        self.j, self.used = j, set()
+
+    def word(self, o: int) -> str:
+        assert o % 4 == 0, o
+        self.used.add(o // 4)
+        return f"A{self.j}_{o // 4}"
+
+    def half(self, o: int) -> str:
+        return self.word(o) if o % 4 == 0 else f"({self.word(o - 2)} >> 16u)"
+
+
+def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) -> list[str]:
+    """The loop over blocks for a `realign` type: each step loads the vec4s under block b of each
+    of the R rows from wherever it starts (row n0 + j at byte (n0 + j) rb + b bytes, 2-byte
+    aligned), then realigns its words: A_m = the u32 at block byte 4 m, picked out of the loaded
+    words by the block's word offset q (selects) and shifted by 16 bits where it starts at 2 mod 4."""
+    xper = (4 if f16 else 8) * bt.units
+    out = []
+    for t in range(TT):
+        for u in range(bt.units):
+            out += _x_loads(t, u, f"b * {xper}u", glu, f16)
+            out.append(f"let s{t}_{u} = dot(((x{t}_{u}_0 + x{t}_{u}_1) + (x{t}_{u}_2 + x{t}_{u}_3)) + "
+                       f"((x{t}_{u}_4 + x{t}_{u}_5) + (x{t}_{u}_6 + x{t}_{u}_7)), vec4<f32>(1.0));")
+    nv = -(-(bt.bytes + 12 + 8) // 16)  # vec4s under a block at any 2-byte offset, and one word more
+    for j in range(R):
+        row = _Aligned(j)
+        acc = []
+        for t in range(TT):
+            xs = [[f"x{t}_{u}_{c}" for c in range(8)] for u in range(bt.units)]
+            acc.append(f"a{j}_{t} += {_block_dot(bt, row, 0, xs, [f's{t}_{u}' for u in range(bt.units)])};")
+        out.append(f"let g{j} = (n0 + {j}u) * {rb}u + b * {bt.bytes}u;")
+        out.append(f"let q{j} = (g{j} >> 2u) & 3u;")
+        out.append(f"let h{j} = (g{j} & 2u) != 0u;")
+        out += [f"let v{j}_{k} = W[(g{j} >> 4u) + {k}u];" for k in range(nv)]
+        w = [f"v{j}_{i // 4}.{XYZW[i % 4]}" for i in range(4 * nv)]
+        need = sorted(row.used | {m + 1 for m in row.used})
+        out += [f"let u{j}_{m} = sel4(q{j}, {w[m]}, {w[m + 1]}, {w[m + 2]}, {w[m + 3]});" for m in need]
+        out += [f"let A{j}_{m} = select(u{j}_{m}, (u{j}_{m} >> 16u) | (u{j}_{m + 1} << 16u), h{j});"
+                for m in sorted(row.used)]
+        out += acc
+    return out
 
 
 def _x_loads(t: int, b: int, x0: str, glu: bool, f16: bool) -> list[str]:
@@ -186,6 +261,11 @@ def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool
     xper = (4 if f16 else 8) * bt.units  # x vec4 per block
     lines = [f"let xr{t} = min(t0 + {t}u, T - 1u) * XROW;" for t in range(TT)]
     lines += [f"var a{j}_{t} = 0.0;" for j in range(R) for t in range(TT)]
+    if bt.realign:
+        ng = tail = 0
+        lines.append(f"for (var b = 0u; b < {nb}u; b++) {{")
+        lines += ["    " + s for s in _realigned(bt, rb, R, TT, glu, f16)]
+        lines.append("}")
     if ng:
         lines.append(f"for (var gi = 0u; gi < {ng}u; gi++) {{")
         lines += ["    " + s for s in _group(bt, rb, R, TT, G, gv, "gi", f"gi * {xper * G}u", glu, f16)]

@@ -88,6 +88,25 @@ fn q5_hi(w: u32, qh: u32, b: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>(n | h));
 }
 
+// Q6_K: 4 quants of 6 bits, from the nibbles at bit sl (0 or 4) of ql word wl's 4 bytes and
+// the 2 bits at bit sh of qh word wh's 4 bytes (sl, sh constants: the shifts fold).
+fn q6(wl: u32, wh: u32, sl: u32, sh: u32) -> vec4<f32> {
+    let b = vec4<u32>(0u, 8u, 16u, 24u);
+    let n = (vec4<u32>(wl) >> (b + vec4<u32>(sl))) & vec4<u32>(15u);
+    let h = ((vec4<u32>(wh) >> (b + vec4<u32>(sh))) & vec4<u32>(3u)) << vec4<u32>(4u);
+    return vec4<f32>(vec4<i32>(n | h));
+}
+
+// Signed byte i (a constant) of w.
+fn i8b(w: u32, i: u32) -> f32 {
+    return f32((bitcast<i32>(w) << (24u - 8u * i)) >> 24u);
+}
+
+// The q-th of a, b, c, d (q < 4; selects, no branch: q differs between lanes).
+fn sel4(q: u32, a: u32, b: u32, c: u32, d: u32) -> u32 {
+    return select(select(a, b, q == 1u), select(c, d, q == 3u), q >= 2u);
+}
+
 fn i8x4(w: u32) -> vec4<f32> {
     return vec4<f32>((vec4<i32>(bitcast<i32>(w)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
