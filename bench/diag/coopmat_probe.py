@@ -23,15 +23,19 @@ import time
 import numpy as np
 import wgpu
 
-F16_DIRECT = """
-enable f16;
-enable wgpu_cooperative_matrix;
+# Bindings of the f16 kernels: X [M, K], W [N, K] f16; Y [M, N] f32.
+F16_BINDINGS = """
 struct P { M: u32, N: u32, K: u32, _p: u32 }
 @group(0) @binding(0) var<storage, read> X: array<f16>;
 @group(0) @binding(1) var<storage, read> W: array<f16>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
-@compute @workgroup_size(32)
+"""
+
+F16_DIRECT = """
+enable f16;
+enable wgpu_cooperative_matrix;
+""" + F16_BINDINGS + """@compute @workgroup_size(32)
 fn main(@builtin(workgroup_id) wid: vec3<u32>) {
     let m0 = wid.y * 16u;
     let n0 = wid.x * 16u;
@@ -49,12 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>) {
 # adapter, lavapipe included): one invocation per output.
 PLAIN = """
 enable f16;
-struct P { M: u32, N: u32, K: u32, _p: u32 }
-@group(0) @binding(0) var<storage, read> X: array<f16>;
-@group(0) @binding(1) var<storage, read> W: array<f16>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
-@compute @workgroup_size(16, 16)
+""" + F16_BINDINGS + """@compute @workgroup_size(16, 16)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
     let n = g.x;
     let m = g.y;
