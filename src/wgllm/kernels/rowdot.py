@@ -5,7 +5,9 @@ the R rows of an invocation it loads the vec4s of a group of G blocks (G * block
 bytes is a multiple of 16, so the pattern of offsets repeats from group to
 group and every field sits at a constant position), dequantizes each block once
 and takes its dot product with TT token rows of x. Groups run in a loop; the
-blocks after the last whole group are written out after it.
+blocks after the last whole group are written out after it. A type whose group
+would be too long to unroll (Q6_K: 8 blocks of 210 bytes) runs one block per loop
+step instead, its words realigned at run time (`_realigned`).
 """
 
 from __future__ import annotations
@@ -174,8 +176,8 @@ class _Aligned:
 
 def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) -> list[str]:
     """The loop over blocks for a `realign` type: each step loads the vec4s under block b of each
-    of the R rows from wherever it starts (row n0 + j at byte (n0 + j) rb + b bytes, 2-byte
-    aligned), then realigns its words: A_m = the u32 at block byte 4 m, picked out of the loaded
+    of the R rows from wherever it starts (row n0 + j's block b at byte (n0 + j) rb + b bt.bytes,
+    2-byte aligned), then realigns its words: A_m = the u32 at block byte 4 m, picked out of the loaded
     words by the block's word offset q (selects) and shifted by 16 bits where it starts at 2 mod 4."""
     xper = (4 if f16 else 8) * bt.units
     out = []
@@ -256,13 +258,12 @@ def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool
     bt = TYPES[qt]
     nb = K // (32 * bt.units)
     G = 16 // math.gcd(bt.bytes, 16)  # blocks per group: G * bytes % 16 == 0
-    ng, tail = divmod(nb, G)
+    ng, tail = (0, 0) if bt.realign else divmod(nb, G)
     gv = G * bt.bytes // 16
     xper = (4 if f16 else 8) * bt.units  # x vec4 per block
     lines = [f"let xr{t} = min(t0 + {t}u, T - 1u) * XROW;" for t in range(TT)]
     lines += [f"var a{j}_{t} = 0.0;" for j in range(R) for t in range(TT)]
     if bt.realign:
-        ng = tail = 0
         lines.append(f"for (var b = 0u; b < {nb}u; b++) {{")
         lines += ["    " + s for s in _realigned(bt, rb, R, TT, glu, f16)]
         lines.append("}")

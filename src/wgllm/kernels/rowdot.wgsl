@@ -17,7 +17,8 @@
 // x, when its buffer fits in a uniform binding (decode, short prefill passes), is a uniform
 // array: its loads are the same for every lane, and lavapipe makes a uniform load at a
 // uniform offset one scalar load and a broadcast, where a storage load loops over the lanes
-// (-10..-20% for a Q4_1 [3072 x 576] decode product on lavapipe, bench/RESULTS.md).
+// (lavapipe: -10% for a Q4_1 [3072 x 576] product of f32 x, -18% for prefill passes' f16
+// products; bench/RESULTS.md).
 //
 // Layout: W (binding 0) raw rows of row_bytes as vec4<u32>; X [T_max, K] as
 // vec4 of {{XT}} (GLU = 1 / 2: [T_max, 2K], x = silu / gelu(first half) * second half);
