@@ -74,7 +74,7 @@ TYPES: dict[str, QType] = {t.name: t for t in [
     QType("Q4_0", "q4_0", rowdot=True, scales=_S8),
     QType("Q4_1", "q4_1", rowdot=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("Q5_0", "q5_0", rowdot=True, scales=_S8),
-    QType("Q5_1", "q5_1", scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
+    QType("Q5_1", "q5_1", rowdot=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("IQ4_NL", "iq4_nl", scales=_S8),
     QType("Q2_K", "q2_k", unit=64, fallback="Q4_0", scales=((80, 1e-4, 1e-3), (82, 1e-4, 1e-3))),
     QType("Q3_K", "q3_k", unit=64, fallback="Q4_0", scales=((108, 1e-4, 1e-3),)),

@@ -44,7 +44,8 @@ def _bt(name: str, uses_xsum: bool, **kw) -> BlockType:
 # repeat their offsets only every 8 blocks, too long a body to unroll (lavapipe took 10-50 s
 # to compile one): one block per loop step, realigned at run time, 2 rows per invocation.
 TYPES = {bt.name: bt for bt in [
-    _bt("q4_0", True), _bt("q4_1", True), _bt("q5_0", True), _bt("q8_0", False), _bt("q4_k", True),
+    _bt("q4_0", True), _bt("q4_1", True), _bt("q5_0", True), _bt("q5_1", True), _bt("q8_0", False),
+    _bt("q4_k", True),
     _bt("q6_k", True, rows=2, realign=True), _bt("f16", False), _bt("f32", False)]}
 
 
@@ -96,12 +97,16 @@ def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[list[str]], xsum: list
             return f"half({row.half(p)}) * ({s} - 8.0 * {xsum})"
         dm = f"unpack2x16float({row.word(p)})"
         return f"dot({dm}, vec2<f32>({s}, {xsum}))"
-    if bt.name == "q5_0":  # d f16 | qh u32 (bit j: element j's fifth bit) | qs[16] as Q4_0's
-        qh = row.word(p + 2)
-        ws = [row.word(p + 6 + 4 * k) for k in range(4)]
+    if bt.name in ("q5_0", "q5_1"):  # d f16 (| m f16) | qh u32 (bit j: element j's fifth bit) | qs[16] as Q4_0's
+        q0 = p + (2 if bt.name == "q5_0" else 4)
+        qh = row.word(q0)
+        ws = [row.word(q0 + 4 + 4 * k) for k in range(4)]
         terms = [f"dot(q5_lo({ws[k]}, {qh}, {4 * k}u), {xs[k]})" for k in range(4)]
         terms += [f"dot(q5_hi({ws[k]}, {qh}, {16 + 4 * k}u), {xs[4 + k]})" for k in range(4)]
-        return f"half({row.half(p)}) * ({' + '.join(terms)} - 16.0 * {xsum})"
+        s = " + ".join(terms)
+        if bt.name == "q5_0":
+            return f"half({row.half(p)}) * ({s} - 16.0 * {xsum})"
+        return f"dot(unpack2x16float({row.word(p)}), vec2<f32>({s}, {xsum}))"
     if bt.name == "q8_0":
         terms = [f"dot(i8x4({row.word(p + 2 + 4 * k)}), {xs[k]})" for k in range(8)]
         return f"half({row.half(p)}) * ({' + '.join(terms)})"
