@@ -228,7 +228,7 @@ def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, gl
     """The CPU-adapter kernel (rowdot.wgsl) for one chunk: R rows per invocation, all tokens."""
     rb = row_bytes(w.qtype, w.K)
     bt = rowdot.TYPES[qt]
-    R = bt.rows if bt.realign else rowdot.rows_per_invocation(rb, bt.rows or ROWDOT_ROWS)
+    R = bt.rows if bt.realign else rowdot.rows_per_invocation(rb, ROWDOT_ROWS)
     TT = 1 if T_max == 1 else ROWDOT_TOKENS
     lanes = -(-rows // R)
     groups = dev.grid(-(-lanes // ROWDOT_WG))

@@ -29,7 +29,7 @@ class BlockType:
     bytes: int  # bytes per block
     uses_xsum: bool  # the dot needs sum(x) over each 32 elements (a zero point or min)
     units: int = 1  # 32-element units per block (8: the 256-element super-blocks of K-quants)
-    rows: int | None = None  # rows per invocation (None: linear's ROWDOT_ROWS, see rows_per_invocation)
+    rows: int | None = None  # a realign type's rows per invocation (others: rows_per_invocation)
     realign: bool = False  # one block per loop step, its words realigned at run time (see _realigned)
 
 
@@ -101,8 +101,8 @@ def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[list[str]], xsum: list
         q0 = p + (2 if bt.name == "q5_0" else 4)
         qh = row.word(q0)
         ws = [row.word(q0 + 4 + 4 * k) for k in range(4)]
-        terms = [f"dot(q5_lo({ws[k]}, {qh}, {4 * k}u), {xs[k]})" for k in range(4)]
-        terms += [f"dot(q5_hi({ws[k]}, {qh}, {16 + 4 * k}u), {xs[4 + k]})" for k in range(4)]
+        terms = [f"dot(q5({ws[k]}, 0u, {qh}, {4 * k}u), {xs[k]})" for k in range(4)]
+        terms += [f"dot(q5({ws[k]}, 4u, {qh}, {16 + 4 * k}u), {xs[4 + k]})" for k in range(4)]
         s = " + ".join(terms)
         if bt.name == "q5_0":
             return f"half({row.half(p)}) * ({s} - 16.0 * {xsum})"
@@ -176,7 +176,8 @@ class _Aligned:
         return f"A{self.j}_{o // 4}"
 
     def half(self, o: int) -> str:
-        return self.word(o) if o % 4 == 0 else f"({self.word(o - 2)} >> 16u)"
+        """The f16 at byte o (a multiple of 4 here), as the low half of a u32."""
+        return self.word(o)
 
 
 def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) -> list[str]:
@@ -188,9 +189,7 @@ def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) ->
     out = []
     for t in range(TT):
         for u in range(bt.units):
-            out += _x_loads(t, u, f"b * {xper}u", glu, f16)
-            out.append(f"let s{t}_{u} = dot(((x{t}_{u}_0 + x{t}_{u}_1) + (x{t}_{u}_2 + x{t}_{u}_3)) + "
-                       f"((x{t}_{u}_4 + x{t}_{u}_5) + (x{t}_{u}_6 + x{t}_{u}_7)), vec4<f32>(1.0));")
+            out += _x_unit(bt, t, u, f"b * {xper}u", glu, f16)
     nv = -(-(bt.bytes + 12 + 8) // 16)  # vec4s under a block at any 2-byte offset, and one word more
     for j in range(R):
         row = _Aligned(j)
@@ -208,6 +207,16 @@ def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) ->
         out += [f"let A{j}_{m} = select(u{j}_{m}, (u{j}_{m} >> 16u) | (u{j}_{m + 1} << 16u), h{j});"
                 for m in sorted(row.used)]
         out += acc
+    return out
+
+
+def _x_unit(bt: BlockType, t: int, u: int, x0: str, glu: bool, f16: bool) -> list[str]:
+    """Statements defining unit u's 32 x elements for token tile row t (_x_loads) and, for types
+    that need it, their sum s{t}_{u}."""
+    out = _x_loads(t, u, x0, glu, f16)
+    if bt.uses_xsum:
+        out.append(f"let s{t}_{u} = dot(((x{t}_{u}_0 + x{t}_{u}_1) + (x{t}_{u}_2 + x{t}_{u}_3)) + "
+                   f"((x{t}_{u}_4 + x{t}_{u}_5) + (x{t}_{u}_6 + x{t}_{u}_7)), vec4<f32>(1.0));")
     return out
 
 
@@ -239,10 +248,7 @@ def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group
         units = [b * bt.units + s for s in range(bt.units)]  # the block's 32-element units of x
         for t in range(TT):
             for u in units:
-                body += _x_loads(t, u, x0, glu, f16)
-                if bt.uses_xsum:
-                    body.append(f"let s{t}_{u} = dot(((x{t}_{u}_0 + x{t}_{u}_1) + (x{t}_{u}_2 + x{t}_{u}_3)) + "
-                                f"((x{t}_{u}_4 + x{t}_{u}_5) + (x{t}_{u}_6 + x{t}_{u}_7)), vec4<f32>(1.0));")
+                body += _x_unit(bt, t, u, x0, glu, f16)
         for row in rows:
             for t in range(TT):
                 xs = [[f"x{t}_{u}_{c}" for c in range(8)] for u in units]

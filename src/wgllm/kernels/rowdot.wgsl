@@ -75,16 +75,10 @@ fn nib_hi(w: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)));
 }
 
-// Q5_0: the low nibbles of w's 4 bytes (q5_lo) or their high nibbles (q5_hi), each with its
-// fifth bit, bits b .. b + 3 of the block's qh (b a constant: the shifts fold).
-fn q5_lo(w: u32, qh: u32, b: u32) -> vec4<f32> {
-    let n = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u);
-    let h = ((vec4<u32>(qh) >> (vec4<u32>(b) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
-    return vec4<f32>(vec4<i32>(n | h));
-}
-
-fn q5_hi(w: u32, qh: u32, b: u32) -> vec4<f32> {
-    let n = (vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u);
+// Q5_0 / Q5_1: 4 quants of 5 bits, the nibbles at bit sl (0 or 4) of w's 4 bytes, each with its
+// fifth bit, bits b .. b + 3 of the block's qh (sl, b constants: the shifts fold).
+fn q5(w: u32, sl: u32, qh: u32, b: u32) -> vec4<f32> {
+    let n = (vec4<u32>(w) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(sl))) & vec4<u32>(15u);
     let h = ((vec4<u32>(qh) >> (vec4<u32>(b) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
     return vec4<f32>(vec4<i32>(n | h));
 }
