@@ -282,3 +282,39 @@ def test_rowdot_x_uniform_equals_storage(device, act, rng, monkeypatch, qtype, T
     assert np.array_equal(got[True], got[False])
     ref = x.astype(np.float64) @ dequant_ref(qtype, raw, N, K).T
     assert rel_err(got[True], ref) < TOL[act]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=CASE_IDS)
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_linear_glu_output(device, act, rng, qtype, case):
+    """glu_out: W is [gate | up] (2 F rows) and y [T, F] = act(gate . x) * (up . x), written
+    compactly (row stride F); where the adapter cannot fuse it, a ValueError. GELU in the
+    odd cases, silu in the others."""
+    T, T_max = CASES[case]
+    gelu = case % 2 == 1
+    F, K = shape_for(qtype, case)
+    raw = L.random_weight_bytes(rng, qtype, 2 * F, K)
+    w = L.upload_weight(device, [raw], qtype, K, "test")
+    x = rng.standard_normal((T_max, K)).astype(NP[act])
+    xb = device.upload(x, "test")
+    yb = device.upload(np.full((T_max, 2 * F), np.nan, NP[act]), "test")  # poison, 2x the output
+    step = ops.step_buffer(device, "test")
+    ops.write_step(device, step, T, 0)
+    try:
+        if not L.fuses_glu(device, w):
+            assert device.kind != "cpu" or not qtypes.qtype(qtype.name).rowdot
+            with pytest.raises(ValueError, match="cannot fuse"):
+                L.linear(device, w, xb, yb, T_max, step, x_type=act, y_type=act, glu_out="silu")
+            return
+        device.run(L.linear(device, w, xb, yb, T_max, step, x_type=act, y_type=act,
+                            glu_out="gelu" if gelu else "silu"))
+        got = device.read_array(yb, NP[act], T_max * 2 * F)
+        h = x[:T].astype(np.float64) @ dequant_ref(qtype, raw, 2 * F, K).T
+        g, u = h[:, :F], h[:, F:]
+        a = g * 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g**3))) if gelu else g / (1 + np.exp(-g))
+        assert rel_err(got[:T * F].reshape(T, F), a * u) < TOL[act]
+        assert np.isnan(got[T * F:]).all(), "wrote past y[T, F]"
+    finally:
+        for b in (xb, yb, step):
+            device.release(b)
+        release(device, w)

@@ -179,7 +179,8 @@ def _act(*types: str) -> str:
 
 
 def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "f32",
-           y_type: str = "f32", add: bool = False, glu: bool | str = False, batched: bool = False) -> list[Dispatch]:
+           y_type: str = "f32", add: bool = False, glu: bool | str = False, batched: bool = False,
+           glu_out: bool | str = False) -> list[Dispatch]:
     """y[t, n] = (add ? y[t, n] : 0) + sum_k W[n, k] * x[t, k] for t < Step.T.
 
     glu: x is [T_max, 2K] = [gate | up] and x[t, k] = act(gate[t, k]) * up[t, k], act silu
@@ -192,16 +193,22 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     batched: T_max rows of different sequences (a batched decode pass): the matrix-vector
     kernel for each row (for types with a tile, MATVEC_TILE rows per workgroup sharing each
     unpacked weight unit), each row computed exactly as alone.
+    glu_out: w is an FFN's [gate | up] (N = 2 F rows) and y [T_max, F] gets the GLU product
+    act(gate . x) * (up . x) (act as for glu); only where fuses_glu(dev, w).
     """
     act = _act(x_type, y_type)
     kern = _qt(w.qtype)
+    if glu_out:
+        if not fuses_glu(dev, w):
+            raise ValueError(f"this adapter cannot fuse the GLU product into a {w.qtype.name} product "
+                             f"of {w.N} rows in {len(w.chunks)} chunk(s): see fuses_glu")
+        return [_rowdot(dev, w, kern.kernel, w.N // 2, _binds(dev, w, w.chunks[0][0], x, y, step, w.N // 2, 0),
+                        T_max, False, dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=0),
+                        glu_out=_glu_code(glu_out))]
     rb = row_bytes(w.qtype, w.K)
     out = []
     for buf, row0, rows in w.chunks:
-        params = np.array([w.K, w.N, row0, rows, rb, int(add), 0, 0], np.uint32)
-        assert params.size == _LINEAR_PARAMS
-        u = dev.uniform(params, "linear params")
-        binds = [buf, x, y, u, step]
+        binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add)
         consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu))
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts))
@@ -216,6 +223,22 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     return out
 
 
+def _binds(dev: Device, w: GpuWeight, buf, x, y, step, N: int, row0: int, rows: int | None = None,
+           add: bool = False) -> list:
+    """A product's bindings: weight chunk, x, y, its params uniform (y has N columns; the chunk
+    writes `rows` of them from row0), step."""
+    rows = N if rows is None else rows
+    params = np.array([w.K, N, row0, rows, row_bytes(w.qtype, w.K), int(add), 0, 0], np.uint32)
+    assert params.size == _LINEAR_PARAMS
+    return [buf, x, y, dev.uniform(params, "linear params"), step]
+
+
+def fuses_glu(dev: Device, w: GpuWeight) -> bool:
+    """Whether linear(dev, w, ..., glu_out=act) can form an FFN's GLU product in its [gate | up]
+    product (the CPU adapters' rowdot kernel, one chunk, an even row count)."""
+    return dev.kind == "cpu" and _qt(w.qtype).rowdot and len(w.chunks) == 1 and w.N % 2 == 0
+
+
 def _glu_code(glu: bool | str) -> int:
     """The kernels' GLU constant: 0 no GLU, 1 silu(gate) * up, 2 gelu(gate) * up."""
     codes = {False: 0, True: 1, "silu": 1, "gelu": 2}
@@ -224,20 +247,26 @@ def _glu_code(glu: bool | str) -> int:
     return codes[glu]
 
 
-def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, glu, consts) -> Dispatch:
-    """The CPU-adapter kernel (rowdot.wgsl) for one chunk: R rows per invocation, all tokens."""
+def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, glu, consts,
+            glu_out: int = 0) -> Dispatch:
+    """The CPU-adapter kernel (rowdot.wgsl) for one chunk: R rows per invocation, all tokens.
+    glu_out (a _glu_code): the fused GLU output, rows = F output rows from F gate and F up rows;
+    an invocation takes RN = R / 2 of each."""
     rb = row_bytes(w.qtype, w.K)
     bt = rowdot.TYPES[qt]
-    R = bt.rows if bt.realign else rowdot.rows_per_invocation(rb, ROWDOT_ROWS)
+    parts = 2 if glu_out else 1  # gate and up rows, or one kind
+    RN = bt.rows // parts if bt.realign else rowdot.rows_per_invocation(rb, ROWDOT_ROWS // parts)
+    R = parts * RN
     TT = 1 if T_max == 1 else ROWDOT_TOKENS
-    lanes = -(-rows // R)
+    lanes = -(-rows // RN)
     groups = dev.grid(-(-lanes // ROWDOT_WG))
     f16 = consts["XT"] == "f16"
     xe = 8 if f16 else 4  # x elements per vec4 read
     x = binds[1]
     uni = not isinstance(x, tuple) and dev.uniform_ok(x)  # x as a uniform array (see rowdot.wgsl)
-    consts = dict(consts, WG=ROWDOT_WG, R=R, TT=TT, XROW=w.K // xe * (2 if glu else 1), HALFX=w.K // xe,
-                  XW="u32" if f16 else "f32", ROWV=R * rb // 16, BODY=rowdot.body(qt, w.K, rb, R, TT, bool(glu), f16),
+    body = rowdot.body(qt, w.K, rb, R, TT, bool(glu), f16, rows if glu_out else 0)
+    consts = dict(consts, WG=ROWDOT_WG, R=R, RN=RN, GLUO=glu_out, TT=TT, XROW=w.K // xe * (2 if glu else 1),
+                  HALFX=w.K // xe, XW="u32" if f16 else "f32", ROWV=RN * rb // 16, BODY=body,
                   XSPACE="uniform" if uni else "storage, read", XLEN=f", {x.size // 16}" if uni else "")
     return dev.dispatch("rowdot", binds, groups, **consts)
 

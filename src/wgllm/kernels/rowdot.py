@@ -180,7 +180,7 @@ class _Aligned:
         return self.word(o)
 
 
-def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) -> list[str]:
+def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool, split: int) -> list[str]:
     """The loop over blocks for a `realign` type: each step loads the vec4s under block b of each
     of the R rows from wherever it starts (row n0 + j's block b at byte (n0 + j) rb + b bt.bytes,
     2-byte aligned), then realigns its words: A_m = the u32 at block byte 4 m, picked out of the loaded
@@ -197,7 +197,7 @@ def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) ->
         for t in range(TT):
             xs = [[f"x{t}_{u}_{c}" for c in range(8)] for u in range(bt.units)]
             acc.append(f"a{j}_{t} += {_block_dot(bt, row, 0, xs, [f's{t}_{u}' for u in range(bt.units)])};")
-        out.append(f"let g{j} = (n0 + {j}u) * {rb}u + b * {bt.bytes}u;")
+        out.append(f"let g{j} = (n0 + {_row_of(j, R, split)}u) * {rb}u + b * {bt.bytes}u;")
         out.append(f"let q{j} = (g{j} >> 2u) & 3u;")
         out.append(f"let h{j} = (g{j} & 2u) != 0u;")
         out += [f"let v{j}_{k} = W[(g{j} >> 4u) + {k}u];" for k in range(nv)]
@@ -208,6 +208,15 @@ def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool) ->
                 for m in sorted(row.used)]
         out += acc
     return out
+
+
+def _row_of(j: int, R: int, split: int) -> int:
+    """Invocation row j's row number after n0: j, or with a split (the fused GLU output) the
+    first R / 2 rows from n0 and the other R / 2 `split` rows further."""
+    if not split:
+        return j
+    h = R // 2
+    return j % h + (split if j >= h else 0)
 
 
 def _x_unit(bt: BlockType, t: int, u: int, x0: str, glu: bool, f16: bool) -> list[str]:
@@ -239,10 +248,11 @@ def _x_loads(t: int, b: int, x0: str, glu: bool, f16: bool) -> list[str]:
 
 
 def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group: str, x0: str, glu: bool,
-           f16: bool) -> list[str]:
+           f16: bool, split: int) -> list[str]:
     """Statements for `nblocks` blocks of every row: row j's blocks start at vec4
-    vb + (j * rb - off_j) / 16 + `group` * gv; x's first element of them is at x vec4 `x0`."""
-    rows = [_Row(j, (j * rb) % 16) for j in range(R)]
+    vb + (r_j * rb - off_j) / 16 + `group` * gv (r_j: _row_of); x's first element of them is at
+    x vec4 `x0`. (With a split, split * rb is a multiple of 16: off_j depends on j % (R / 2) only.)"""
+    rows = [_Row(j, (_row_of(j, R, split) * rb) % 16) for j in range(R)]
     body = []
     for b in range(nblocks):
         units = [b * bt.units + s for s in range(bt.units)]  # the block's 32-element units of x
@@ -256,16 +266,18 @@ def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group
                 body.append(f"a{row.j}_{t} += {_block_dot(bt, row, b * bt.bytes, xs, sums)};")
     loads = []
     for row in rows:
-        base = (row.j * rb - row.off) // 16
+        base = (_row_of(row.j, R, split) * rb - row.off) // 16
         for v in sorted(row.vecs):
             loads.append(f"let w{row.j}_{v} = W[vb + {base + v}u + {group} * {gv}u];")
     return loads + body
 
 
 @lru_cache(maxsize=None)
-def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool = False) -> str:
+def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool = False, split: int = 0) -> str:
     """The {{BODY}} of rowdot.wgsl for rows of K elements of type `qt` (rb bytes each); x of
-    f16 (read as vec4<u32> of 8 halves) or f32, with the SwiGLU input (glu) or not."""
+    f16 (read as vec4<u32> of 8 halves) or f32, with the SwiGLU input (glu) or not.
+    split > 0: the fused GLU output; the invocation's rows are R / 2 rows from n0 and the R / 2
+    rows `split` further, and it writes act(row j) * (row j + split) for its first R / 2 rows."""
     bt = TYPES[qt]
     nb = K // (32 * bt.units)
     G = 16 // math.gcd(bt.bytes, 16)  # blocks per group: G * bytes % 16 == 0
@@ -276,17 +288,20 @@ def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool
     lines += [f"var a{j}_{t} = 0.0;" for j in range(R) for t in range(TT)]
     if bt.realign:
         lines.append(f"for (var b = 0u; b < {nb}u; b++) {{")
-        lines += ["    " + s for s in _realigned(bt, rb, R, TT, glu, f16)]
+        lines += ["    " + s for s in _realigned(bt, rb, R, TT, glu, f16, split)]
         lines.append("}")
     if ng:
         lines.append(f"for (var gi = 0u; gi < {ng}u; gi++) {{")
-        lines += ["    " + s for s in _group(bt, rb, R, TT, G, gv, "gi", f"gi * {xper * G}u", glu, f16)]
+        lines += ["    " + s for s in _group(bt, rb, R, TT, G, gv, "gi", f"gi * {xper * G}u", glu, f16, split)]
         lines.append("}")
     if tail:
         lines.append("{")
-        lines += ["    " + s for s in _group(bt, rb, R, TT, tail, gv, f"{ng}u", f"{ng * xper * G}u", glu, f16)]
+        lines += ["    " + s for s in _group(bt, rb, R, TT, tail, gv, f"{ng}u", f"{ng * xper * G}u", glu, f16,
+                                                   split)]
         lines.append("}")
+    h = R // 2 if split else R
     for t in range(TT):
-        for j in range(R):
-            lines.append(f"if (t0 + {t}u < T && n0 + {j}u < P.rows) {{ put(t0 + {t}u, n0 + {j}u, a{j}_{t}); }}")
+        for j in range(h):
+            v = f"glu_out(a{j}_{t}, a{j + h}_{t})" if split else f"a{j}_{t}"
+            lines.append(f"if (t0 + {t}u < T && n0 + {j}u < P.rows) {{ put(t0 + {t}u, n0 + {j}u, {v}); }}")
     return "\n".join("        " + s for s in lines)

@@ -23,6 +23,9 @@
 // Layout: W (binding 0) raw rows of row_bytes as vec4<u32>; X [T_max, K] as
 // vec4 of {{XT}} (GLU = 1 / 2: [T_max, 2K], x = silu / gelu(first half) * second half);
 // Y [T_max, N] {{YT}}.  Grid: x, y flatten the row groups of R rows.
+// GLUO = 1 / 2 (the fused GLU output of an FFN's [gate | up] product, 2 N rows): an invocation's
+// R rows are RN = R / 2 gate rows from n0 and the up rows N further, and it writes
+// Y[t, n] = act(gate_n . x_t) * (up_n . x_t) into Y [T_max, N] (params N, rows: the halves').
 //!include step
 
 struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
@@ -35,18 +38,30 @@ struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, 
 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;            // rows per invocation
+const RN: u32 = {{RN}}u;          // output rows per invocation (R, or R / 2 with GLUO)
 const GLU: u32 = {{GLU}}u;
+const GLUO: u32 = {{GLUO}}u;      // 1 / 2: the fused GLU output, y = act(gate row) * up row (see glu_out)
 const XROW: u32 = {{XROW}}u;      // vec4 of X per token row (K / XE, or 2 K / XE with GLU)
 const HALFX: u32 = {{HALFX}}u;    // K / XE: offset of the "up" half with GLU (XE: x elements per vec4)
-const ROWV: u32 = {{ROWV}}u;      // vec4 of W per group of R rows (R * row_bytes / 16)
+const ROWV: u32 = {{ROWV}}u;      // vec4 of W per invocation's first RN rows (RN * row_bytes / 16)
 
-// The GLU product act(gate) * up: GLU 1 silu, 2 GELU (tanh form, written as the equal
+// The GLU product act(gate) * up: code 1 silu, 2 GELU (tanh form, written as the equal
 // g * sigmoid(2 sqrt(2/pi) (g + 0.044715 g^3)), which cannot overflow).
-fn silu_mul(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
-    if (GLU == 2u) {
+fn act_mul(code: u32, g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
+    if (code == 2u) {
         return g / (1.0 + exp(-1.5957691216057308 * (g + 0.044715 * g * g * g))) * u;
     }
     return g / (1.0 + exp(-g)) * u;
+}
+
+// The GLU input: x = act(gate) * up as the down projection loads it.
+fn silu_mul(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
+    return act_mul(GLU, g, u);
+}
+
+// The fused GLU output: one y element from its gate and up rows' dot products.
+fn glu_out(g: f32, u: f32) -> f32 {
+    return act_mul(GLUO, vec4<f32>(g), vec4<f32>(u)).x;
 }
 
 // f32 x: the 4 elements of vec4 i (GLU: act(gate) * up).
@@ -120,7 +135,7 @@ fn put(t: u32, n: u32, v: f32) {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let g = gid.x + gid.y * nwg.x * WG;
-    let n0 = g * R;
+    let n0 = g * RN;
     if (n0 >= P.rows) { return; }
     let vb = g * ROWV;          // first vec4 of the group's rows
     let T = S.T;

@@ -60,9 +60,13 @@ def attention(m, L: LayerWeights, i: int, T: int) -> list[Dispatch]:
 
 def gated_ffn(m, L: LayerWeights, T: int) -> list[Dispatch]:
     """x += [post-norm] wdown @ (act(gate) * up), [gate | up] = wgu @ rmsnorm(x); the GLU product
-    (SwiGLU, or GELU for Gemma) is formed as the down projection loads its input."""
+    (SwiGLU, or GELU for Gemma) is formed as the down projection loads its input, or, where the
+    adapter can (lin.fuses_glu: the CPU adapters' kernel), as the [gate | up] product writes it."""
     dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
     d = ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
+    if len(L.wgu) == 1 and lin.fuses_glu(dev, L.wgu[0]):  # gu: [T, ffn] = act(gate) * up
+        d += lin.linear(dev, L.wgu[0], a.xn, a.gu, T, st, x_type=act, y_type=act, glu_out=cfg.ffn_act)
+        return d + _residual(m, L.wdown, a.gu, L.ffn_post_norm, T)
     d += linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act, batched=m.batched)  # gu: [T, 2*ffn]
     return d + _residual(m, L.wdown, a.gu, L.ffn_post_norm, T, glu=cfg.ffn_act)
 
