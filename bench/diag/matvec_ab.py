@@ -5,7 +5,8 @@
 
 Each type's weights (random, K x N, cycled past the L2 as in bench_linear) are uploaded
 once; then, in interleaved rounds, every configuration times every type (bench_linear's
-timing: GPU timestamps). Configurations: "old" (OLD.wgsl: e.g. matvec.wgsl as committed,
+timing: GPU timestamps); in the first round each configuration's result is checked against
+float64 numpy (printed, "WRONG" past 1e-5 of the largest output). Configurations: "old" (OLD.wgsl: e.g. matvec.wgsl as committed,
 saved before an edit), "new" (this tree), and each --config: this tree (or OLD.wgsl with @old)
 with some types' matvec tiling replaced (row pairs, unrolling, invocations per row group), and
 with sum=shared the row sums through workgroup memory even where the device has subgroups,
@@ -24,6 +25,7 @@ import sys
 
 import numpy as np
 from gguf import GGMLQuantizationType as Q
+from gguf.quants import dequantize
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import bench_linear as B  # noqa: E402
@@ -90,12 +92,14 @@ def main() -> None:
     K, N = (int(v) for v in args.shape.split("x"))
     rng = np.random.default_rng(0)
     names = args.types.split(",")
-    data = {}
+    data, refs = {}, {}
+    xh = rng.standard_normal((1, K)).astype(np.float32)
     for name in names:
         raw = L.random_weight_bytes(rng, Q[name], N, K)
+        refs[name] = dequantize(raw.reshape(N, -1), Q[name]).reshape(N, K).astype(np.float64) @ xh[0].astype(np.float64)
         copies = min(B.MAX_COPIES, max(1, -(-B.COLD_BYTES // raw.nbytes)))
         data[name] = (raw.nbytes, [L.upload_weight(dev, [raw], Q[name], K, "ab w") for _ in range(copies)])
-    x = dev.upload(rng.standard_normal((1, K)).astype(np.float32), "ab x")
+    x = dev.upload(xh, "ab x")
     y = dev.buffer(N * 4, "ab y")
     step = ops.step_buffer(dev, "ab step")
     ops.write_step(dev, step, 1, 0)
@@ -110,6 +114,12 @@ def main() -> None:
             for name in names:
                 nbytes, weights = data[name]
                 per_w = [L.linear(dev, w, x, y, 1, step) for w in weights]
+                if r == 0:  # each configuration's result against float64 numpy, once
+                    dev.run(per_w[0])
+                    got = dev.read_array(y, np.float32, N).astype(np.float64)
+                    err = float(np.abs(got - refs[name]).max() / np.abs(refs[name]).max())
+                    print(f"check {cname:8s} {name:6s} max rel. error vs numpy {err:.2e}"
+                          f"{'  WRONG' if not err < 1e-5 else ''}", flush=True)
                 dispatches = [d for i in range(args.iters) for d in per_w[i % len(weights)]]
                 dt = B.timed(dev, dispatches) / args.iters
                 res.setdefault((cname, name), []).append(dt)
