@@ -12,6 +12,7 @@ built once when a `Dispatch` is made and reused for every submission.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence, Union
 
 import numpy as np
@@ -20,7 +21,7 @@ import wgpu
 from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError, fmt_bytes
 from wgllm.gpu import health
 from wgllm.gpu.dispatch import STAGING, STORAGE, UNIFORM, Dispatch, grid, write_parts  # noqa: F401 (re-exported)
-from wgllm.gpu.dispatch import align, buffer_size, uniform_size
+from wgllm.gpu.dispatch import STAGE, align, buffer_size, pieces, uniform_size
 from wgllm.gpu.shaders import specialise
 
 BU = wgpu.BufferUsage
@@ -117,6 +118,7 @@ class Device:
         self._sizes: dict[int, tuple[str, int]] = {}
         self._buffers: dict[int, wgpu.GPUBuffer] = {}  # every live buffer, for close()
         self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
+        self._ring: _UploadRing | None = None  # inside uploading()
         self.budget = budget
 
     # --- memory ---------------------------------------------------------
@@ -195,8 +197,27 @@ class Device:
 
     def write_parts(self, buf: wgpu.GPUBuffer, parts, start: int, stop: int) -> None:
         """Write bytes [start, stop) of the concatenation of `parts` (uint8 arrays) into `buf`
-        from offset 0, one bounded staging piece at a time (see gpu/dispatch.write_parts)."""
-        write_parts(lambda data, off: self.write(buf, data, off), parts, start, stop)
+        from offset 0, a bounded piece at a time (see gpu/dispatch.pieces); inside
+        `uploading()` through its reused staging ring."""
+        if self._ring is None:
+            write_parts(lambda data, off: self.write(buf, data, off), parts, start, stop)
+            return
+        for off, data in pieces(parts, start, stop, self._ring.size):
+            self._ring.put(buf, off, data)
+
+    @contextmanager
+    def uploading(self, slots: int = 3, size: int = STAGE):
+        """Bulk uploads (a model's weights): write_parts goes through `slots` reused MAP_WRITE
+        staging buffers of `size` bytes (a multiple of 4) each: a piece is copied once, into mapped memory, and
+        then on the GPU into place, where write_buffer copies it into fresh staging memory that
+        wgpu holds until the next submission (the whole model, for a model's load). The ring
+        (host memory, not accounted: transient, as write_buffer's staging is) is freed at exit."""
+        self._ring = _UploadRing(self, slots, size)
+        try:
+            yield
+        finally:
+            ring, self._ring = self._ring, None
+            ring.close()
 
     def staging(self, size: int) -> wgpu.GPUBuffer:
         """A read-back (MAP_READ) buffer of `size` bytes, accounted under "staging"."""
@@ -365,3 +386,40 @@ class Device:
             self.device.destroy()
         except Exception:  # noqa: BLE001
             pass
+
+
+class _UploadRing:
+    """Reused MAP_WRITE | COPY_SRC staging buffers for Device.uploading: a slot is filled while
+    mapped, unmapped and copied into place by its own submission; when its turn comes again it
+    is mapped anew, which waits for that copy (at most MAP_WAIT_S: else DeviceLostError "hang")."""
+
+    MAP_WAIT_S = 60.0
+
+    def __init__(self, dev: "Device", slots: int, size: int):
+        self.dev, self.size = dev, size
+        usage = BU.MAP_WRITE | BU.COPY_SRC
+        self.slots = [dev.device.create_buffer(size=size, usage=usage, mapped_at_creation=True, label="upload ring")
+                      for _ in range(slots)]
+        self.mapped = [True] * slots
+        self.next = 0
+
+    def put(self, dst: wgpu.GPUBuffer, offset: int, data: np.ndarray) -> None:
+        """Copy `data` (uint8, at most `size` bytes) into `dst` at `offset` (a multiple of 4)."""
+        i, self.next = self.next, (self.next + 1) % len(self.slots)
+        slot = self.slots[i]
+        if not self.mapped[i]:
+            health.wait_mapped(slot.map_async(wgpu.MapMode.WRITE), self.MAP_WAIT_S, self.dev.adapter.summary)
+        slot.write_mapped(data, 0)
+        slot.unmap()
+        self.mapped[i] = False
+        enc = self.dev.device.create_command_encoder()
+        enc.copy_buffer_to_buffer(slot, 0, dst, offset, align(data.nbytes, 4))
+        self.dev.check_alive()
+        self.dev.queue.submit([enc.finish()])
+
+    def close(self) -> None:
+        for slot in self.slots:
+            try:
+                slot.destroy()
+            except Exception:  # noqa: BLE001 - a lost device may refuse; it is going anyway
+                pass

@@ -2,7 +2,7 @@
 
 `Dispatch` is one encoded-once compute dispatch; the usage flags are
 WebGPU's numbers (gpu/device.py checks them against wgpu's); `write_parts`
-writes a byte range of several arrays through one bounded staging array.
+writes a byte range of several arrays in bounded pieces.
 Both `wgllm.gpu.device.Device` and the planner's `wgllm.gpu.meter.MeterDevice`
 use them, so the model code that builds on either never imports `wgpu`.
 """
@@ -23,7 +23,7 @@ STORAGE = STORAGE_BIT | COPY_SRC | COPY_DST
 # token on SmolLM2 for matvec.wgsl); storage loads are never inlined.
 UNIFORM = UNIFORM_BIT | STORAGE_BIT | COPY_DST
 STAGING = MAP_READ | COPY_DST  # read-back buffers
-STAGE = 16 << 20  # bytes of the staging array of `write_parts`
+STAGE = 16 << 20  # bytes per piece of `write_parts` (and per slot of Device.uploading's ring)
 BUFFER_ALIGN = 4  # every buffer is rounded up to a multiple of 4 bytes ...
 MIN_BUFFER = 4  # ... and is at least 4 bytes
 UNIFORM_ALIGN = 16  # a uniform (parameter struct) buffer is first rounded up to 16 bytes
@@ -96,18 +96,17 @@ def _byte_ranges(parts: list[np.ndarray], start: int, stop: int):
         pos += p.nbytes
 
 
+def pieces(parts: list[np.ndarray], start: int, stop: int, size: int = STAGE):
+    """(offset, data) for bytes [start, stop) of the concatenation of `parts` (uint8 arrays),
+    placed from offset 0, in pieces of at most `size` bytes (a multiple of 4, so offsets stay
+    aligned): a piece within one part is a view of it, one across parts a copy."""
+    for off in range(0, stop - start, size):
+        views = list(_byte_ranges(parts, start + off, min(stop, start + off + size)))
+        yield off, views[0] if len(views) == 1 else np.concatenate(views)
+
+
 def write_parts(write, parts: list[np.ndarray], start: int, stop: int) -> None:
     """Call write(data, offset) for bytes [start, stop) of the concatenation of `parts` (uint8
-    arrays), placed from offset 0, through a staging array of at most STAGE bytes."""
-    stage = np.empty(min(STAGE, stop - start), np.uint8)
-    fill = off = 0
-    for view in _byte_ranges(parts, start, stop):
-        while view.nbytes:
-            n = min(view.nbytes, stage.nbytes - fill)
-            stage[fill : fill + n] = view[:n]
-            fill, view = fill + n, view[n:]
-            if fill == stage.nbytes:  # STAGE is a multiple of 4: offsets stay aligned
-                write(stage, off)
-                off, fill = off + fill, 0
-    if fill:
-        write(stage[:fill], off)
+    arrays), placed from offset 0, in pieces of at most STAGE bytes (see `pieces`)."""
+    for off, data in pieces(parts, start, stop):
+        write(data, off)

@@ -9,6 +9,7 @@ then the build's own allocation by construction (wgllm.plan.memory).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from wgllm.gpu.dispatch import STORAGE, STORAGE_BIT, Dispatch, buffer_size, grid, uniform_size
@@ -73,6 +74,11 @@ class MeterDevice:
 
     def write_parts(self, buf, parts, start: int, stop: int) -> None:
         """Nothing is written (the planner reads no weights)."""
+
+    @contextmanager
+    def uploading(self):
+        """As Device.uploading (its staging ring is not accounted either)."""
+        yield
 
     def release(self, buf: MeterBuffer) -> None:
         self.buffers.remove(buf)

@@ -92,7 +92,8 @@ class Transformer:
         self.step = ops.step_buffer(dev)
         self.step_one = ops.step_buffer(dev, "step")  # T=1, pos=0: for one-row passes
         ops.write_step(dev, self.step_one, 1, 0)
-        self._upload()
+        with dev.uploading():
+            self._upload()
         # k_cache, v_cache per layer: [n_seq, n_ctx, Hkv, hd] (act)
         self.kv_row = cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)  # bytes per position
         kv_bytes = self.n_seq * n_ctx * self.kv_row
