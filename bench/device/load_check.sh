@@ -9,4 +9,12 @@ mkdir -p /tmp/m
 t=$(date +%s.%N)
 python3 -c "from wgllm.testing import synth; synth.write_llama_gguf('/tmp/m/$shape.gguf', '$shape', types='$types', seed=0, fast=True)"
 echo "synth $(echo "$(date +%s.%N) - $t" | bc) s"; ls -la /tmp/m
-timeout 300 python3 bench/diag/upload_probe.py /tmp/m/$shape.gguf --gb 4 --rounds 2 --profile 2>&1 | tee "$OUT/upload_probe_$shape.txt" | head -100
+timeout 300 python3 bench/diag/upload_probe.py /tmp/m/$shape.gguf --gb 4 --rounds 2 --profile 2>&1 | tee "$OUT/upload_probe_$shape.txt" | head -70
+# Engine() load, the tree in .old against this one, in turns (a fresh process each)
+for tree in old new old new; do
+  src=$PWD/src; [ "$tree" = old ] && src=$PWD/.old/src
+  PYTHONPATH=/tmp/site:$src timeout 120 python3 -c "
+import time; t = time.perf_counter()
+from wgllm.runtime.engine import Engine
+e = Engine('/tmp/m/$shape.gguf'); print('$tree Engine() load', round(time.perf_counter() - t, 2), 's')" 2>&1 | tail -1 | tee -a "$OUT/load_$shape.txt"
+done
