@@ -6,9 +6,8 @@
 source bench/device/setup.sh || exit 1
 spec=${1:-llama-3-8b:Q4_0}; shape=${spec%%:*}; types=${spec##*:}
 mkdir -p /tmp/m
-t=$(date +%s.%N)
 python3 -c "from wgllm.testing import synth; synth.write_llama_gguf('/tmp/m/$shape.gguf', '$shape', types='$types', seed=0, fast=True)"
-echo "synth $(echo "$(date +%s.%N) - $t" | bc) s"; ls -la /tmp/m
+ls -la /tmp/m
 timeout 300 python3 bench/diag/upload_probe.py /tmp/m/$shape.gguf --gb 4 --rounds 2 --profile 2>&1 | tee "$OUT/upload_probe_$shape.txt" | head -70
 # Engine() load, the tree in .old against this one, in turns (a fresh process each)
 for tree in old new old new; do
