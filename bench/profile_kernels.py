@@ -2,10 +2,11 @@
 
 Usage:
     python bench/profile_kernels.py [--model FILE.gguf | --shape smollm2-135m --types Q4_1]
-        [--precision auto] [--device X] [--prompt 40] [--pos 64] [--reps 5] [--json OUT.json]
+        [--precision auto] [--device X] [--prompt 40] [--pos 64] [--reps 5] [--batch N] [--json OUT.json]
 
 Builds the model on one adapter (with the `timestamp-query` feature) and times
 three passes: decode (one token at position --pos, with the logits head),
+(with --batch N, also the batched decode pass: N sequences at --pos, one row each,)
 prefill (--prompt tokens at position 0, with the head), and the same passes as
 the engine submits them (wall time of one submission plus a 4-byte read-back).
 Each dispatch runs in its own compute pass whose begin/end timestamps are
@@ -52,12 +53,12 @@ def _build(args):
     dev = Device(a.adapter, features=["timestamp-query"])
     act = args.precision if args.precision != "auto" else ("f16" if dev.has_f16 else "f32")
     n_ctx = max(args.pos, args.prompt) + 8
-    model = arches.build(dev, g.tensors, cfg, act=act, n_ctx=n_ctx, chunk=max(args.prompt, 2))
+    model = arches.build(dev, g.tensors, cfg, act=act, n_ctx=n_ctx, chunk=max(args.prompt, 2), n_seq=args.batch)
     model.write_tokens(np.zeros(n_ctx, np.uint32), 0)
     return wgpu, dev, model, a, act, g
 
 
-def _time_dispatches(wgpu, dev, dispatches, reps: int) -> list[float]:
+def _time_dispatches(wgpu, dev, dispatches, reps: int, T: int) -> list[float]:
     """Median GPU time (s) of each dispatch, each in its own timestamped pass."""
     n = len(dispatches)
     qs = dev.device.create_query_set(type="timestamp", count=2 * n)
@@ -70,7 +71,7 @@ def _time_dispatches(wgpu, dev, dispatches, reps: int) -> list[float]:
         for i, d in enumerate(dispatches):
             cpass = enc.begin_compute_pass(timestamp_writes={
                 "query_set": qs, "beginning_of_pass_write_index": 2 * i, "end_of_pass_write_index": 2 * i + 1})
-            d.encode(cpass)
+            d.encode(cpass, T)
             cpass.end()
         enc.resolve_query_set(qs, 0, 2 * n, res, 0)
         enc.copy_buffer_to_buffer(res, 0, out, 0, 16 * n)
@@ -84,12 +85,12 @@ def _time_dispatches(wgpu, dev, dispatches, reps: int) -> list[float]:
     return [statistics.median(s) for s in samples]
 
 
-def _wall(dev, model, dispatches, reps: int) -> float:
+def _wall(dev, model, dispatches, reps: int, T: int) -> float:
     """Median wall time (s) of the pass submitted as the engine does, plus a 4-byte read."""
     times = []
     for rep in range(reps + 1):
         t = time.perf_counter()
-        dev.run(dispatches)
+        dev.run(dispatches, T=T)
         dev.read(model.tokens, 0, 4)
         if rep:
             times.append(time.perf_counter() - t)
@@ -108,10 +109,16 @@ def profile(args) -> dict:
               "prefill": (args.prompt, 0, model.prefill + model.head)}
     result = dict(adapter=a.summary, precision=act, model=str(g.path), prompt=args.prompt, pos=args.pos,
                   reps=args.reps, date=time.strftime("%Y-%m-%d"), commit=commit(), passes={})
+    if args.batch > 1:  # --batch sequences, slot i at position --pos, one decode row each
+        passes["batched decode"] = (args.batch, args.pos, model.batch)
+        model.write_batch_tokens(np.zeros(args.batch, np.uint32))
     for name, (T, pos, ds) in passes.items():
-        ops.write_step(dev, model.step, T, pos)
-        per = _time_dispatches(wgpu, dev, ds, args.reps)
-        wall = _wall(dev, model, ds, args.reps)
+        if name == "batched decode":
+            ops.write_batch_step(dev, model.step, [(i, pos) for i in range(T)])
+        else:
+            ops.write_step(dev, model.step, T, pos)
+        per = _time_dispatches(wgpu, dev, ds, args.reps, T)
+        wall = _wall(dev, model, ds, args.reps, T)
         rows = defaultdict(lambda: [0, 0.0])
         for d, t in zip(ds, per):
             r = rows[_key(d)]
@@ -144,6 +151,7 @@ def main() -> None:
     p.add_argument("--prompt", type=int, default=40)
     p.add_argument("--pos", type=int, default=64)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--batch", type=int, default=1, help="also profile the batched decode pass of this many sequences")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")

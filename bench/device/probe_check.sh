@@ -15,5 +15,5 @@ ab --types Q4_0,Q2_K,Q3_K --config "t@.old/var/shuf_t.wgsl:" --config "q4@.old/v
 grep WRONG "$OUT/matvec_ab_q2.txt"; sed -n '/median/,$p' "$OUT/matvec_ab_q2.txt"
 ab --types Q4_0,Q4_K,Q6_K,Q8_0,Q5_0,IQ4_XS --config "t@.old/var/shuf_t.wgsl:" > "$OUT/matvec_ab_t.txt" 2>&1
 grep WRONG "$OUT/matvec_ab_t.txt"; sed -n '/median/,$p' "$OUT/matvec_ab_t.txt"
-timeout 240 python3 bench/profile_kernels.py --shape llama-3-8b --types Q4_0 --precision f16 --prompt 64 --pos 64 \
-  --reps 3 2>&1 | tail -45 | tee "$OUT/profile_llama3_8b_q4_0.txt"
+timeout 240 python3 bench/profile_kernels.py --shape llama-3-8b --types Q4_0 --precision f16 --prompt 64 --pos 64 --batch 16 \
+  --reps 3 2>&1 | tail -70 | tee "$OUT/profile_llama3_8b_q4_0.txt"
