@@ -267,6 +267,7 @@ def test_rowdot_x_uniform_equals_storage(device, act, rng, monkeypatch, qtype, T
     xb, yb, step = device.upload(x, "test"), device.buffer(T_max * N * 4, "test"), ops.step_buffer(device, "test")
     ops.write_step(device, step, T_max, 0)
     assert device.uniform_ok(xb), "x should fit a uniform binding here"
+    monkeypatch.setattr(L, "ROWDOT_RESIDENT", False)  # the same kernel either way (resident rows: own test)
     got = {}
     try:
         for uni in (True, False):
@@ -282,6 +283,60 @@ def test_rowdot_x_uniform_equals_storage(device, act, rng, monkeypatch, qtype, T
     assert np.array_equal(got[True], got[False])
     ref = x.astype(np.float64) @ dequant_ref(qtype, raw, N, K).T
     assert rel_err(got[True], ref) < TOL[act]
+
+
+RESIDENT_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.F16, Q.F32]
+
+
+def _silu(g):
+    return g / (1 + np.exp(-g))
+
+
+RESIDENT_FORMS = {"plain": (29, 32), "glu_in": (2, 2), "glu_out": (13, 16)}  # form: (T, T_max)
+
+
+@pytest.mark.parametrize("form", list(RESIDENT_FORMS))
+@pytest.mark.parametrize("qtype", RESIDENT_TYPES, ids=lambda t: t.name)
+def test_rowdot_resident_rows(device, act, rng, monkeypatch, qtype, form):
+    """CPU adapters, prefill passes with x uniform: rowdot's resident-rows form (rows
+    dequantized once, then a loop over the tokens) against float64 numpy, for every type
+    that has it, plain, with the GLU input (silu) and with the fused GLU output (gelu);
+    rows past Step.T untouched. Fails if the resident form was not the one built."""
+    if device.kind != "cpu":
+        pytest.skip("rowdot is the CPU adapters' kernel")
+    from wgllm.kernels import rowdot
+    built, real = [], rowdot.resident
+    monkeypatch.setattr(rowdot, "resident", lambda *a, **k: built.append(a) or real(*a, **k))
+    T, T_max = RESIDENT_FORMS[form]
+    K = 256  # (rows of 32-blocks: 8 blocks; their bytes align so that resident rows fit)
+    N = 2 * 45 if form == "glu_out" else 67  # odd N (F = 45 outputs of the fused GLU)
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    Wd = dequant_ref(qtype, raw, N, K)
+    w = L.upload_weight(device, [raw], qtype, K, "test")
+    x = rng.standard_normal((T_max, 2 * K if form == "glu_in" else K)).astype(NP[act])
+    out = N // 2 if form == "glu_out" else N
+    xb, yb = device.upload(x, "test"), device.upload(np.full((T_max, out), np.nan, NP[act]), "test")
+    step = ops.step_buffer(device, "test")
+    ops.write_step(device, step, T, 0)
+    try:
+        assert device.uniform_ok(xb), "x should fit a uniform binding here"
+        kw = {"glu": "silu"} if form == "glu_in" else {"glu_out": "gelu"} if form == "glu_out" else {}
+        device.run(L.linear(device, w, xb, yb, T_max, step, x_type=act, y_type=act, **kw))
+        got = device.read_array(yb, NP[act], T_max * out).reshape(T_max, out)
+    finally:
+        for b in (xb, yb, step):
+            device.release(b)
+        release(device, w)
+    assert built, "the resident-rows form was not built"
+    xd = x[:T].astype(np.float64)
+    if form == "glu_in":
+        xd = _silu(xd[:, :K]) * xd[:, K:]
+    ref = xd @ Wd.T
+    if form == "glu_out":
+        g, u = ref[:, :out], ref[:, out:]
+        ref = g * 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g**3))) * u
+    assert rel_err(got[:T], ref) < TOL[act]
+    assert np.isnan(got[T:]).all(), "rows t >= Step.T were written"
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=CASE_IDS)

@@ -53,6 +53,7 @@ ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_p
 # kernel at its first use (a new machine's first prefill), and at 4 each prefill variant took
 # ~4 s against ~1.7 s at 2, for ~5-10% faster prefill (bench/RESULTS.md).
 ROWDOT_TOKENS = 2
+ROWDOT_RESIDENT = True  # prefill passes with x uniform: resident rows where the type has them (rowdot.resident)
 _LINEAR_PARAMS = 8    # u32 fields of struct Params in matvec/matmul.wgsl
 
 
@@ -204,14 +205,14 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
                              f"of {w.N} rows in {len(w.chunks)} chunk(s): see fuses_glu")
         return [_rowdot(dev, w, kern.kernel, w.N // 2, _binds(dev, w, w.chunks[0][0], x, y, step, w.N // 2, 0),
                         T_max, False, dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=0),
-                        glu_out=_glu_code(glu_out))]
+                        glu_out=_glu_code(glu_out), batched=batched)]
     rb = row_bytes(w.qtype, w.K)
     out = []
     for buf, row0, rows in w.chunks:
         binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add)
         consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu))
         if dev.kind == "cpu" and kern.rowdot:
-            out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts))
+            out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts, batched=batched))
             continue
         if T_max == 1 or batched:
             d = _matvec(dev, w, kern, rows, binds, T_max, batched, consts)
@@ -248,25 +249,32 @@ def _glu_code(glu: bool | str) -> int:
 
 
 def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, glu, consts,
-            glu_out: int = 0) -> Dispatch:
+            glu_out: int = 0, batched: bool = False) -> Dispatch:
     """The CPU-adapter kernel (rowdot.wgsl) for one chunk: R rows per invocation, all tokens.
     glu_out (a _glu_code): the fused GLU output, rows = F output rows from F gate and F up rows;
-    an invocation takes RN = R / 2 of each."""
+    an invocation takes RN = R / 2 of each. batched: rows of different sequences, each computed
+    exactly as alone (so never resident rows, whose sums round differently)."""
     rb = row_bytes(w.qtype, w.K)
     bt = rowdot.TYPES[qt]
     parts = 2 if glu_out else 1  # gate and up rows, or one kind
-    RN = bt.rows // parts if bt.realign else rowdot.rows_per_invocation(rb, ROWDOT_ROWS // parts)
-    R = parts * RN
-    TT = 1 if T_max == 1 else ROWDOT_TOKENS
-    lanes = -(-rows // RN)
-    groups = dev.grid(-(-lanes // ROWDOT_WG))
     f16 = consts["XT"] == "f16"
     xe = 8 if f16 else 4  # x elements per vec4 read
     x = binds[1]
     uni = not isinstance(x, tuple) and dev.uniform_ok(x)  # x as a uniform array (see rowdot.wgsl)
-    body = rowdot.body(qt, w.K, rb, R, TT, bool(glu), f16, rows if glu_out else 0)
+    split = rows if glu_out else 0
+    RN = rowdot.resident_rows(qt, w.K, rb, parts) if T_max > 1 and uni and ROWDOT_RESIDENT and not batched else None
+    if RN is not None:  # resident rows (prefill with x uniform: see rowdot.resident)
+        TT = 1
+        pre, body = rowdot.resident(qt, w.K, rb, parts * RN, bool(glu), f16, split)
+    else:
+        RN = bt.rows // parts if bt.realign else rowdot.rows_per_invocation(rb, ROWDOT_ROWS // parts)
+        TT = 1 if T_max == 1 else ROWDOT_TOKENS
+        pre, body = "", rowdot.body(qt, w.K, rb, parts * RN, TT, bool(glu), f16, split)
+    R = parts * RN
+    lanes = -(-rows // RN)
+    groups = dev.grid(-(-lanes // ROWDOT_WG))
     consts = dict(consts, WG=ROWDOT_WG, R=R, RN=RN, GLUO=glu_out, TT=TT, XROW=w.K // xe * (2 if glu else 1),
-                  HALFX=w.K // xe, XW="u32" if f16 else "f32", ROWV=RN * rb // 16, BODY=body,
+                  HALFX=w.K // xe, XW="u32" if f16 else "f32", ROWV=RN * rb // 16, BODY=body, PRE=pre,
                   XSPACE="uniform" if uni else "storage, read", XLEN=f", {x.size // 16}" if uni else "")
     return dev.dispatch("rowdot", binds, groups, **consts)
 

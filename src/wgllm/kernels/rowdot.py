@@ -118,23 +118,30 @@ def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[list[str]], xsum: list
     raise KeyError(bt.name)
 
 
-def _q4k_dot(row: _Row, p: int, xs: list[list[str]], xsum: list[str]) -> str:
-    """Q4_K, 144-byte super-block of 256: d f16 | dmin f16 | scales[12] | qs[128]. Unit s (32
-    elements) has a 6-bit scale sc and min mn packed in scales[] (as gguf's get_scale_min_k4);
-    its quants are the low (s even) or high (s odd) nibbles of qs[32 (s / 2) ..].
-    x = d * sc * q - dmin * mn, so the dot is d * sum_s sc_s * sum(q x) - dmin * sum_s mn_s * sum(x)."""
+def _q4k_scale_mins(row: _Row, p: int) -> list[tuple[str, str]]:
+    """Q4_K's 8 (scale, min) u32 expressions of the super-block at byte p (gguf's get_scale_min_k4)."""
     sw = [row.word(p + 4 + 4 * i) for i in range(3)]
 
     def sb(i: int) -> str:  # scales[i]
         return f"(({sw[i // 4]} >> {8 * (i % 4)}u) & 0xffu)"
 
-    terms, mins = [], []
+    out = []
     for s in range(8):
         if s < 4:
-            sc, mn = f"({sb(s)} & 63u)", f"({sb(s + 4)} & 63u)"
+            out.append((f"({sb(s)} & 63u)", f"({sb(s + 4)} & 63u)"))
         else:
-            sc = f"(({sb(s + 4)} & 15u) | (({sb(s - 4)} >> 6u) << 4u))"
-            mn = f"(({sb(s + 4)} >> 4u) | (({sb(s)} >> 6u) << 4u))"
+            out.append((f"(({sb(s + 4)} & 15u) | (({sb(s - 4)} >> 6u) << 4u))",
+                        f"(({sb(s + 4)} >> 4u) | (({sb(s)} >> 6u) << 4u))"))
+    return out
+
+
+def _q4k_dot(row: _Row, p: int, xs: list[list[str]], xsum: list[str]) -> str:
+    """Q4_K, 144-byte super-block of 256: d f16 | dmin f16 | scales[12] | qs[128]. Unit s (32
+    elements) has a 6-bit scale sc and min mn packed in scales[] (as gguf's get_scale_min_k4);
+    its quants are the low (s even) or high (s odd) nibbles of qs[32 (s / 2) ..].
+    x = d * sc * q - dmin * mn, so the dot is d * sum_s sc_s * sum(q x) - dmin * sum_s mn_s * sum(x)."""
+    terms, mins = [], []
+    for s, (sc, mn) in enumerate(_q4k_scale_mins(row, p)):
         nib = "nib_lo" if s % 2 == 0 else "nib_hi"
         q = " + ".join(f"dot({nib}({row.word(p + 16 + 32 * (s // 2) + 4 * k)}), {xs[s][k]})" for k in range(8))
         terms.append(f"f32({sc}) * ({q})")
@@ -305,3 +312,94 @@ def body(qt: str, K: int, rb: int, R: int, TT: int, glu: bool = False, f16: bool
             v = f"glu_out(a{j}_{t}, a{j + h}_{t})" if split else f"a{j}_{t}"
             lines.append(f"if (t0 + {t}u < T && n0 + {j}u < P.rows) {{ put(t0 + {t}u, n0 + {j}u, {v}); }}")
     return "\n".join("        " + s for s in lines)
+
+
+# --- resident rows: prefill passes with x in a uniform binding ---------------------------
+# The body above reloads and dequantizes each weight for every TT tokens of the pass. In a
+# prefill pass whose x is a uniform array (one scalar load and a broadcast per x vector), the
+# weight loads are then most of the work (lavapipe loops over the lanes for each). Here an
+# invocation loads and dequantizes its R rows once, keeps the f32 weights (R * K values, in
+# registers and spills), and walks the pass's tokens in a loop: per token, only x's loads and a
+# multiply-add per weight. Types with constant block offsets only (not Q6_K's realigned ones).
+RESIDENT = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "f16", "f32")
+RESIDENT_FLOATS = 2304  # R * K at most (4 rows of 576): more spills, and compiles take longer
+
+
+def resident_rows(qt: str, K: int, rb: int, parts: int) -> int | None:
+    """Rows per kind (RN) of a resident-rows invocation for rows of K elements (rb bytes), or None
+    where the type has no resident body or even the fewest rows would hold too many weights."""
+    if qt not in RESIDENT:
+        return None
+    rn = rows_per_invocation(rb, max(1, RESIDENT_FLOATS // (K * parts)))
+    return rn if rn * parts * K <= RESIDENT_FLOATS else None
+
+
+def _unit_weights(bt: BlockType, row: _Row, p: int) -> list[list[str]]:
+    """WGSL vec4<f32> expressions of the dequantized weights of the block at byte p of `row`:
+    [unit][c] = elements 32 unit + 4c .. + 3 (the x vec4 x{t}_{unit}_{c} multiplies)."""
+    if bt.name == "q4_k":
+        return _q4k_weights(row, p)
+    if bt.name in ("q4_0", "q4_1", "q5_0", "q5_1"):
+        q0 = p + (2 if bt.name in ("q4_0", "q5_0") else 4)
+        if bt.name.startswith("q5"):
+            qh = row.word(q0)
+            ws = [row.word(q0 + 4 + 4 * k) for k in range(4)]
+            qs = [f"q5({ws[c % 4]}, {0 if c < 4 else 4}u, {qh}, {4 * c}u)" for c in range(8)]
+        else:
+            ws = [row.word(q0 + 4 * k) for k in range(4)]
+            qs = [f"{'nib_lo' if c < 4 else 'nib_hi'}({ws[c % 4]})" for c in range(8)]
+        if bt.name in ("q4_0", "q5_0"):
+            z = "8.0" if bt.name == "q4_0" else "16.0"
+            return [[f"half({row.half(p)}) * ({q} - {z})" for q in qs]]
+        dm = f"unpack2x16float({row.word(p)})"
+        return [[f"fma(vec4<f32>({dm}.x), {q}, vec4<f32>({dm}.y))" for q in qs]]
+    if bt.name == "q8_0":
+        return [[f"half({row.half(p)}) * i8x4({row.word(p + 2 + 4 * c)})" for c in range(8)]]
+    if bt.name == "f16":
+        return [[f"h4({row.word(p + 8 * c)}, {row.word(p + 8 * c + 4)})" for c in range(8)]]
+    if bt.name == "f32":
+        return [[f"bitcast<vec4<f32>>(vec4<u32>({', '.join(row.word(p + 16 * c + 4 * i) for i in range(4))}))"
+                 for c in range(8)]]
+    raise KeyError(bt.name)
+
+
+def _q4k_weights(row: _Row, p: int) -> list[list[str]]:
+    """Q4_K's units (see _q4k_dot): x = (d sc) q - (dmin mn)."""
+    dm = f"unpack2x16float({row.word(p)})"
+    out = []
+    for s, (sc, mn) in enumerate(_q4k_scale_mins(row, p)):
+        nib = "nib_lo" if s % 2 == 0 else "nib_hi"
+        out.append([f"fma(vec4<f32>({dm}.x * f32({sc})), {nib}({row.word(p + 16 + 32 * (s // 2) + 4 * c)}), "
+                    f"vec4<f32>(-{dm}.y * f32({mn})))" for c in range(8)])
+    return out
+
+
+@lru_cache(maxsize=None)
+def resident(qt: str, K: int, rb: int, R: int, glu: bool = False, f16: bool = False, split: int = 0) -> tuple[str, str]:
+    """(PRE, BODY) of rowdot.wgsl's resident-rows form (TT = 1): PRE loads and dequantizes the
+    invocation's R rows (as `body`'s rows: split, the fused GLU output); BODY, run per token t0,
+    multiplies them with x row t0 and writes the outputs."""
+    bt = TYPES[qt]
+    rows = [_Row(j, (_row_of(j, R, split) * rb) % 16) for j in range(R)]
+    units = K // 32
+    pre, w = [], {}
+    for row in rows:
+        for b in range(K // (32 * bt.units)):
+            for s, ws in enumerate(_unit_weights(bt, row, b * bt.bytes)):
+                for c, e in enumerate(ws):
+                    w[row.j, b * bt.units + s, c] = f"r{row.j}_{b * bt.units + s}_{c}"
+                    pre.append(f"let r{row.j}_{b * bt.units + s}_{c} = {e};")
+    loads = []
+    for row in rows:
+        base = (_row_of(row.j, R, split) * rb - row.off) // 16
+        loads += [f"let w{row.j}_{v} = W[vb + {base + v}u];" for v in sorted(row.vecs)]
+    body = ["let xr0 = t0 * XROW;"] + [f"var a{j}_{e} = vec4<f32>(0.0);" for j in range(R) for e in range(2)]
+    for u in range(units):
+        body += _x_loads(0, u, "0u", glu, f16)
+        body += [f"a{j}_{c % 2} = fma({w[j, u, c]}, x0_{u}_{c}, a{j}_{c % 2});" for j in range(R) for c in range(8)]
+    h = R // 2 if split else R
+    for j in range(h):
+        s = f"dot(a{j}_0 + a{j}_1, vec4<f32>(1.0))"
+        v = f"glu_out({s}, dot(a{j + h}_0 + a{j + h}_1, vec4<f32>(1.0)))" if split else s
+        body.append(f"if (n0 + {j}u < P.rows) {{ put(t0, n0 + {j}u, {v}); }}")
+    return ("\n".join("    " + s for s in loads + pre), "\n".join("        " + s for s in body))

@@ -14,6 +14,10 @@
 // read at constant offsets in the loaded vec4s, and dot products are
 // d * sum(q * x) (+ m * sum(x)), so a weight costs about three operations.
 //
+// Resident rows (PRE non-empty, prefill passes with x uniform, kernels/rowdot.py `resident`):
+// the invocation loads and dequantizes its R rows once, before the token loop, and each token
+// then costs only its x loads and a multiply-add per weight.
+//
 // x, when its buffer fits in a uniform binding (decode, short prefill passes), is a uniform
 // array: its loads are the same for every lane, and lavapipe makes a uniform load at a
 // uniform offset one scalar load and a broadcast, where a storage load loops over the lanes
@@ -139,6 +143,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (n0 >= P.rows) { return; }
     let vb = g * ROWV;          // first vec4 of the group's rows
     let T = S.T;
+{{PRE}}
     for (var t0 = 0u; t0 < T; t0 += {{TT}}u) {
 {{BODY}}
     }
