@@ -13,13 +13,7 @@ struct Params { D: u32, last_only: u32, eps: f32, _pad: u32 }
 @group(0) @binding(4) var<{{UNI}}> sp: Step;
 
 const WG: u32 = 256u;
-const U: u32 = 4u;  // elements per thread and loop step
 var<workgroup> partial: array<f32, WG>;
-
-// x[base + i] as f32, 0 past the row (i >= D)
-fn xin(base: u32, i: u32) -> f32 {
-    return select(0.0, f32(x[base + min(i, p.D - 1u)]), i < p.D);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -29,14 +23,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let last = p.last_only != 0u;
     let base = select(g, sp.T - 1u, last) * p.D;  // input row
     let obase = select(g, 0u, last) * p.D;        // output row
-    // sum of squares: strided per thread, U loads issued together per step (a GPU waits on each
-    // step's loads once, not once per element), then a tree over the workgroup
+    // sum of squares: strided per thread, then a tree over the workgroup
     var ss = 0.0;
-    for (var i0 = lid; i0 < p.D; i0 += U * WG) {
-        for (var u = 0u; u < U; u++) {
-            let v = xin(base, i0 + u * WG);
-            ss += v * v;
-        }
+    for (var i = lid; i < p.D; i += WG) {
+        let v = f32(x[base + i]);
+        ss += v * v;
     }
     partial[lid] = ss;
     workgroupBarrier();
@@ -45,14 +36,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
     let scale = inverseSqrt(partial[0] / f32(p.D) + p.eps);
-    for (var i0 = lid; i0 < p.D; i0 += U * WG) {
-        for (var u = 0u; u < U; u++) {
-            let i = i0 + u * WG;
-            if (i < p.D) {
-                var v = f32(x[base + i]) * scale * w[i];
-                if ({{ADD}}) { v += f32(y[obase + i]); }
-                y[obase + i] = {{OUT}}(v);
-            }
-        }
+    for (var i = lid; i < p.D; i += WG) {
+        var v = f32(x[base + i]) * scale * w[i];
+        if ({{ADD}}) { v += f32(y[obase + i]); }
+        y[obase + i] = {{OUT}}(v);
     }
 }
