@@ -305,6 +305,7 @@ def test_rowdot_resident_rows(device, act, rng, monkeypatch, qtype, form):
     if device.kind != "cpu":
         pytest.skip("rowdot is the CPU adapters' kernel")
     from wgllm.kernels import rowdot
+    monkeypatch.setattr(L, "ROWDOT_RESIDENT", True)  # (off by default: see linear.ROWDOT_RESIDENT)
     built, real = [], rowdot.resident
     monkeypatch.setattr(rowdot, "resident", lambda *a, **k: built.append(a) or real(*a, **k))
     T, T_max = RESIDENT_FORMS[form]

@@ -53,7 +53,11 @@ ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_p
 # kernel at its first use (a new machine's first prefill), and at 4 each prefill variant took
 # ~4 s against ~1.7 s at 2, for ~5-10% faster prefill (bench/RESULTS.md).
 ROWDOT_TOKENS = 2
-ROWDOT_RESIDENT = True  # prefill passes with x uniform: resident rows where the type has them (rowdot.resident)
+# Prefill passes with x uniform: resident rows where the type has them (rowdot.resident), ~1.6x
+# faster CPU prefill, but a token's sums then round differently by pass form (a prefill chunk vs a
+# decode step), which breaks "a batched request equals its solo run" and exact replays: off until
+# the resident sums take the same order as the other forms (bench/RESULTS.md, 2026-12-07).
+ROWDOT_RESIDENT = False
 _LINEAR_PARAMS = 8    # u32 fields of struct Params in matvec/matmul.wgsl
 
 
