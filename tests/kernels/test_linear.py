@@ -292,7 +292,9 @@ def _silu(g):
     return g / (1 + np.exp(-g))
 
 
-RESIDENT_FORMS = {"plain": (29, 32), "glu_in": (2, 2), "glu_out": (13, 16)}  # form: (T, T_max)
+# form: (T, T_max, K); K = 256: rows of 8 32-blocks (their bytes align so that resident rows fit);
+# K = 576 (SmolLM2's width): other block groups and loop counts in the tiled form
+RESIDENT_FORMS = {"plain": (29, 32, 256), "plain_576": (13, 16, 576), "glu_in": (2, 2, 256), "glu_out": (13, 16, 256)}
 
 
 @pytest.mark.parametrize("form", list(RESIDENT_FORMS))
@@ -301,34 +303,41 @@ def test_rowdot_resident_rows(device, act, rng, monkeypatch, qtype, form):
     """CPU adapters, prefill passes with x uniform: rowdot's resident-rows form (rows
     dequantized once, then a loop over the tokens) against float64 numpy, for every type
     that has it, plain, with the GLU input (silu) and with the fused GLU output (gelu);
-    rows past Step.T untouched. Fails if the resident form was not the one built."""
+    rows past Step.T untouched; and bit for bit the tiled form's result (a token's sums must
+    not depend on the form of its pass: batched == solo, exact replays). Fails if the
+    resident form was not the one built."""
     if device.kind != "cpu":
         pytest.skip("rowdot is the CPU adapters' kernel")
     from wgllm.kernels import rowdot
-    monkeypatch.setattr(L, "ROWDOT_RESIDENT", True)  # (off by default: see linear.ROWDOT_RESIDENT)
     built, real = [], rowdot.resident
     monkeypatch.setattr(rowdot, "resident", lambda *a, **k: built.append(a) or real(*a, **k))
-    T, T_max = RESIDENT_FORMS[form]
-    K = 256  # (rows of 32-blocks: 8 blocks; their bytes align so that resident rows fit)
+    T, T_max, K = RESIDENT_FORMS[form]
+    if K % GGML_QUANT_SIZES[qtype][0]:
+        K = 512  # (Q4_K: whole 256-blocks)
     N = 2 * 45 if form == "glu_out" else 67  # odd N (F = 45 outputs of the fused GLU)
     raw = L.random_weight_bytes(rng, qtype, N, K)
     Wd = dequant_ref(qtype, raw, N, K)
     w = L.upload_weight(device, [raw], qtype, K, "test")
     x = rng.standard_normal((T_max, 2 * K if form == "glu_in" else K)).astype(NP[act])
     out = N // 2 if form == "glu_out" else N
-    xb, yb = device.upload(x, "test"), device.upload(np.full((T_max, out), np.nan, NP[act]), "test")
+    xb, yb = device.upload(x, "test"), device.buffer(T_max * out * np.dtype(NP[act]).itemsize, "test")
     step = ops.step_buffer(device, "test")
     ops.write_step(device, step, T, 0)
+    got = {}
     try:
         assert device.uniform_ok(xb), "x should fit a uniform binding here"
         kw = {"glu": "silu"} if form == "glu_in" else {"glu_out": "gelu"} if form == "glu_out" else {}
-        device.run(L.linear(device, w, xb, yb, T_max, step, x_type=act, y_type=act, **kw))
-        got = device.read_array(yb, NP[act], T_max * out).reshape(T_max, out)
+        for on in (True, False):
+            monkeypatch.setattr(L, "ROWDOT_RESIDENT", on)
+            device.write(yb, np.full((T_max, out), np.nan, NP[act]))
+            n = len(built)
+            device.run(L.linear(device, w, xb, yb, T_max, step, x_type=act, y_type=act, **kw))
+            assert (len(built) > n) == on, "resident rows built when off, or not built when on"
+            got[on] = device.read_array(yb, NP[act], T_max * out).reshape(T_max, out)
     finally:
         for b in (xb, yb, step):
             device.release(b)
         release(device, w)
-    assert built, "the resident-rows form was not built"
     xd = x[:T].astype(np.float64)
     if form == "glu_in":
         xd = _silu(xd[:, :K]) * xd[:, K:]
@@ -336,8 +345,9 @@ def test_rowdot_resident_rows(device, act, rng, monkeypatch, qtype, form):
     if form == "glu_out":
         g, u = ref[:, :out], ref[:, out:]
         ref = g * 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g**3))) * u
-    assert rel_err(got[:T], ref) < TOL[act]
-    assert np.isnan(got[T:]).all(), "rows t >= Step.T were written"
+    assert rel_err(got[True][:T], ref) < TOL[act]
+    assert np.isnan(got[True][T:]).all(), "rows t >= Step.T were written"
+    assert np.array_equal(got[True][:T], got[False][:T]), "resident rows round differently from the tiled form"
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=CASE_IDS)

@@ -54,10 +54,9 @@ ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_p
 # ~4 s against ~1.7 s at 2, for ~5-10% faster prefill (bench/RESULTS.md).
 ROWDOT_TOKENS = 2
 # Prefill passes with x uniform: resident rows where the type has them (rowdot.resident), ~1.6x
-# faster CPU prefill, but a token's sums then round differently by pass form (a prefill chunk vs a
-# decode step), which breaks "a batched request equals its solo run" and exact replays: off until
-# the resident sums take the same order as the other forms (bench/RESULTS.md, 2026-12-07).
-ROWDOT_RESIDENT = False
+# faster CPU prefill. Their sums are the tiled form's expressions over the same values, so a token
+# gets the same bits in every pass form (test_rowdot_resident_rows checks it bit for bit).
+ROWDOT_RESIDENT = True
 _LINEAR_PARAMS = 8    # u32 fields of struct Params in matvec/matmul.wgsl
 
 

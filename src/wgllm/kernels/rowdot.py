@@ -79,43 +79,70 @@ class _Row:
         return f"w{self.j}_{o // 16}.{XYZW[o // 4 % 4]}"
 
 
-def _block_dot(bt: BlockType, row: _Row, p: int, xs: list[list[str]], xsum: list[str] | None) -> str:
-    """WGSL expression: the dot of the block at byte p of `row` with x: xs[u] are the 8 x vec4s
-    of its 32-element unit u, xsum[u] their sum (types with a zero point or min)."""
+@dataclass
+class Parts:
+    """A block's dequantization inputs as WGSL expressions: q[u][c] the vec4<f32> of quant values
+    (or weights, for F16 / F32) of elements 32 u + 4 c .. + 3, k the block's scales (scalars, or a
+    vec2 d / m pair). `_combine` forms the dot from them; the tiled body inlines them, resident
+    rows bind them to names once, so both forms do the same arithmetic, bit for bit."""
+
+    q: list[list[str]]
+    k: list[str]
+
+
+def _parts(bt: BlockType, row, p: int) -> Parts:
+    """The Parts of the block at byte p of `row` (a _Row or _Aligned)."""
     if bt.name == "q4_k":
-        return _q4k_dot(row, p, xs, xsum)
+        return _q4k_parts(row, p)
     if bt.name == "q6_k":
-        return _q6k_dot(row, p, xs, xsum)
-    xs, xsum = xs[0], xsum[0] if xsum else None
-    if bt.name in ("q4_0", "q4_1"):
-        q0 = p + (2 if bt.name == "q4_0" else 4)
-        ws = [row.word(q0 + 4 * k) for k in range(4)]
-        terms = [f"dot(nib_lo({ws[k]}), {xs[k]})" for k in range(4)]
-        terms += [f"dot(nib_hi({ws[k]}), {xs[4 + k]})" for k in range(4)]
-        s = " + ".join(terms)
-        if bt.name == "q4_0":
-            return f"half({row.half(p)}) * ({s} - 8.0 * {xsum})"
-        dm = f"unpack2x16float({row.word(p)})"
-        return f"dot({dm}, vec2<f32>({s}, {xsum}))"
-    if bt.name in ("q5_0", "q5_1"):  # d f16 (| m f16) | qh u32 (bit j: element j's fifth bit) | qs[16] as Q4_0's
-        q0 = p + (2 if bt.name == "q5_0" else 4)
-        qh = row.word(q0)
-        ws = [row.word(q0 + 4 + 4 * k) for k in range(4)]
-        terms = [f"dot(q5({ws[k]}, 0u, {qh}, {4 * k}u), {xs[k]})" for k in range(4)]
-        terms += [f"dot(q5({ws[k]}, 4u, {qh}, {16 + 4 * k}u), {xs[4 + k]})" for k in range(4)]
-        s = " + ".join(terms)
-        if bt.name == "q5_0":
-            return f"half({row.half(p)}) * ({s} - 16.0 * {xsum})"
-        return f"dot(unpack2x16float({row.word(p)}), vec2<f32>({s}, {xsum}))"
+        return _q6k_parts(row, p)
+    if bt.name in ("q4_0", "q4_1", "q5_0", "q5_1"):  # d f16 (| m f16) | (qh u32 |) qs[16]
+        q0 = p + (2 if bt.name in ("q4_0", "q5_0") else 4)
+        if bt.name.startswith("q5"):  # qh bit j: element j's fifth bit
+            qh = row.word(q0)
+            ws = [row.word(q0 + 4 + 4 * k) for k in range(4)]
+            qs = [f"q5({ws[c % 4]}, {0 if c < 4 else 4}u, {qh}, {4 * c}u)" for c in range(8)]
+        else:
+            ws = [row.word(q0 + 4 * k) for k in range(4)]
+            qs = [f"{'nib_lo' if c < 4 else 'nib_hi'}({ws[c % 4]})" for c in range(8)]
+        d = f"half({row.half(p)})" if bt.name in ("q4_0", "q5_0") else f"unpack2x16float({row.word(p)})"
+        return Parts([qs], [d])
     if bt.name == "q8_0":
-        terms = [f"dot(i8x4({row.word(p + 2 + 4 * k)}), {xs[k]})" for k in range(8)]
-        return f"half({row.half(p)}) * ({' + '.join(terms)})"
+        return Parts([[f"i8x4({row.word(p + 2 + 4 * c)})" for c in range(8)]], [f"half({row.half(p)})"])
     if bt.name == "f16":
-        return " + ".join(f"dot(h4({row.word(p + 8 * k)}, {row.word(p + 8 * k + 4)}), {xs[k]})" for k in range(8))
+        return Parts([[f"h4({row.word(p + 8 * c)}, {row.word(p + 8 * c + 4)})" for c in range(8)]], [])
     if bt.name == "f32":
-        return " + ".join(f"dot(bitcast<vec4<f32>>(vec4<u32>({', '.join(row.word(p + 16 * k + 4 * c) for c in range(4))})), {xs[k]})"
-                          for k in range(8))
+        return Parts([[f"bitcast<vec4<f32>>(vec4<u32>({', '.join(row.word(p + 16 * c + 4 * i) for i in range(4))}))"
+                       for c in range(8)]], [])
     raise KeyError(bt.name)
+
+
+def _qdot(q: list[str], xs: list[str]) -> str:
+    """sum_c dot(q[c], xs[c]), left to right."""
+    return " + ".join(f"dot({a}, {b})" for a, b in zip(q, xs))
+
+
+def _combine(bt: BlockType, parts: Parts, xs: list[list[str]], xsum: list[str] | None) -> str:
+    """WGSL expression: the dot of a block (its Parts) with x: xs[u] are the 8 x vec4s of its
+    32-element unit u, xsum[u] their sum (types with a zero point or min)."""
+    q, k = parts.q, parts.k
+    if bt.name == "q4_k":
+        return _q4k_combine(parts, xs, xsum)
+    if bt.name == "q6_k":
+        return _q6k_combine(parts, xs, xsum)
+    s = _qdot(q[0], xs[0])
+    if bt.name in ("q4_0", "q5_0"):
+        return f"{k[0]} * ({s} - {'8.0' if bt.name == 'q4_0' else '16.0'} * {xsum[0]})"
+    if bt.name in ("q4_1", "q5_1"):  # (written out: dot(d / m, vec2(s, xsum)) and fma() rounded by form on lavapipe)
+        return f"{k[0]}.x * ({s}) + {k[0]}.y * {xsum[0]}"
+    if bt.name == "q8_0":
+        return f"{k[0]} * ({s})"
+    return s
+
+
+def _block_dot(bt: BlockType, row, p: int, xs: list[list[str]], xsum: list[str] | None) -> str:
+    """WGSL expression: the dot of the block at byte p of `row` with x (see _combine)."""
+    return _combine(bt, _parts(bt, row, p), xs, xsum)
 
 
 def _q4k_scale_mins(row: _Row, p: int) -> list[tuple[str, str]]:
@@ -135,39 +162,50 @@ def _q4k_scale_mins(row: _Row, p: int) -> list[tuple[str, str]]:
     return out
 
 
-def _q4k_dot(row: _Row, p: int, xs: list[list[str]], xsum: list[str]) -> str:
+def _q4k_parts(row: _Row, p: int) -> Parts:
     """Q4_K, 144-byte super-block of 256: d f16 | dmin f16 | scales[12] | qs[128]. Unit s (32
     elements) has a 6-bit scale sc and min mn packed in scales[] (as gguf's get_scale_min_k4);
     its quants are the low (s even) or high (s odd) nibbles of qs[32 (s / 2) ..].
-    x = d * sc * q - dmin * mn, so the dot is d * sum_s sc_s * sum(q x) - dmin * sum_s mn_s * sum(x)."""
-    terms, mins = [], []
-    for s, (sc, mn) in enumerate(_q4k_scale_mins(row, p)):
-        nib = "nib_lo" if s % 2 == 0 else "nib_hi"
-        q = " + ".join(f"dot({nib}({row.word(p + 16 + 32 * (s // 2) + 4 * k)}), {xs[s][k]})" for k in range(8))
-        terms.append(f"f32({sc}) * ({q})")
-        mins.append(f"f32({mn}) * {xsum[s]}")
-    dm = f"unpack2x16float({row.word(p)})"
-    return f"{dm}.x * ({' + '.join(terms)}) - {dm}.y * ({' + '.join(mins)})"
+    k: [d / dmin, sc_0 .. sc_7, mn_0 .. mn_7] (as f32)."""
+    sm = _q4k_scale_mins(row, p)
+    q = [[f"{'nib_lo' if s % 2 == 0 else 'nib_hi'}({row.word(p + 16 + 32 * (s // 2) + 4 * c)})" for c in range(8)]
+         for s in range(8)]
+    return Parts(q, [f"unpack2x16float({row.word(p)})"] + [f"f32({sc})" for sc, _ in sm] + [f"f32({mn})" for _, mn in sm])
 
 
-def _q6k_dot(row, p: int, xs: list[list[str]], xsum: list[str]) -> str:
+def _q4k_combine(parts: Parts, xs: list[list[str]], xsum: list[str]) -> str:
+    """x = d * sc * q - dmin * mn, so the dot is d * sum_s sc_s * sum(q x) - dmin * sum_s mn_s * sum(x)
+    (written as a sum of two products: "- dmin * ..." was contracted differently by form on lavapipe)."""
+    dm, k = parts.k[0], parts.k[1:]
+    terms = " + ".join(f"{k[s]} * ({_qdot(parts.q[s], xs[s])})" for s in range(8))
+    mins = " + ".join(f"{k[8 + s]} * {xsum[s]}" for s in range(8))
+    return f"{dm}.x * ({terms}) + (-{dm}.y) * ({mins})"
+
+
+def _q6k_parts(row, p: int) -> Parts:
     """Q6_K, 210-byte super-block of 256: ql[128] | qh[64] | scales[16] (int8) | d f16. Element
     128 n + 32 g + l (n < 2, g < 4, l < 32) is q = (the low (g < 2) or high nibble of ql[64 n +
     32 (g % 2) + l]) | (bits 2 g, 2 g + 1 of qh[32 n + l]) << 4 and weighs d * scales[8 n + 2 g +
-    l / 16] * (q - 32). Unit u = 4 n + g: d * the sum over its two 16-element halves of
-    sc * (sum(q x) - 32 sum(x))."""
-    def sc(i: int) -> str:
-        return f"i8b({row.word(p + 192 + i // 4 * 4)}, {i % 4}u)"
+    l / 16] * (q - 32). k: [d, scales[0] .. scales[15]]."""
+    q = []
+    for u in range(8):
+        n, g = divmod(u, 4)
+        q.append([f"q6({row.word(p + 64 * n + 32 * (g % 2) + 4 * c)}, {row.word(p + 128 + 32 * n + 4 * c)}, "
+                  f"{4 * (g // 2)}u, {2 * g}u)" for c in range(8)])
+    return Parts(q, [f"half({row.half(p + 208)})"] + [f"i8b({row.word(p + 192 + i // 4 * 4)}, {i % 4}u)"
+                                                      for i in range(16)])
 
+
+def _q6k_combine(parts: Parts, xs: list[list[str]], xsum: list[str]) -> str:
+    """Unit u = 4 n + g: d * the sum over its two 16-element halves of sc * (sum(q x) - 32 sum(x))."""
+    d, sc = parts.k[0], parts.k[1:]
     terms = []
     for u in range(8):
         n, g = divmod(u, 4)
-        qs = [f"dot(q6({row.word(p + 64 * n + 32 * (g % 2) + 4 * c)}, {row.word(p + 128 + 32 * n + 4 * c)}, "
-              f"{4 * (g // 2)}u, {2 * g}u), {xs[u][c]})" for c in range(8)]
         h = f"dot(({xs[u][0]} + {xs[u][1]}) + ({xs[u][2]} + {xs[u][3]}), vec4<f32>(1.0))"
-        terms.append(f"{sc(8 * n + 2 * g)} * ({' + '.join(qs[:4])} - 32.0 * {h})")
-        terms.append(f"{sc(8 * n + 2 * g + 1)} * ({' + '.join(qs[4:])} - 32.0 * ({xsum[u]} - {h}))")
-    return f"half({row.half(p + 208)}) * ({' + '.join(terms)})"
+        terms.append(f"{sc[8 * n + 2 * g]} * ({_qdot(parts.q[u][:4], xs[u][:4])} - 32.0 * {h})")
+        terms.append(f"{sc[8 * n + 2 * g + 1]} * ({_qdot(parts.q[u][4:], xs[u][4:])} - 32.0 * ({xsum[u]} - {h}))")
+    return f"{d} * ({' + '.join(terms)})"
 
 
 class _Aligned:
@@ -334,72 +372,38 @@ def resident_rows(qt: str, K: int, rb: int, parts: int) -> int | None:
     return rn if rn * parts * K <= RESIDENT_FLOATS else None
 
 
-def _unit_weights(bt: BlockType, row: _Row, p: int) -> list[list[str]]:
-    """WGSL vec4<f32> expressions of the dequantized weights of the block at byte p of `row`:
-    [unit][c] = elements 32 unit + 4c .. + 3 (the x vec4 x{t}_{unit}_{c} multiplies)."""
-    if bt.name == "q4_k":
-        return _q4k_weights(row, p)
-    if bt.name in ("q4_0", "q4_1", "q5_0", "q5_1"):
-        q0 = p + (2 if bt.name in ("q4_0", "q5_0") else 4)
-        if bt.name.startswith("q5"):
-            qh = row.word(q0)
-            ws = [row.word(q0 + 4 + 4 * k) for k in range(4)]
-            qs = [f"q5({ws[c % 4]}, {0 if c < 4 else 4}u, {qh}, {4 * c}u)" for c in range(8)]
-        else:
-            ws = [row.word(q0 + 4 * k) for k in range(4)]
-            qs = [f"{'nib_lo' if c < 4 else 'nib_hi'}({ws[c % 4]})" for c in range(8)]
-        if bt.name in ("q4_0", "q5_0"):
-            z = "8.0" if bt.name == "q4_0" else "16.0"
-            return [[f"half({row.half(p)}) * ({q} - {z})" for q in qs]]
-        dm = f"unpack2x16float({row.word(p)})"
-        return [[f"fma(vec4<f32>({dm}.x), {q}, vec4<f32>({dm}.y))" for q in qs]]
-    if bt.name == "q8_0":
-        return [[f"half({row.half(p)}) * i8x4({row.word(p + 2 + 4 * c)})" for c in range(8)]]
-    if bt.name == "f16":
-        return [[f"h4({row.word(p + 8 * c)}, {row.word(p + 8 * c + 4)})" for c in range(8)]]
-    if bt.name == "f32":
-        return [[f"bitcast<vec4<f32>>(vec4<u32>({', '.join(row.word(p + 16 * c + 4 * i) for i in range(4))}))"
-                 for c in range(8)]]
-    raise KeyError(bt.name)
-
-
-def _q4k_weights(row: _Row, p: int) -> list[list[str]]:
-    """Q4_K's units (see _q4k_dot): x = (d sc) q - (dmin mn)."""
-    dm = f"unpack2x16float({row.word(p)})"
-    out = []
-    for s, (sc, mn) in enumerate(_q4k_scale_mins(row, p)):
-        nib = "nib_lo" if s % 2 == 0 else "nib_hi"
-        out.append([f"fma(vec4<f32>({dm}.x * f32({sc})), {nib}({row.word(p + 16 + 32 * (s // 2) + 4 * c)}), "
-                    f"vec4<f32>(-{dm}.y * f32({mn})))" for c in range(8)])
-    return out
-
-
 @lru_cache(maxsize=None)
 def resident(qt: str, K: int, rb: int, R: int, glu: bool = False, f16: bool = False, split: int = 0) -> tuple[str, str]:
-    """(PRE, BODY) of rowdot.wgsl's resident-rows form (TT = 1): PRE loads and dequantizes the
-    invocation's R rows (as `body`'s rows: split, the fused GLU output); BODY, run per token t0,
-    multiplies them with x row t0 and writes the outputs."""
+    """(PRE, BODY) of rowdot.wgsl's resident-rows form (TT = 1): PRE loads the invocation's R rows
+    (as `body`'s rows: split, the fused GLU output) and binds each block's Parts to names; BODY,
+    run per token t0, forms each block's dot from them exactly as `body` does (same expressions,
+    same order: a token's sums are the same bits in every form) and writes the outputs."""
     bt = TYPES[qt]
     rows = [_Row(j, (_row_of(j, R, split) * rb) % 16) for j in range(R)]
-    units = K // 32
-    pre, w = [], {}
+    nb = K // (32 * bt.units)
+    pre, named = [], {}
     for row in rows:
-        for b in range(K // (32 * bt.units)):
-            for s, ws in enumerate(_unit_weights(bt, row, b * bt.bytes)):
-                for c, e in enumerate(ws):
-                    w[row.j, b * bt.units + s, c] = f"r{row.j}_{b * bt.units + s}_{c}"
-                    pre.append(f"let r{row.j}_{b * bt.units + s}_{c} = {e};")
+        for b in range(nb):
+            parts = _parts(bt, row, b * bt.bytes)
+            q = [[f"r{row.j}_{b}_{u}_{c}" for c in range(8)] for u in range(bt.units)]
+            k = [f"k{row.j}_{b}_{i}" for i in range(len(parts.k))]
+            pre += [f"let {q[u][c]} = {e};" for u, es in enumerate(parts.q) for c, e in enumerate(es)]
+            pre += [f"let {k[i]} = {e};" for i, e in enumerate(parts.k)]
+            named[row.j, b] = Parts(q, k)
     loads = []
     for row in rows:
         base = (_row_of(row.j, R, split) * rb - row.off) // 16
         loads += [f"let w{row.j}_{v} = W[vb + {base + v}u];" for v in sorted(row.vecs)]
-    body = ["let xr0 = t0 * XROW;"] + [f"var a{j}_{e} = vec4<f32>(0.0);" for j in range(R) for e in range(2)]
-    for u in range(units):
-        body += _x_loads(0, u, "0u", glu, f16)
-        body += [f"a{j}_{c % 2} = fma({w[j, u, c]}, x0_{u}_{c}, a{j}_{c % 2});" for j in range(R) for c in range(8)]
+    body = ["let xr0 = t0 * XROW;"] + [f"var a{j}_0 = 0.0;" for j in range(R)]
+    for b in range(nb):
+        units = [b * bt.units + s for s in range(bt.units)]
+        for u in units:
+            body += _x_unit(bt, 0, u, "0u", glu, f16)
+        xs = [[f"x0_{u}_{c}" for c in range(8)] for u in units]
+        sums = [f"s0_{u}" for u in units] if bt.uses_xsum else None
+        body += [f"a{j}_0 += {_combine(bt, named[j, b], xs, sums)};" for j in range(R)]
     h = R // 2 if split else R
     for j in range(h):
-        s = f"dot(a{j}_0 + a{j}_1, vec4<f32>(1.0))"
-        v = f"glu_out({s}, dot(a{j + h}_0 + a{j + h}_1, vec4<f32>(1.0)))" if split else s
+        v = f"glu_out(a{j}_0, a{j + h}_0)" if split else f"a{j}_0"
         body.append(f"if (n0 + {j}u < P.rows) {{ put(t0, n0 + {j}u, {v}); }}")
     return ("\n".join("    " + s for s in loads + pre), "\n".join("        " + s for s in body))
