@@ -81,12 +81,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--config", action="append", default=[])
+    ap.add_argument("--gpu-kernels", action="store_true",
+                    help="on a CPU adapter, build the GPU kernels anyway (checks configurations on lavapipe)")
     args = ap.parse_args()
     old_src = open(args.old).read()
     info = choose_adapter(None)
     has_ts = "timestamp-query" in info.adapter.features
     dev = Device(B._TimestampAdapter(info.adapter) if has_ts else info.adapter)
     dev.timestamps = has_ts
+    if args.gpu_kernels:
+        dev.kind = "gpu"
     dev._sync = dev.buffer(4, "bench sync")
     print(f"adapter: {info.summary}; timing: {'GPU timestamps' if has_ts else 'wall clock'}", flush=True)
     K, N = (int(v) for v in args.shape.split("x"))
