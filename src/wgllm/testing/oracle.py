@@ -41,8 +41,10 @@ def _hf_model(gguf_path: str | Path, config: dict | None = None):
         p = Path(key[0])
         overrides = {**hf_overrides(p), **(config or {})}
         window = overrides.pop("mistral_sliding_window", None)
+        # use_kernels=False: the plain torch forward. transformers 5.x otherwise turns the `kernels`
+        # hub layers on where CUDA is present and fails when that package is missing (the GPU machine).
         model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32,
-                                                     **overrides)
+                                                     use_kernels=False, **overrides)
         if window:
             model = _as_mistral(model, window)
         _HF_MODELS[key] = model.eval()
