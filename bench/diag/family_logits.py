@@ -49,7 +49,7 @@ def main() -> None:
     eng = Engine(str(path), ctx=128, precision="f32", chunk=16)
     prompt = mod._prompt(37, eng.cfg.n_vocab, 1)
     res = {"wgllm": eng.logits(prompt).astype(np.float32)}
-    info = {"adapter": eng.dev.describe() if hasattr(eng.dev, "describe") else str(eng.dev.kind)}
+    info = {"adapter": eng.dev.adapter.summary}
     try:
         import torch
         import transformers

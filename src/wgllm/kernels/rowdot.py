@@ -125,12 +125,12 @@ def _qdot(q: list[str], xs: list[str]) -> str:
 def _combine(bt: BlockType, parts: Parts, xs: list[list[str]], xsum: list[str] | None) -> str:
     """WGSL expression: the dot of a block (its Parts) with x: xs[u] are the 8 x vec4s of its
     32-element unit u, xsum[u] their sum (types with a zero point or min)."""
-    q, k = parts.q, parts.k
     if bt.name == "q4_k":
         return _q4k_combine(parts, xs, xsum)
     if bt.name == "q6_k":
         return _q6k_combine(parts, xs, xsum)
-    s = _qdot(q[0], xs[0])
+    k = parts.k
+    s = _qdot(parts.q[0], xs[0])
     if bt.name in ("q4_0", "q5_0"):
         return f"{k[0]} * ({s} - {'8.0' if bt.name == 'q4_0' else '16.0'} * {xsum[0]})"
     if bt.name in ("q4_1", "q5_1"):  # (written out: dot(d / m, vec2(s, xsum)) and fma() rounded by form on lavapipe)
@@ -240,8 +240,8 @@ def _realigned(bt: BlockType, rb: int, R: int, TT: int, glu: bool, f16: bool, sp
         row = _Aligned(j)
         acc = []
         for t in range(TT):
-            xs = [[f"x{t}_{u}_{c}" for c in range(8)] for u in range(bt.units)]
-            acc.append(f"a{j}_{t} += {_block_dot(bt, row, 0, xs, [f's{t}_{u}' for u in range(bt.units)])};")
+            xs, sums = _x_names(bt, t, list(range(bt.units)))
+            acc.append(f"a{j}_{t} += {_block_dot(bt, row, 0, xs, sums)};")
         out.append(f"let g{j} = (n0 + {_row_of(j, R, split)}u) * {rb}u + b * {bt.bytes}u;")
         out.append(f"let q{j} = (g{j} >> 2u) & 3u;")
         out.append(f"let h{j} = (g{j} & 2u) != 0u;")
@@ -272,6 +272,13 @@ def _x_unit(bt: BlockType, t: int, u: int, x0: str, glu: bool, f16: bool) -> lis
         out.append(f"let s{t}_{u} = dot(((x{t}_{u}_0 + x{t}_{u}_1) + (x{t}_{u}_2 + x{t}_{u}_3)) + "
                    f"((x{t}_{u}_4 + x{t}_{u}_5) + (x{t}_{u}_6 + x{t}_{u}_7)), vec4<f32>(1.0));")
     return out
+
+
+def _x_names(bt: BlockType, t: int, units: list[int]) -> tuple[list[list[str]], list[str] | None]:
+    """The names _x_unit defines for token tile row t and x units `units`: (xs[i][c], the 8 x vec4s
+    of unit units[i]; their sums, for types that need them, else None), as _block_dot / _combine take them."""
+    return ([[f"x{t}_{u}_{c}" for c in range(8)] for u in units],
+            [f"s{t}_{u}" for u in units] if bt.uses_xsum else None)
 
 
 def _x_loads(t: int, b: int, x0: str, glu: bool, f16: bool) -> list[str]:
@@ -306,8 +313,7 @@ def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group
                 body += _x_unit(bt, t, u, x0, glu, f16)
         for row in rows:
             for t in range(TT):
-                xs = [[f"x{t}_{u}_{c}" for c in range(8)] for u in units]
-                sums = [f"s{t}_{u}" for u in units] if bt.uses_xsum else None
+                xs, sums = _x_names(bt, t, units)
                 body.append(f"a{row.j}_{t} += {_block_dot(bt, row, b * bt.bytes, xs, sums)};")
     loads = []
     for row in rows:
@@ -399,8 +405,7 @@ def resident(qt: str, K: int, rb: int, R: int, glu: bool = False, f16: bool = Fa
         units = [b * bt.units + s for s in range(bt.units)]
         for u in units:
             body += _x_unit(bt, 0, u, "0u", glu, f16)
-        xs = [[f"x0_{u}_{c}" for c in range(8)] for u in units]
-        sums = [f"s0_{u}" for u in units] if bt.uses_xsum else None
+        xs, sums = _x_names(bt, 0, units)
         body += [f"a{j}_0 += {_combine(bt, named[j, b], xs, sums)};" for j in range(R)]
     h = R // 2 if split else R
     for j in range(h):
