@@ -1,18 +1,19 @@
-"""Probe (issue 13): a decode matvec that reads weights as aligned vec4<u32> only, against
-this tree's matvec, per product shape of the 8B.
+"""Probe (issue 13): the decode matvec of aligned block groups (matwide.wgsl, kernels/rowdot.py
+`wide`) at several tilings, against matvec, per product shape of the 8B.
 
-The kernel ("wide") takes rowdot's generated body (kernels/rowdot.py: a group of G blocks
-whose bytes are a multiple of 16, every field at a constant offset in the loaded vec4s) and
-runs it GPU-style: a row group of TPR invocations shares R rows, invocation l takes block
-groups l, l + TPR, ... (so the row group reads consecutive 16-byte words: coalesced), then the
-TPR partial sums of each row are added by subgroup shuffles. matvec reads a Q4_0 block with
-six u32 loads and funnel shifts (18-byte blocks); here 8 blocks are 9 vec4 loads.
+matwide takes rowdot's generated body (a group of G blocks whose bytes are a multiple of 16,
+every field at a constant offset in the loaded vec4s) and runs it GPU-style: a row group of TPR
+invocations shares R rows, invocation l takes block groups l, l + TPR, ... (so the row group
+reads consecutive 16-byte words: coalesced), then the TPR partial sums of each row are added by
+subgroup shuffles. matvec reads a Q4_0 block with six u32 loads and funnel shifts (18-byte
+blocks); here 8 blocks are 9 vec4 loads. The engine picks one tiling per shape
+(linear.wide_tiling); this probe times others beside it.
 
     python3 bench/diag/wide_probe.py [--types Q4_0,Q4_1,Q8_0,Q4_K] [--shapes 14336x4096,...]
         [--configs TPR/R/WG,...] [--precision f16|f32] [--rounds 3]
 
-Needs rows of whole 16-byte groups (K a multiple of 256 for Q4_0) and, for the shuffles,
-subgroups of at least TPR invocations (checked). Each configuration is checked once against
+Needs rows of whole 16-byte groups (K a multiple of 256 for Q4_0); row sums by shuffles where
+the subgroup is a multiple of TPR, else through workgroup memory. Each configuration is checked once against
 float64 numpy ("WRONG" past 1e-5 of the largest output) and timed as bench_linear times
 (GPU timestamps over many calls, weight copies cycled past the L2), interleaved rounds.
 """
@@ -20,7 +21,7 @@ float64 numpy ("WRONG" past 1e-5 of the largest output) and timed as bench_linea
 from __future__ import annotations
 
 import argparse
-import math
+import dataclasses
 import os
 import statistics
 import sys
@@ -35,81 +36,21 @@ import bench_linear as B  # noqa: E402
 from wgllm.gpu.device import Device  # noqa: E402
 from wgllm.gpu.discovery import choose_adapter  # noqa: E402
 from wgllm.kernels import linear as L  # noqa: E402
-from wgllm.kernels import ops, registry, rowdot  # noqa: E402
-from wgllm.kernels.linear import row_bytes  # noqa: E402
-
-MAIN = """
-var<workgroup> red: array<f32, {{R}} * WG>;
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let t = wid.z;
-    if (t >= S.T) { return; }  // uniform per workgroup
-    let rg = lid / TPR;
-    let l = lid % TPR;
-    let n0 = ((wid.x + wid.y * nwg.x) * (WG / TPR) + rg) * R;
-    let vb = (n0 / R) * ROWV;   // (rows past the chunk read whatever bounds checks give, never written)
-    let xr0 = t * XROW;
-{{ACCS}}
-    for (var gi = l; gi < NG; gi += TPR) {
-{{BODY}}
-    }
-{{REDUCE}}
-}
-"""
+from wgllm.kernels import ops, qtypes  # noqa: E402
 
 
-def _source(qt: str, K: int, rb: int, R: int, f16: bool, shuffle: bool) -> tuple[str, dict]:
-    """rowdot.wgsl's declarations and helpers with the wide main; its constants."""
-    bt = rowdot.TYPES[qt]
-    G = 16 // math.gcd(bt.bytes, 16)
-    nb = K // (32 * bt.units)
-    assert nb % G == 0 and (R * rb) % 16 == 0, f"{qt} K={K}: rows of whole 16-byte block groups only"
-    xper = (4 if f16 else 8) * bt.units
-    body = rowdot._group(bt, rb, R, 1, G, G * bt.bytes // 16, "gi", f"gi * {xper * G}u", False, f16, 0)
-    src = registry.load_source("rowdot")
-    src = src[: src.index("@compute")] + MAIN
-    accs = "\n".join(f"    var a{j}_0 = 0.0;" for j in range(R))
-    if shuffle:
-        red = [f"    for (var m = TPR / 2u; m > 0u; m >>= 1u) {{ " +
-               " ".join(f"a{j}_0 += subgroupShuffleXor(a{j}_0, m);" for j in range(R)) + " }"]
-        pick = " ".join(f"if (l == {j}u) {{ v = a{j}_0; }}" for j in range(R))
-        red += ["    var v = 0.0;", f"    {pick}",
-                "    if (l < R && n0 + l < P.rows) { put(t, n0 + l, v); }"]
-    else:
-        red = [f"    red[{j}u * WG + lid] = a{j}_0;" for j in range(R)] + ["    workgroupBarrier();"]
-        red += ["    if (l < R && n0 + l < P.rows) {", "        var v = 0.0;",
-                "        for (var i = 0u; i < TPR; i++) { v += red[l * WG + rg * TPR + i]; }",
-                "        put(t, n0 + l, v);", "    }"]
-    src = src.replace("{{ACCS}}", accs).replace("{{BODY}}", "\n".join("        " + s.strip() for s in body))
-    src = src.replace("{{REDUCE}}", "\n".join(red))
-    src = src.replace("const WG: u32 = {{WG}}u;", "const WG: u32 = {{WG}}u;\nconst TPR: u32 = {{TPR}}u;\nconst NG: u32 = {{NG}}u;")
-    consts = dict(R=R, RN=R, GLU=0, GLUO=0, TT=1, XROW=K // (8 if f16 else 4), HALFX=K // (8 if f16 else 4),
-                  ROWV=R * rb // 16, NG=nb // G, PRE="", XW="u32" if f16 else "f32", XSPACE="storage, read",
-                  XLEN="")
-    return src, consts
-
-
-def run_wide(dev, w, xb, yb, step, qt, K, N, tpr, R, wg, f16, shuffle):
-    rb = row_bytes(w.qtype, K)
-    src, consts = _source(qt, K, rb, R, f16, shuffle)
-    name = f"wide_{qt}_{K}_{R}_{tpr}_{wg}_{int(f16)}_{int(shuffle)}"
-    _SOURCES[name] = src
-    buf, row0, rows = w.chunks[0]
-    u = dev.uniform(np.array([K, N, row0, rows, rb, 0, 0, 0], np.uint32), "wide params")
-    act = "f16" if f16 else "f32"
-    groups = dev.grid(-(-rows // (wg // tpr * R)))
-    return [dev.dispatch(name, [buf, xb, yb, u, step], (*groups, 1), WG=wg, TPR=tpr, YT="f32", ACT=act, XT=act,
-                         UNI="storage, read", **consts)]
-
-
-_SOURCES: dict[str, str] = {}
-_LOAD = registry.load_source
-
-
-def _load(name: str) -> str:
-    return _SOURCES[name] if name in _SOURCES else _LOAD(name)
+def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128):
+    """linear's decode dispatches for w with matwide at `tiling` (TPR, R) and workgroup wg, or
+    with matvec (tiling None). A type without qtypes' `wide` (Q4_K) is read by matwide here too."""
+    saved = L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name]
+    L.MATWIDE_TILING, L.MATWIDE_WG = tiling, wg
+    L.MATWIDE_MAX_ROWS = 1 << 30 if tiling else -1
+    qtypes.TYPES[w.qtype.name] = dataclasses.replace(saved[3], wide=True)
+    try:
+        act = "f16" if f16 else "f32"
+        return L.linear(dev, w, xb, yb, 1, step, x_type=act, y_type="f32")
+    finally:
+        L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name] = saved
 
 
 def main() -> None:
@@ -122,7 +63,6 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--gpu-kernels", action="store_true", help="on a CPU adapter: time matvec, not rowdot")
     a = ap.parse_args()
-    registry.load_source = _load
     info = choose_adapter(None)
     has_ts = "timestamp-query" in info.adapter.features
     dev = Device(B._TimestampAdapter(info.adapter) if has_ts else info.adapter)
@@ -148,12 +88,11 @@ def main() -> None:
             xb, yb = dev.upload(xh, "wide x"), dev.buffer(N * 4, "wide y")
             step = ops.step_buffer(dev, "wide step")
             ops.write_step(dev, step, 1, 0)
-            runs = {"matvec": lambda w: L.linear(dev, w, xb, yb, 1, step, x_type=a.precision, y_type="f32")}
+            runs = {"matvec": lambda w: run_with(dev, w, xb, yb, step, f16, None)}
             for tpr, R, wg in configs:
-                shuffle = 0 < tpr <= sg
+                shuffle = sg >= tpr and sg % tpr == 0
                 runs[f"wide t{tpr}/r{R}/wg{wg}{'' if shuffle else '/shared'}"] = (
-                    lambda w, c=(tpr, R, wg, shuffle): run_wide(dev, w, xb, yb, step, name.lower(), K, N, c[0], c[1],
-                                                                 c[2], f16, c[3]))
+                    lambda w, c=(tpr, R, wg): run_with(dev, w, xb, yb, step, f16, c[:2], c[2]))
             res: dict = {}
             for r in range(a.rounds):
                 for label, make in runs.items():

@@ -25,6 +25,8 @@ CASE_IDS = ["T1of1", "T5of16", "T37of64", "T3of3", "T1of1long"]
 def shape_for(qtype, i):
     """(N, K): odd N, K a multiple of the block but not of the kernels' tiles."""
     big = GGML_QUANT_SIZES[qtype][0] == 256
+    if i == 5:  # rows of whole 16-byte block groups (decode goes through matwide for `wide` types)
+        return 67, 768
     if i == 4:
         return 37, 2304 if big else 1056
     N = [67, 193][i % 2]
@@ -223,7 +225,7 @@ BATCHED_CASES = [(q, tb) for q in [Q.Q4_0, Q.Q4_1, Q.Q6_K, Q.F16, Q.Q2_K, Q.IQ4_
                  for tb in ([4, 16] if qtypes.qtype(q).tile else [16])]
 
 
-@pytest.mark.parametrize("case", [1, 4], ids=["short", "long"])
+@pytest.mark.parametrize("case", [1, 4, 5], ids=["short", "long", "aligned"])
 @pytest.mark.parametrize("B", [1, 3, 9, 11])
 @pytest.mark.parametrize("qtype,tile", BATCHED_CASES, ids=lambda v: getattr(v, "name", f"tile{v}"))
 def test_batched_rows_equal_each_row_alone(kdevice, act, rng, monkeypatch, qtype, tile, B, case):
@@ -231,7 +233,7 @@ def test_batched_rows_equal_each_row_alone(kdevice, act, rng, monkeypatch, qtype
     for types with a tile (qtypes `tile`), `tile` tokens per workgroup sharing each unpacked
     weight unit, a last tile cut short; for the others the matvec per row) gives every row bit
     for bit what the one-row matvec gives it, and it is right; "long" rows take a second loop
-    iteration in some lanes."""
+    iteration in some lanes; "aligned" rows go through matwide (GPU kernels, `wide` types)."""
     monkeypatch.setattr(L, "MATVEC_TILE", tile)
     dev = kdevice
     N, K = shape_for(qtype, case)
@@ -384,3 +386,65 @@ def test_linear_glu_output(device, act, rng, qtype, case):
         for b in (xb, yb, step):
             device.release(b)
         release(device, w)
+
+
+# --- matwide: the GPU decode matvec of aligned block groups -----------------------------
+
+WIDE_TYPES = [q for q in TYPES if qtypes.qtype(q).wide]
+# (tpr, R): the shapes' defaults (32/1, 32/4, 16/4) and row groups as wide as lavapipe's subgroups
+# of 8 (8/4, 8/2: sums by shuffles there; the others through workgroup memory)
+WIDE_TILINGS = [(32, 1), (32, 4), (16, 4), (8, 4), (8, 2)]
+
+
+@pytest.mark.parametrize("tiling,glu", [(t, False) for t in WIDE_TILINGS] + [((32, 4), True), ((8, 2), True)],
+                         ids=lambda v: f"t{v[0]}r{v[1]}" if isinstance(v, tuple) else ("glu" if v else "x"))
+@pytest.mark.parametrize("qtype", WIDE_TYPES, ids=lambda t: t.name)
+def test_matwide_matches_numpy(gpu_kernel_device, act, rng, monkeypatch, qtype, tiling, glu):
+    """GPU decode of `wide` types with rows of whole 16-byte block groups goes through matwide
+    (asserted), and matches float64 numpy with each tiling: N odd (a last row group cut short,
+    row groups past the chunk), K = 3 block groups (lanes without work) and 37 (lanes with two)
+    of 256 elements, the residual add, the GLU input."""
+    monkeypatch.setattr(L, "MATWIDE_TILING", tiling)
+    dev = gpu_kernel_device
+    for N, K in [(67, 768), (29, 37 * 256)]:
+        raw = L.random_weight_bytes(rng, qtype, N, K)
+        Wd = dequant_ref(qtype, raw, N, K)
+        w = L.upload_weight(dev, [raw], qtype, K, "test")
+        assert L.wide_tiling(dev, w) == tiling
+        x = (2 * rng.standard_normal((1, 2 * K if glu else K))).astype(NP[act])
+        y0 = rng.standard_normal((1, N)).astype(NP[act])
+        xb, yb = dev.upload(x, "test"), dev.upload(y0, "test")
+        step = ops.step_buffer(dev, "test")
+        ops.write_step(dev, step, 1, 0)
+        try:
+            dev.run(L.linear(dev, w, xb, yb, 1, step, x_type=act, y_type=act, add=True, glu=glu))
+            got = dev.read_array(yb, NP[act], N).reshape(1, N)
+            xs = x.astype(np.float64)
+            if glu:
+                g, u = xs[:, :K], xs[:, K:]
+                xs = g / (1 + np.exp(-g)) * u
+            assert rel_err(got, y0.astype(np.float64) + xs @ Wd.T) < TOL[act]
+        finally:
+            for b in (xb, yb, step):
+                dev.release(b)
+            release(dev, w)
+
+
+def test_matwide_routing(gpu_kernel_device, device, rng):
+    """Which decode products matwide takes: aligned rows of `wide` types on GPU adapters; not
+    rows of a partial block group, not products of more than MATWIDE_MAX_ROWS rows, not types
+    without `wide`, never on a CPU adapter's own kernels."""
+    dev = gpu_kernel_device
+
+    def tiling(d, qtype, N, K):
+        w = L.GpuWeight(qtype, K, N, [], 0)
+        return L.wide_tiling(d, w)
+
+    assert tiling(dev, Q.Q4_0, 4096, 4096) == (16, 4)
+    assert tiling(dev, Q.Q4_0, 4096, 14336) == (32, 4)
+    assert tiling(dev, Q.Q4_0, 1024, 4096) == (32, 1)
+    assert tiling(dev, Q.Q4_0, L.MATWIDE_MAX_ROWS + 1, 4096) is None
+    assert tiling(dev, Q.Q4_0, 4096, 4096 + 32) is None  # 129 blocks: not whole groups of 8
+    assert tiling(dev, Q.Q4_K, 4096, 4096) is None
+    if device.kind == "cpu":
+        assert tiling(device, Q.Q4_0, 4096, 4096) is None

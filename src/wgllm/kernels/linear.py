@@ -8,6 +8,8 @@ per chunk.
 
 Kernels (see the .wgsl files for layouts and tiling):
 * matvec.wgsl  - `linear` when T_max == 1 (decode): 2 or 4 rows per 32 invocations.
+* matwide.wgsl - decode on GPU adapters for `wide` types whose rows are whole 16-byte block
+  groups (aligned vec4 loads; rows per row group chosen by shape, see wide_tiling).
 * matmul.wgsl  - `linear` when T_max > 1 (prefill): 128 rows x 64 tokens tiles.
 * get_rows.wgsl - embedding lookup.
 * dequant.wgsl - whole-weight dequantization (test helper).
@@ -47,6 +49,9 @@ MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
 GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements each)
+MATWIDE_WG = 128      # matwide: invocations per workgroup
+MATWIDE_MAX_ROWS = 16384  # matwide: products of more rows keep matvec (its many workgroups were faster)
+MATWIDE_TILING = None  # matwide: (invocations, rows) per row group for every shape (None: wide_tiling's)
 ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
 ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
 # rowdot: token rows per pass over the weights when T_max > 1. 2, not 4: lavapipe compiles a
@@ -175,6 +180,37 @@ def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int
     return d
 
 
+def wide_tiling(dev: Device, w: GpuWeight) -> tuple[int, int] | None:
+    """(TPR, R) of matwide for weight w's decode product on `dev`, or None where matvec reads it
+    (CPU adapters, types without `wide`, rows not whole 16-byte block groups, products of more
+    than MATWIDE_MAX_ROWS rows). Per shape, as measured on an H100 (bench/RESULTS.md, 2026-12-07):
+    32 invocations on one row for few rows (<= 1024), 32 on 4 rows for long rows (K >= 8192),
+    else 16 on 4 rows."""
+    kern = _qt(w.qtype)
+    if dev.kind == "cpu" or not kern.wide or w.N > MATWIDE_MAX_ROWS:
+        return None
+    tpr, R = MATWIDE_TILING or ((32, 1) if w.N <= 1024 else (32, 4) if w.K >= 8192 else (16, 4))
+    return (tpr, R) if rowdot.wide_fits(kern.kernel, w.K, row_bytes(w.qtype, w.K), R) else None
+
+
+def _matwide(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, batched: bool, consts,
+             tiling: tuple[int, int]) -> Dispatch:
+    """The matwide dispatch of one chunk (see matwide.wgsl): one token, or a batched pass's rows
+    (grid z = token, each row computed exactly as alone)."""
+    tpr, R = tiling
+    sg = ops.subgroup_size(dev)
+    shuffle = sg >= tpr and sg % tpr == 0
+    f16 = consts["XT"] == "f16"
+    xe = 8 if f16 else 4  # x elements per vec4 read
+    rb = row_bytes(w.qtype, w.K)
+    gen = rowdot.wide(qt, w.K, rb, R, bool(consts["GLU"]), f16, shuffle)
+    consts = dict(consts, **gen, WG=MATWIDE_WG, TPR=tpr, R=R, RN=R, GLUO=0, XROW=w.K // xe * (2 if consts["GLU"] else 1),
+                  HALFX=w.K // xe, ROWV=R * rb // 16, XW="u32" if f16 else "f32", XSPACE="storage, read", XLEN="")
+    ga, gb = dev.grid(-(-rows // (MATWIDE_WG // tpr * R)))
+    tokens = T_max if batched else 1
+    return dev.dispatch("matwide", binds, (ga, gb, tokens), per_token=(2, 1, 1) if batched else None, **consts)
+
+
 def _act(*types: str) -> str:
     for t in types:
         if t not in ("f32", "f16"):
@@ -217,7 +253,10 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts, batched=batched))
             continue
-        if T_max == 1 or batched:
+        tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
+        if tiling is not None:
+            d = _matwide(dev, w, kern.kernel, rows, binds, T_max, batched, consts, tiling)
+        elif T_max == 1 or batched:
             d = _matvec(dev, w, kern, rows, binds, T_max, batched, consts)
         else:
             groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))

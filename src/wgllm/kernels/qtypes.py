@@ -3,7 +3,8 @@
 One row (`QType`) per ggml type says how big its blocks are, whether the
 engine has kernels for it, the suffix of its WGSL functions (`dq8_<kernel>` in
 quant.wgsl, `udot_<kernel>` in matvec.wgsl), the matvec tiling (row pairs, invocations per row group, unrolling), whether the
-CPU-adapter kernel (rowdot) reads it, the type llama-quantize falls back to
+CPU-adapter kernel (rowdot) and the GPU decode kernel of aligned block groups
+(matwide) read it, the type llama-quantize falls back to
 when a row is not a whole number of blocks, and where its f16 scales sit (for
 valid random test data). The planner, the engine, the kernels, the catalog and
 the synthetic-model writer all read this table; nothing else lists types.
@@ -35,6 +36,7 @@ class QType:
     unroll: int = 1  # matvec: units per invocation per loop iteration (1 or 2)
     rowdot: bool = False  # the CPU-adapter kernel (rowdot) reads it
     tile: bool = False  # matvec has its batched tile (uw_/wd_<kernel> in matvec.wgsl)
+    wide: bool = False  # GPU decode reads it with matwide.wgsl where rows split into 16-byte block groups
     fallback: str | None = None  # llama-quantize's type when a row is not whole blocks (then F16)
     scales: tuple[tuple[int, float, float], ...] = ()  # (byte offset in block, lo, hi) of f16 scales
 
@@ -70,11 +72,11 @@ TYPES: dict[str, QType] = {t.name: t for t in [
     QType("F32", "f32", unit=8, pairs=1, rowdot=True),
     QType("F16", "f16", unit=16, pairs=1, rowdot=True),
     QType("BF16", "bf16", unit=16, pairs=1),
-    QType("Q8_0", "q8_0", rowdot=True, scales=_S8),
-    QType("Q4_0", "q4_0", rowdot=True, scales=_S8),
-    QType("Q4_1", "q4_1", rowdot=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
-    QType("Q5_0", "q5_0", rowdot=True, scales=_S8),
-    QType("Q5_1", "q5_1", rowdot=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
+    QType("Q8_0", "q8_0", rowdot=True, wide=True, scales=_S8),
+    QType("Q4_0", "q4_0", rowdot=True, wide=True, scales=_S8),
+    QType("Q4_1", "q4_1", rowdot=True, wide=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
+    QType("Q5_0", "q5_0", rowdot=True, wide=True, scales=_S8),
+    QType("Q5_1", "q5_1", rowdot=True, wide=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("IQ4_NL", "iq4_nl", scales=_S8),
     QType("Q2_K", "q2_k", unit=64, fallback="Q4_0", scales=((80, 1e-4, 1e-3), (82, 1e-4, 1e-3))),
     QType("Q3_K", "q3_k", unit=64, fallback="Q4_0", scales=((108, 1e-4, 1e-3),)),

@@ -412,3 +412,46 @@ def resident(qt: str, K: int, rb: int, R: int, glu: bool = False, f16: bool = Fa
         v = f"glu_out(a{j}_0, a{j + h}_0)" if split else f"a{j}_0"
         body.append(f"if (n0 + {j}u < P.rows) {{ put(t0, n0 + {j}u, {v}); }}")
     return ("\n".join("    " + s for s in loads + pre), "\n".join("        " + s for s in body))
+
+
+# --- wide rows: the GPU decode matvec of aligned types (matwide.wgsl) ---------------------
+# The same block groups as `body` (every field at a constant offset in aligned vec4 loads), run
+# GPU-style: a row group of TPR invocations shares R rows and invocation l takes the block groups
+# l, l + TPR, ... of them (the row group reads consecutive 16-byte words), then the TPR partial
+# sums of each row are added across the row group.
+
+
+def wide_fits(qt: str, K: int, rb: int, R: int) -> bool:
+    """Whether rows of K elements of `qt` (rb bytes) split into whole 16-byte block groups and
+    R rows start on a vec4 (matwide.wgsl has no tail)."""
+    bt = TYPES.get(qt)
+    if bt is None or bt.realign:
+        return False
+    G = 16 // math.gcd(bt.bytes, 16)
+    nb, rem = divmod(K, 32 * bt.units)
+    return rem == 0 and nb % G == 0 and (R * rb) % 16 == 0
+
+
+@lru_cache(maxsize=None)
+def wide(qt: str, K: int, rb: int, R: int, glu: bool, f16: bool, shuffle: bool) -> dict[str, str]:
+    """matwide.wgsl's generated constants for rows of K elements of `qt` (rb bytes, wide_fits):
+    ACCS (row accumulators), BODY (one block group gi of the R rows), REDUCE (the row group's sums
+    by subgroup shuffles, or through workgroup memory, and the writes), NG (block groups a row)."""
+    bt = TYPES[qt]
+    G = 16 // math.gcd(bt.bytes, 16)
+    xper = (4 if f16 else 8) * bt.units  # x vec4 per block
+    body = _group(bt, rb, R, 1, G, G * bt.bytes // 16, "gi", f"gi * {xper * G}u", glu, f16, 0)
+    accs = [f"var a{j}_0 = 0.0;" for j in range(R)]
+    if shuffle:  # every lane of the row group ends with the sums; lane l < R writes row l's
+        v = "a0_0" if R == 1 else f"vec{R}<f32>({', '.join(f'a{j}_0' for j in range(R))})"
+        red = [f"var s = {v};", "for (var m = TPR / 2u; m > 0u; m >>= 1u) { s += subgroupShuffleXor(s, m); }",
+               f"if (l < {R}u && n0 + l < P.rows) {{ put(t, n0 + l, {'s' if R == 1 else 's[l]'}); }}"]
+    else:  # sums through workgroup memory: lane l < R adds row l's TPR partial sums in lane order
+        red = [f"red[{j}u * WG + lid] = a{j}_0;" for j in range(R)] + ["workgroupBarrier();"]
+        red += [f"if (l < {R}u && n0 + l < P.rows) {{",
+                "    var v = 0.0;",
+                "    for (var i = 0u; i < TPR; i++) { v += red[l * WG + rg * TPR + i]; }",
+                "    put(t, n0 + l, v);", "}"]
+    ind = "\n".join
+    return dict(ACCS=ind("    " + s for s in accs), BODY=ind("        " + s.strip() for s in body),
+                REDUCE=ind("    " + s for s in red), NG=str(K // (32 * bt.units) // G))
