@@ -448,3 +448,43 @@ def test_matwide_routing(gpu_kernel_device, device, rng):
     assert tiling(dev, Q.Q4_K, 4096, 4096) is None
     if device.kind == "cpu":
         assert tiling(device, Q.Q4_0, 4096, 4096) is None
+
+
+@pytest.mark.parametrize("B", [1, 5])
+@pytest.mark.parametrize("tiling", [(32, 4), (16, 4), (8, 2)], ids=lambda t: f"t{t[0]}r{t[1]}")
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0, Q.Q5_1], ids=lambda t: t.name)
+def test_matwide_fused_norm(gpu_kernel_device, act, rng, monkeypatch, qtype, tiling, B):
+    """linear(norm=(nw, eps)): the RMSNorm of the f32 residual rows done in matwide's x loads matches
+    float64 numpy's rmsnorm(x) * nw @ W.T; in a batched pass (B rows) each row is bit for bit
+    the one-row result; products of more than MATWIDE_MAX_ROWS rows take it too (the norm's
+    dispatch saved); elsewhere (prefill) it is refused."""
+    monkeypatch.setattr(L, "MATWIDE_TILING", tiling)
+    monkeypatch.setattr(L, "MATWIDE_MAX_ROWS", 16)
+    dev = gpu_kernel_device
+    N, K, eps = 67, 37 * 256, 1e-5
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(dev, [raw], qtype, K, "test")
+    assert L.wide_tiling(dev, w) is None and L.fuses_norm(dev, w, 1) and not L.fuses_norm(dev, w, 4)
+    x = (3 * rng.standard_normal((B, K))).astype(np.float32)
+    nw = rng.uniform(0.5, 1.5, K).astype(np.float32)
+    xb, nwb, yb, y1 = dev.upload(x, "x"), dev.upload(nw, "nw"), dev.buffer(B * N * 4, "y"), dev.buffer(N * 4, "y")
+    step, one = ops.step_buffer(dev), ops.step_buffer(dev)
+    try:
+        ops.write_batch_step(dev, step, [(0, 0)] * B)
+        dev.run(L.linear(dev, w, xb, yb, 11, step, y_type=act, batched=True, norm=(nwb, eps)), T=B)
+        got = dev.read_array(yb, NP[act], B * N).reshape(B, N)
+        xs = x.astype(np.float64)
+        xn = xs / np.sqrt((xs * xs).mean(axis=1, keepdims=True) + eps) * nw
+        assert rel_err(got, xn @ dequant_ref(qtype, raw, N, K).T) < TOL[act]
+        ops.write_step(dev, one, 1, 0)
+        for t in range(B):
+            xt = dev.upload(x[t], "x")
+            dev.run(L.linear(dev, w, xt, y1, 1, one, y_type=act, norm=(nwb, eps)))
+            assert np.array_equal(dev.read_array(y1, NP[act], N), got[t]), f"row {t}"
+            dev.release(xt)
+        with pytest.raises(ValueError, match="fuses_norm"):
+            L.linear(dev, w, xb, yb, 4, step, norm=(nwb, eps))
+    finally:
+        for b in (xb, nwb, yb, y1, step, one):
+            dev.release(b)
+        release(dev, w)

@@ -35,6 +35,8 @@ CASES = [
                              head_dim=64),
      {"default": "Q5_K", "attn_q": "Q3_K", "attn_k": "IQ4_XS", "attn_v": "Q5_1", "ffn_down": "Q2_K",
       "ffn_up": "IQ4_NL", "token_embd": "Q5_0", "output": "BF16"}, None),
+    # rows of whole Q4_0 block groups (K 256, 512): GPU decode through matwide, norms fused into qkv and gate|up
+    ("llama-q4_0-wide", dict(n_vocab=300, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=512), "Q4_0", None),
     ("phi3-mha-untied", dict(n_vocab=300, dim=96, n_layers=2, n_heads=3, n_kv_heads=3, ffn_dim=160, arch="phi3"),
      "F32", None),
     ("phi4-partial-rotary", dict(n_vocab=300, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192,

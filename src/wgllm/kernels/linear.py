@@ -52,6 +52,7 @@ GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements
 MATWIDE_WG = 128      # matwide: invocations per workgroup
 MATWIDE_MAX_ROWS = 16384  # matwide: products of more rows keep matvec (its many workgroups were faster)
 MATWIDE_TILING = None  # matwide: (invocations, rows) per row group for every shape (None: wide_tiling's)
+MATWIDE_NORM = True   # matwide: the RMSNorm before a product done in its x loads (see fuses_norm)
 ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
 ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
 # rowdot: token rows per pass over the weights when T_max > 1. 2, not 4: lavapipe compiles a
@@ -180,14 +181,14 @@ def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int
     return d
 
 
-def wide_tiling(dev: Device, w: GpuWeight) -> tuple[int, int] | None:
+def wide_tiling(dev: Device, w: GpuWeight, norm: bool = False) -> tuple[int, int] | None:
     """(TPR, R) of matwide for weight w's decode product on `dev`, or None where matvec reads it
     (CPU adapters, types without `wide`, rows not whole 16-byte block groups, products of more
-    than MATWIDE_MAX_ROWS rows). Per shape, as measured on an H100 (bench/RESULTS.md, 2026-12-07):
-    32 invocations on one row for few rows (<= 1024), 32 on 4 rows for long rows (K >= 8192),
-    else 16 on 4 rows."""
+    than MATWIDE_MAX_ROWS rows unless the product's norm is fused: norm). Per shape, as measured
+    on an H100 (bench/RESULTS.md, 2026-12-07): 32 invocations on one row for few rows (<= 1024),
+    32 on 4 rows for long rows (K >= 8192), else 16 on 4 rows."""
     kern = _qt(w.qtype)
-    if dev.kind == "cpu" or not kern.wide or w.N > MATWIDE_MAX_ROWS:
+    if dev.kind == "cpu" or not kern.wide or (w.N > MATWIDE_MAX_ROWS and not norm):
         return None
     tpr, R = MATWIDE_TILING or ((32, 1) if w.N <= 1024 else (32, 4) if w.K >= 8192 else (16, 4))
     return (tpr, R) if rowdot.wide_fits(kern.kernel, w.K, row_bytes(w.qtype, w.K), R) else None
@@ -204,8 +205,8 @@ def _matwide(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, b
     xe = 8 if f16 else 4  # x elements per vec4 read
     rb = row_bytes(w.qtype, w.K)
     gen = rowdot.wide(qt, w.K, rb, R, bool(consts["GLU"]), f16, shuffle)
-    consts = dict(consts, **gen, WG=MATWIDE_WG, TPR=tpr, R=R, RN=R, GLUO=0, XROW=w.K // xe * (2 if consts["GLU"] else 1),
-                  HALFX=w.K // xe, ROWV=R * rb // 16, XW="u32" if f16 else "f32", XSPACE="storage, read", XLEN="")
+    consts = dict(consts, **gen, NORMV="on" if consts["NORM"] else "none", WG=MATWIDE_WG, TPR=tpr, R=R, RN=R,
+                  GLUO=0, XROW=w.K // xe * (2 if consts["GLU"] else 1), HALFX=w.K // xe, ROWV=R * rb // 16, XW="u32" if f16 else "f32", XSPACE="storage, read", XLEN="")
     ga, gb = dev.grid(-(-rows // (MATWIDE_WG // tpr * R)))
     tokens = T_max if batched else 1
     return dev.dispatch("matwide", binds, (ga, gb, tokens), per_token=(2, 1, 1) if batched else None, **consts)
@@ -220,7 +221,7 @@ def _act(*types: str) -> str:
 
 def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "f32",
            y_type: str = "f32", add: bool = False, glu: bool | str = False, batched: bool = False,
-           glu_out: bool | str = False) -> list[Dispatch]:
+           glu_out: bool | str = False, norm: tuple | None = None) -> list[Dispatch]:
     """y[t, n] = (add ? y[t, n] : 0) + sum_k W[n, k] * x[t, k] for t < Step.T.
 
     glu: x is [T_max, 2K] = [gate | up] and x[t, k] = act(gate[t, k]) * up[t, k], act silu
@@ -235,9 +236,14 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     unpacked weight unit), each row computed exactly as alone.
     glu_out: w is an FFN's [gate | up] (N = 2 F rows) and y [T_max, F] gets the GLU product
     act(gate . x) * (up . x) (act as for glu); only where fuses_glu(dev, w).
+    norm: (nw, eps), the RMSNorm of x fused into the product: x is the f32 residual stream and the
+    product reads rmsnorm(x[t]) * nw (nw: f32 buffer [K]); only where fuses_norm(dev, w, T_max).
     """
     act = _act(x_type, y_type)
     kern = _qt(w.qtype)
+    if norm is not None and not (fuses_norm(dev, w, T_max, batched) and x_type == "f32" and not glu):
+        raise ValueError(f"this adapter cannot fuse the RMSNorm into a {w.qtype.name} product of {w.N} x {w.K} "
+                         f"(f32 x, no GLU input, T_max {T_max}): see fuses_norm")
     if glu_out:
         if not fuses_glu(dev, w):
             raise ValueError(f"this adapter cannot fuse the GLU product into a {w.qtype.name} product "
@@ -245,15 +251,14 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         return [_rowdot(dev, w, kern.kernel, w.N // 2, _binds(dev, w, w.chunks[0][0], x, y, step, w.N // 2, 0),
                         T_max, False, dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=0),
                         glu_out=_glu_code(glu_out), batched=batched)]
-    rb = row_bytes(w.qtype, w.K)
     out = []
     for buf, row0, rows in w.chunks:
-        binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add)
-        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu))
+        binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add, norm)
+        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=int(norm is not None))
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts, batched=batched))
             continue
-        tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
+        tiling = wide_tiling(dev, w, norm is not None) if T_max == 1 or batched else None
         if tiling is not None:
             d = _matwide(dev, w, kern.kernel, rows, binds, T_max, batched, consts, tiling)
         elif T_max == 1 or batched:
@@ -267,13 +272,23 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
 
 
 def _binds(dev: Device, w: GpuWeight, buf, x, y, step, N: int, row0: int, rows: int | None = None,
-           add: bool = False) -> list:
+           add: bool = False, norm: tuple | None = None) -> list:
     """A product's bindings: weight chunk, x, y, its params uniform (y has N columns; the chunk
-    writes `rows` of them from row0), step."""
+    writes `rows` of them from row0), step; with a fused norm (nw, eps) its eps in the params
+    and nw."""
     rows = N if rows is None else rows
     params = np.array([w.K, N, row0, rows, row_bytes(w.qtype, w.K), int(add), 0, 0], np.uint32)
     assert params.size == _LINEAR_PARAMS
-    return [buf, x, y, dev.uniform(params, "linear params"), step]
+    if norm is not None:
+        params[6:7] = np.array([norm[1]], np.float32).view(np.uint32)
+    binds = [buf, x, y, dev.uniform(params, "linear params"), step]
+    return binds + [norm[0]] if norm is not None else binds
+
+
+def fuses_norm(dev: Device, w: GpuWeight, T_max: int, batched: bool = False) -> bool:
+    """Whether linear(dev, w, ..., norm=(nw, eps)) can do the RMSNorm of its x (f32) itself: a
+    decode or batched decode product through matwide (MATWIDE_NORM on)."""
+    return MATWIDE_NORM and (T_max == 1 or batched) and wide_tiling(dev, w, True) is not None
 
 
 def fuses_glu(dev: Device, w: GpuWeight) -> bool:
@@ -315,7 +330,8 @@ def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, gl
     R = parts * RN
     lanes = -(-rows // RN)
     groups = dev.grid(-(-lanes // ROWDOT_WG))
-    consts = dict(consts, WG=ROWDOT_WG, R=R, RN=RN, GLUO=glu_out, TT=TT, XROW=w.K // xe * (2 if glu else 1),
+    consts = dict(consts, NORM=0, NORMV="none", WG=ROWDOT_WG, R=R, RN=RN, GLUO=glu_out, TT=TT,
+                  XROW=w.K // xe * (2 if glu else 1),
                   HALFX=w.K // xe, XW="u32" if f16 else "f32", ROWV=RN * rb // 16, BODY=body, PRE=pre,
                   XSPACE="uniform" if uni else "storage, read", XLEN=f", {x.size // 16}" if uni else "")
     return dev.dispatch("rowdot", binds, groups, **consts)

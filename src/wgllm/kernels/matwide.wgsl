@@ -10,6 +10,10 @@
 // each row are added by subgroup shuffles (the row group lies in one subgroup) or through
 // workgroup memory. TPR and R are chosen per product shape (kernels/linear.py).
 //
+// NORM = 1: x is the f32 residual stream and the product's RMSNorm is done here
+// (rowdot_norm_on.wgsl): each workgroup sums the squares of its token's row, then scales every
+// x vec4 it loads (one dispatch less per norm; the normed x is never rounded to f16).
+//
 // Grid: x, y flatten the workgroups of WG / TPR row groups; z = the token (a batched decode
 // pass: each row computed exactly as alone). Rows past the chunk's last are read (bounds checks
 // clamp them) but never written.
@@ -17,7 +21,7 @@
 
 const TPR: u32 = {{TPR}}u;        // invocations per row group
 const NG: u32 = {{NG}}u;          // block groups per row
-var<workgroup> red: array<f32, {{R}} * WG>;
+var<workgroup> red: array<f32, {{R}} * WG>;  // row sums (no shuffles), the norm's sum of squares
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -29,6 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n0 = ((wid.x + wid.y * nwg.x) * (WG / TPR) + rg) * R;
     let vb = (n0 / R) * ROWV;
     let xr0 = t * XROW;
+    if (NORM != 0u) { norm_row(xr0, lid); }
     let ng = select(0u, NG, n0 < P.rows);  // a row group past the chunk loads nothing
 {{ACCS}}
     for (var gi = l; gi < ng; gi += TPR) {

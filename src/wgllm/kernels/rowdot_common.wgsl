@@ -4,7 +4,7 @@
 // kernels/rowdot.py call, and `put` (the output, with the residual add).
 //!include step
 
-struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
+struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, eps: f32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> W: array<vec4<u32>>;
 @group(0) @binding(1) var<{{XSPACE}}> X: array<vec4<{{XW}}>{{XLEN}}>;   // f16 x: 8 halves per vec4<u32>
@@ -20,6 +20,8 @@ const GLUO: u32 = {{GLUO}}u;      // 1 / 2: the fused GLU output, y = act(gate r
 const XROW: u32 = {{XROW}}u;      // vec4 of X per token row (K / XE, or 2 K / XE with GLU)
 const HALFX: u32 = {{HALFX}}u;    // K / XE: offset of the "up" half with GLU (XE: x elements per vec4)
 const ROWV: u32 = {{ROWV}}u;      // vec4 of W per invocation's first RN rows (RN * row_bytes / 16)
+const NORM: u32 = {{NORM}}u;      // 1: x is the residual stream, RMS-normed as it is loaded (matwide only)
+//!include rowdot_norm_{{NORMV}}
 
 // The GLU product act(gate) * up: code 1 silu, 2 GELU (tanh form, written as the equal
 // g * sigmoid(2 sqrt(2/pi) (g + 0.044715 g^3)), which cannot overflow).
@@ -44,6 +46,9 @@ fn glu_out(g: f32, u: f32) -> f32 {
 fn xv(i: u32) -> vec4<f32> {
     if (GLU != 0u) {
         return silu_mul(vec4<f32>(X[i]), vec4<f32>(X[i + HALFX]));
+    }
+    if (NORM != 0u) {
+        return vec4<f32>(X[i]) * norm_w(i);
     }
     return vec4<f32>(X[i]);
 }

@@ -41,8 +41,7 @@ def attention(m, L: LayerWeights, i: int, T: int) -> list[Dispatch]:
     K/V to its cache; the config's flags pick bias, qk-norm, window, scale, soft cap, post-norm."""
     dev, cfg, a, act, st, bt = m.dev, m.cfg, m.acts, m.act, m.step, m.batched
     hd, Hq, Hkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
-    d = ops.rmsnorm(dev, a.x, L.attn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
-    d += linear(dev, L.wqkv, a.xn, a.qkv, T, st, x_type=act, y_type=act, batched=bt)  # qkv: [T, (Hq+2Hkv)*hd]
+    d = _normed(m, L.wqkv, L.attn_norm, a.qkv, T)  # qkv: [T, (Hq+2Hkv)*hd]
     if L.bqkv is not None:
         d += ops.bias_add(dev, a.qkv, L.bqkv, st, T_max=T, n=cfg.qkv_dim, act=act)
     if L.qk_norm is not None:
@@ -63,12 +62,22 @@ def gated_ffn(m, L: LayerWeights, T: int) -> list[Dispatch]:
     (SwiGLU, or GELU for Gemma) is formed as the down projection loads its input, or, where the
     adapter can (lin.fuses_glu: the CPU adapters' kernel), as the [gate | up] product writes it."""
     dev, cfg, a, act, st = m.dev, m.cfg, m.acts, m.act, m.step
-    d = ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
     if len(L.wgu) == 1 and lin.fuses_glu(dev, L.wgu[0]):  # gu: [T, ffn] = act(gate) * up
+        d = ops.rmsnorm(dev, a.x, L.ffn_norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
         d += lin.linear(dev, L.wgu[0], a.xn, a.gu, T, st, x_type=act, y_type=act, glu_out=cfg.ffn_act)
         return d + _residual(m, L.wdown, a.gu, L.ffn_post_norm, T)
-    d += linear(dev, L.wgu, a.xn, a.gu, T, st, x_type=act, y_type=act, batched=m.batched)  # gu: [T, 2*ffn]
+    d = _normed(m, L.wgu, L.ffn_norm, a.gu, T)  # gu: [T, 2*ffn]
     return d + _residual(m, L.wdown, a.gu, L.ffn_post_norm, T, glu=cfg.ffn_act)
+
+
+def _normed(m, ws: list[lin.GpuWeight], norm, y, T: int) -> list[Dispatch]:
+    """y = ws @ rmsnorm(x_resid) * norm: the norm done in the product's x loads where every part of
+    ws can (lin.fuses_norm: GPU decode through matwide), else by rmsnorm into xn first."""
+    dev, cfg, a, act, st, bt = m.dev, m.cfg, m.acts, m.act, m.step, m.batched
+    if all(lin.fuses_norm(dev, w, T, bt) for w in ws):
+        return linear(dev, ws, a.x, y, T, st, x_type="f32", y_type=act, batched=bt, norm=(norm, cfg.rms_eps))
+    d = ops.rmsnorm(dev, a.x, norm, a.xn, cfg.dim, T, cfg.rms_eps, st, in_type="f32", out_type=act)
+    return d + linear(dev, ws, a.xn, y, T, st, x_type=act, y_type=act, batched=bt)
 
 
 def _residual(m, w, x, post_norm, T: int, glu=False) -> list[Dispatch]:
