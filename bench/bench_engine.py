@@ -18,8 +18,6 @@ how many decode steps are queued ahead (a split model runs one at a time, so
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
 import json
 import os
 import platform
@@ -32,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import commit
+from common import apply_set, commit, set_option
 
 
 def copy_roof(dev, nbytes: int = 1 << 30, copies: int = 20, reps: int = 5) -> float:
@@ -134,16 +132,6 @@ def run(args) -> dict:
     )
 
 
-def set_constant(item: str) -> None:
-    """Apply --set MODULE.NAME=VALUE: wgllm.kernels.MODULE's NAME (which must exist) = the Python literal VALUE."""
-    key, _, value = item.partition("=")
-    mod, _, name = key.rpartition(".")
-    module = importlib.import_module(f"wgllm.kernels.{mod}")
-    if not hasattr(module, name):
-        raise SystemExit(f"--set {item}: wgllm.kernels.{mod} has no {name}")
-    setattr(module, name, ast.literal_eval(value))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", default="smollm2-135m")
@@ -158,13 +146,11 @@ def main() -> None:
     p.add_argument("--split", default="none", help="none, auto, or a placement such as 0:0-15,1:16-31")
     p.add_argument("--adapters", default="", help="WGLLM_ADAPTERS for this run, e.g. 0,0: the GPU as two adapters")
     p.add_argument("--depth", type=int, default=0, help="decode steps queued ahead (0: the engine's default)")
-    p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
-                   help="a kernel constant for this run (A/B of a variant), e.g. linear.MATWIDE_NORM=False")
+    set_option(p)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    for item in args.set:
-        set_constant(item)
+    apply_set(args)
     r = run(args)
     r["set"] = args.set
     print(json.dumps({k: v for k, v in r.items() if k != "runs"}, indent=1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import subprocess
 
@@ -39,3 +41,20 @@ def model_file(args):
     model = Path(tempfile.mkdtemp()) / f"{args.shape}.gguf"
     synth.write_llama_gguf(model, args.shape, types=args.types, seed=0, fast=True)
     return model
+
+
+def set_option(p) -> None:
+    """--set MODULE.NAME=VALUE (repeatable): a kernel constant for this run (A/B of a variant)."""
+    p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                   help="a kernel constant for this run, e.g. linear.MATWIDE_NORM=False")
+
+
+def apply_set(args) -> None:
+    """Apply each --set: wgllm.kernels.MODULE's NAME (which must exist) = the Python literal VALUE."""
+    for item in args.set:
+        key, _, value = item.partition("=")
+        mod, _, name = key.rpartition(".")
+        module = importlib.import_module(f"wgllm.kernels.{mod}")
+        if not hasattr(module, name):
+            raise SystemExit(f"--set {item}: wgllm.kernels.{mod} has no {name}")
+        setattr(module, name, ast.literal_eval(value))

@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import commit
+from common import apply_set, commit, set_option
 
 import numpy as np
 
@@ -152,8 +152,10 @@ def main() -> None:
     p.add_argument("--pos", type=int, default=64)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--batch", type=int, default=1, help="also profile the batched decode pass of this many sequences")
+    set_option(p)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    apply_set(args)
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     r = profile(args)
     print(markdown(r))
