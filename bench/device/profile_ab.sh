@@ -16,3 +16,7 @@ for v in "old:" "new:" "$@"; do
     --prompt 64 --pos 64 --reps 3 $set --json "$OUT/profile-$name.json" > "$OUT/profile-$name.md" 2>&1)
   echo "== $name $set"; sed -n '/^decode/,/^prefill/p' "$OUT/profile-$name.md" | head -24
 done
+# PROBE="--glu --types Q4_0 --shapes 14336x4096 ...": wide_probe with these arguments afterwards
+if [ -n "${PROBE:-}" ]; then
+  timeout 150 python3 bench/diag/wide_probe.py $PROBE > "$OUT/probe.txt" 2>&1; cat "$OUT/probe.txt"
+fi

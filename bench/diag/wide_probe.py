@@ -39,7 +39,7 @@ from wgllm.kernels import linear as L  # noqa: E402
 from wgllm.kernels import ops, qtypes  # noqa: E402
 
 
-def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128):
+def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128, glu: bool = False):
     """linear's decode dispatches for w with matwide at `tiling` (TPR, R) and workgroup wg, or
     with matvec (tiling None). A type without qtypes' `wide` (Q4_K) is read by matwide here too."""
     saved = L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name]
@@ -48,7 +48,7 @@ def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128):
     qtypes.TYPES[w.qtype.name] = dataclasses.replace(saved[3], wide=True)
     try:
         act = "f16" if f16 else "f32"
-        return L.linear(dev, w, xb, yb, 1, step, x_type=act, y_type="f32")
+        return L.linear(dev, w, xb, yb, 1, step, x_type=act, y_type="f32", glu=glu)
     finally:
         L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name] = saved
 
@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--precision", default="f16")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--glu", action="store_true", help="x = silu(gate) * up from a [1, 2K] x (the FFN down product)")
     ap.add_argument("--gpu-kernels", action="store_true", help="on a CPU adapter: time matvec, not rowdot")
     a = ap.parse_args()
     info = choose_adapter(None)
@@ -81,18 +82,21 @@ def main() -> None:
         for name in a.types.split(","):
             qt = Q[name]
             raw = L.random_weight_bytes(rng, qt, N, K)
-            xh = rng.standard_normal((1, K)).astype(np.float16 if f16 else np.float32)
-            ref = dequantize(raw.reshape(N, -1), qt).reshape(N, K).astype(np.float64) @ xh[0].astype(np.float64)
+            xh = rng.standard_normal((1, 2 * K if a.glu else K)).astype(np.float16 if f16 else np.float32)
+            xin = xh[0].astype(np.float64)
+            if a.glu:
+                xin = xin[:K] / (1 + np.exp(-xin[:K])) * xin[K:]
+            ref = dequantize(raw.reshape(N, -1), qt).reshape(N, K).astype(np.float64) @ xin
             copies = min(B.MAX_COPIES, max(1, -(-B.COLD_BYTES // raw.nbytes)))
             ws = [L.upload_weight(dev, [raw], qt, K, "wide w") for _ in range(copies)]
             xb, yb = dev.upload(xh, "wide x"), dev.buffer(N * 4, "wide y")
             step = ops.step_buffer(dev, "wide step")
             ops.write_step(dev, step, 1, 0)
-            runs = {"matvec": lambda w: run_with(dev, w, xb, yb, step, f16, None)}
+            runs = {"matvec": lambda w: run_with(dev, w, xb, yb, step, f16, None, glu=a.glu)}
             for tpr, R, wg in configs:
                 shuffle = sg >= tpr and sg % tpr == 0
                 runs[f"wide t{tpr}/r{R}/wg{wg}{'' if shuffle else '/shared'}"] = (
-                    lambda w, c=(tpr, R, wg): run_with(dev, w, xb, yb, step, f16, c[:2], c[2]))
+                    lambda w, c=(tpr, R, wg): run_with(dev, w, xb, yb, step, f16, c[:2], c[2], glu=a.glu))
             res: dict = {}
             for r in range(a.rounds):
                 for label, make in runs.items():
