@@ -53,6 +53,27 @@ def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128, glu: bool =
         L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name] = saved
 
 
+def isolated(dev, per_w: list, iters: int) -> float:
+    """Median GPU time (s) of one product alone: each call in its own timestamped pass, as the
+    engine's chain of dependent kernels sees it (bench_linear's `timed` puts many calls in one
+    pass, where a kernel's tail overlaps the next call's start)."""
+    import wgpu
+
+    qs = dev.device.create_query_set(type="timestamp", count=2 * iters)
+    res = dev.buffer(16 * iters, "probe ts", wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
+    enc = dev.device.create_command_encoder()
+    for i in range(iters):
+        cpass = enc.begin_compute_pass(timestamp_writes={
+            "query_set": qs, "beginning_of_pass_write_index": 2 * i, "end_of_pass_write_index": 2 * i + 1})
+        for d in per_w[i % len(per_w)]:
+            d.encode(cpass)
+        cpass.end()
+    enc.resolve_query_set(qs, 0, 2 * iters, res, 0)
+    dev.queue.submit([enc.finish()])
+    ts = np.frombuffer(dev.read(res), np.uint64).astype(np.int64).reshape(iters, 2)
+    return float(np.median(ts[:, 1] - ts[:, 0])) * 1e-9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--types", default="Q4_0,Q4_K")
@@ -62,6 +83,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--glu", action="store_true", help="x = silu(gate) * up from a [1, 2K] x (the FFN down product)")
+    ap.add_argument("--isolated", action="store_true", help="time each call in its own pass (see isolated)")
     ap.add_argument("--gpu-kernels", action="store_true", help="on a CPU adapter: time matvec, not rowdot")
     a = ap.parse_args()
     info = choose_adapter(None)
@@ -112,6 +134,9 @@ def main() -> None:
                         err = float(np.abs(got - ref).max() / np.abs(ref).max())
                         if not err < 1e-5:
                             print(f"{shape} {name} {label}: WRONG, max rel. error {err:.2e}", flush=True)
+                    if a.isolated:
+                        res.setdefault(label, []).append(isolated(dev, per_w, a.iters))
+                        continue
                     ds = [d for i in range(a.iters) for d in per_w[i % len(per_w)]]
                     res.setdefault(label, []).append(B.timed(dev, ds) / a.iters)
             for label, ts in res.items():
