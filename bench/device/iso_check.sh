@@ -4,7 +4,7 @@
 # and the FFN down product's GLU input; then (FAM=1) the family tests against transformers.
 set -u
 . "$(dirname "$0")/setup.sh" || exit 1
-C=${WIDE_CONFIGS:-32/4/128,32/2/128,32/1/128,16/4/128,16/2/128,16/1/128,8/2/128,8/1/128,4/1/128,32/1/256,16/1/64}
+C=${WIDE_CONFIGS:-32/4/128,32/4/128/lazy,32/2/128,32/2/128/lazy,32/1/128,16/4/128,16/4/128/lazy,16/2/128,16/1/128,8/2/128,8/1/128,4/1/128,32/1/256,16/1/64}
 T=${WIDE_TYPES:-Q4_0,Q8_0}
 timeout 200 python3 bench/diag/wide_probe.py --isolated --types $T --configs $C --rounds 2 --iters 100 > $OUT/iso.txt 2>&1
 timeout 120 python3 bench/diag/wide_probe.py --isolated --glu --types $T --shapes 14336x4096 --configs $C --rounds 2 \

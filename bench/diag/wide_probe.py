@@ -10,7 +10,7 @@ blocks); here 8 blocks are 9 vec4 loads. The engine picks one tiling per shape
 (linear.wide_tiling); this probe times others beside it.
 
     python3 bench/diag/wide_probe.py [--types Q4_0,Q4_1,Q8_0,Q4_K] [--shapes 14336x4096,...]
-        [--configs TPR/R/WG,...] [--precision f16|f32] [--rounds 3]
+        [--configs TPR/R/WG[/lazy],...] [--precision f16|f32] [--rounds 3] [--glu] [--isolated]
 
 Needs rows of whole 16-byte groups (K a multiple of 256 for Q4_0); row sums by shuffles where
 the subgroup is a multiple of TPR, else through workgroup memory. Each configuration is checked once against
@@ -39,18 +39,18 @@ from wgllm.kernels import linear as L  # noqa: E402
 from wgllm.kernels import ops, qtypes  # noqa: E402
 
 
-def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128, glu: bool = False):
+def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128, glu: bool = False, lazy: bool = False):
     """linear's decode dispatches for w with matwide at `tiling` (TPR, R) and workgroup wg, or
     with matvec (tiling None). A type without qtypes' `wide` (Q4_K) is read by matwide here too."""
-    saved = L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name]
-    L.MATWIDE_TILING, L.MATWIDE_WG = tiling, wg
+    saved = L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name], L.MATWIDE_LAZY
+    L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_LAZY = tiling, wg, lazy
     L.MATWIDE_MAX_ROWS = 1 << 30 if tiling else -1
     qtypes.TYPES[w.qtype.name] = dataclasses.replace(saved[3], wide=True)
     try:
         act = "f16" if f16 else "f32"
         return L.linear(dev, w, xb, yb, 1, step, x_type=act, y_type="f32", glu=glu)
     finally:
-        L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name] = saved
+        L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name], L.MATWIDE_LAZY = saved
 
 
 def isolated(dev, per_w: list, iters: int) -> float:
@@ -98,7 +98,7 @@ def main() -> None:
     print(f"adapter: {info.summary}; subgroup size {sg}; {a.precision} x; timing: "
           f"{'GPU timestamps' if has_ts else 'wall clock'}", flush=True)
     rng = np.random.default_rng(0)
-    configs = [tuple(int(v) for v in c.split("/")) for c in a.configs.split(",")]
+    configs = [(*(int(v) for v in c.split("/")[:3]), c.endswith("/lazy")) for c in a.configs.split(",")]
     for shape in a.shapes.split(","):
         K, N = (int(v) for v in shape.split("x"))
         for name in a.types.split(","):
@@ -115,10 +115,11 @@ def main() -> None:
             step = ops.step_buffer(dev, "wide step")
             ops.write_step(dev, step, 1, 0)
             runs = {"matvec": lambda w: run_with(dev, w, xb, yb, step, f16, None, glu=a.glu)}
-            for tpr, R, wg in configs:
+            for tpr, R, wg, lazy in configs:
                 shuffle = sg >= tpr and sg % tpr == 0
-                runs[f"wide t{tpr}/r{R}/wg{wg}{'' if shuffle else '/shared'}"] = (
-                    lambda w, c=(tpr, R, wg): run_with(dev, w, xb, yb, step, f16, c[:2], c[2], glu=a.glu))
+                runs[f"wide t{tpr}/r{R}/wg{wg}{'' if shuffle else '/shared'}{'/lazy' if lazy else ''}"] = (
+                    lambda w, c=(tpr, R, wg, lazy): run_with(dev, w, xb, yb, step, f16, c[:2], c[2], glu=a.glu,
+                                                             lazy=c[3]))
             res: dict = {}
             for r in range(a.rounds):
                 for label, make in runs.items():

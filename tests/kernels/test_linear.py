@@ -488,3 +488,27 @@ def test_matwide_fused_norm(gpu_kernel_device, act, rng, monkeypatch, qtype, til
         for b in (xb, nwb, yb, y1, step, one):
             dev.release(b)
         release(dev, w)
+
+
+@pytest.mark.parametrize("glu", [False, True], ids=["x", "glu"])
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q5_1], ids=lambda t: t.name)
+def test_matwide_lazy_loads_same_bits(gpu_kernel_device, act, rng, monkeypatch, qtype, glu):
+    """MATWIDE_LAZY (each weight vec4 loaded just before its first use) gives the bits of the
+    loads-first body: the same arithmetic in the same order."""
+    dev = gpu_kernel_device
+    N, K = 67, 37 * 256
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(dev, [raw], qtype, K, "test")
+    x = rng.standard_normal((1, 2 * K if glu else K)).astype(NP[act])
+    xb, yb = dev.upload(x, "x"), dev.buffer(N * 4, "y")
+    step = ops.step_buffer(dev)
+    ops.write_step(dev, step, 1, 0)
+    got = []
+    for lazy in (False, True):
+        monkeypatch.setattr(L, "MATWIDE_LAZY", lazy)
+        dev.run(L.linear(dev, w, xb, yb, 1, step, x_type=act, glu=glu))
+        got.append(dev.read_array(yb, np.float32, N))
+    assert L.wide_tiling(dev, w) is not None and np.array_equal(got[0], got[1])
+    for b in (xb, yb, step):
+        dev.release(b)
+    release(dev, w)

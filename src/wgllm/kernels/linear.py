@@ -52,6 +52,7 @@ GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements
 MATWIDE_WG = 128      # matwide: invocations per workgroup
 MATWIDE_MAX_ROWS = 16384  # matwide: products of more rows keep matvec (its many workgroups were faster)
 MATWIDE_TILING = None  # matwide: (invocations, rows) per row group for every shape (None: wide_tiling's)
+MATWIDE_LAZY = False  # matwide: weight loads just before their first use, not all first (rowdot._group)
 MATWIDE_NORM = True   # matwide: the RMSNorm before a product done in its x loads (see fuses_norm)
 ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
 ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
@@ -204,7 +205,7 @@ def _matwide(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, b
     f16 = consts["XT"] == "f16"
     xe = 8 if f16 else 4  # x elements per vec4 read
     rb = row_bytes(w.qtype, w.K)
-    gen = rowdot.wide(qt, w.K, rb, R, bool(consts["GLU"]), f16, shuffle)
+    gen = rowdot.wide(qt, w.K, rb, R, bool(consts["GLU"]), f16, shuffle, MATWIDE_LAZY)
     consts = dict(consts, **gen, NORMV="on" if consts["NORM"] else "none", WG=MATWIDE_WG, TPR=tpr, R=R, RN=R,
                   GLUO=0, XROW=w.K // xe * (2 if consts["GLU"] else 1), HALFX=w.K // xe, ROWV=R * rb // 16, XW="u32" if f16 else "f32", XSPACE="storage, read", XLEN="")
     ga, gb = dev.grid(-(-rows // (MATWIDE_WG // tpr * R)))

@@ -300,11 +300,21 @@ def _x_loads(t: int, b: int, x0: str, glu: bool, f16: bool) -> list[str]:
 
 
 def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group: str, x0: str, glu: bool,
-           f16: bool, split: int) -> list[str]:
+           f16: bool, split: int, lazy: bool = False) -> list[str]:
     """Statements for `nblocks` blocks of every row: row j's blocks start at vec4
     vb + (r_j * rb - off_j) / 16 + `group` * gv (r_j: _row_of); x's first element of them is at
-    x vec4 `x0`. (With a split, split * rb is a multiple of 16: off_j depends on j % (R / 2) only.)"""
+    x vec4 `x0`. (With a split, split * rb is a multiple of 16: off_j depends on j % (R / 2) only.)
+    The weight loads come first, or with `lazy` each just before the first dot that reads it (the
+    same arithmetic in the same order: fewer values live at once)."""
     rows = [_Row(j, (_row_of(j, R, split) * rb) % 16) for j in range(R)]
+    base = {row.j: (_row_of(row.j, R, split) * rb - row.off) // 16 for row in rows}
+    done: dict[int, set] = {row.j: set() for row in rows}
+
+    def loads(row) -> list[str]:
+        new = sorted(row.vecs - done[row.j])
+        done[row.j] |= row.vecs
+        return [f"let w{row.j}_{v} = W[vb + {base[row.j] + v}u + {group} * {gv}u];" for v in new]
+
     body = []
     for b in range(nblocks):
         units = [b * bt.units + s for s in range(bt.units)]  # the block's 32-element units of x
@@ -314,13 +324,9 @@ def _group(bt: BlockType, rb: int, R: int, TT: int, nblocks: int, gv: int, group
         for row in rows:
             for t in range(TT):
                 xs, sums = _x_names(bt, t, units)
-                body.append(f"a{row.j}_{t} += {_block_dot(bt, row, b * bt.bytes, xs, sums)};")
-    loads = []
-    for row in rows:
-        base = (_row_of(row.j, R, split) * rb - row.off) // 16
-        for v in sorted(row.vecs):
-            loads.append(f"let w{row.j}_{v} = W[vb + {base + v}u + {group} * {gv}u];")
-    return loads + body
+                dot = _block_dot(bt, row, b * bt.bytes, xs, sums)
+                body += (loads(row) if lazy else []) + [f"a{row.j}_{t} += {dot};"]
+    return [s for row in rows for s in loads(row)] + body
 
 
 @lru_cache(maxsize=None)
@@ -433,14 +439,15 @@ def wide_fits(qt: str, K: int, rb: int, R: int) -> bool:
 
 
 @lru_cache(maxsize=None)
-def wide(qt: str, K: int, rb: int, R: int, glu: bool, f16: bool, shuffle: bool) -> dict[str, str]:
+def wide(qt: str, K: int, rb: int, R: int, glu: bool, f16: bool, shuffle: bool, lazy: bool = False) -> dict[str, str]:
     """matwide.wgsl's generated constants for rows of K elements of `qt` (rb bytes, wide_fits):
     ACCS (row accumulators), BODY (one block group gi of the R rows), REDUCE (the row group's sums
-    by subgroup shuffles, or through workgroup memory, and the writes), NG (block groups a row)."""
+    by subgroup shuffles, or through workgroup memory, and the writes), NG (block groups a row).
+    lazy: each weight vec4 loaded just before its first use (see _group)."""
     bt = TYPES[qt]
     G = 16 // math.gcd(bt.bytes, 16)
     xper = (4 if f16 else 8) * bt.units  # x vec4 per block
-    body = _group(bt, rb, R, 1, G, G * bt.bytes // 16, "gi", f"gi * {xper * G}u", glu, f16, 0)
+    body = _group(bt, rb, R, 1, G, G * bt.bytes // 16, "gi", f"gi * {xper * G}u", glu, f16, 0, lazy)
     accs = [f"var a{j}_0 = 0.0;" for j in range(R)]
     if shuffle:  # every lane of the row group ends with the sums; lane l < R writes row l's
         v = "a0_0" if R == 1 else f"vec{R}<f32>({', '.join(f'a{j}_0' for j in range(R))})"
