@@ -46,7 +46,7 @@ def model_file(args):
 def set_option(p) -> None:
     """--set MODULE.NAME=VALUE (repeatable): a kernel constant for this run (A/B of a variant)."""
     p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
-                   help="a kernel constant for this run, e.g. linear.MATWIDE_NORM=False")
+                   help="a kernel constant for this run, e.g. linear.DECODE_NORM=False")
 
 
 def apply_set(args) -> None:

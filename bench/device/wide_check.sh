@@ -18,7 +18,7 @@ for spec in ${1:-llama-3-8b:Q4_0}; do
   python3 -c "from wgllm.testing import synth; synth.write_llama_gguf('$f', '$shape', types='$types', seed=0, fast=True)"
   for r in $(seq ${2:-2}); do
     for tree in old new nonorm; do
-      root=$PWD; set=(); [ $tree = old ] && root=$PWD/.old; [ $tree = nonorm ] && set=(--set linear.MATWIDE_NORM=False)
+      root=$PWD; set=(); [ $tree = old ] && root=$PWD/.old; [ $tree = nonorm ] && set=(--set linear.DECODE_NORM=False)
       (cd $root && PYTHONPATH=/tmp/site:$root/src timeout 150 python3 bench/bench_engine.py --shape $shape --types $types \
         --model $f --prompt 512 --gen 128 --reps 3 --precision f16 "${set[@]}" --json "$OUT/$shape-$types-$tree-$r.json" \
         2>&1 | tail -1 | sed "s/^/$tree: /")

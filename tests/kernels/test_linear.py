@@ -450,21 +450,28 @@ def test_matwide_routing(gpu_kernel_device, device, rng):
         assert tiling(device, Q.Q4_0, 4096, 4096) is None
 
 
+# (type, matwide tiling or None for matvec, N, K): matwide's tilings; matvec for types without
+# `wide`, rows of a partial block group, and K-quants
+NORM_CASES = [(Q.Q4_0, (32, 4), 67, 37 * 256), (Q.Q8_0, (16, 4), 67, 37 * 256), (Q.Q5_1, (8, 2), 67, 37 * 256),
+              (Q.Q4_0, None, 67, 1056), (Q.Q4_K, None, 67, 2304), (Q.Q6_K, None, 35, 512), (Q.F16, None, 67, 160),
+              (Q.IQ4_XS, None, 35, 512), (Q.Q2_K, None, 35, 768)]
+
+
 @pytest.mark.parametrize("B", [1, 5])
-@pytest.mark.parametrize("tiling", [(32, 4), (16, 4), (8, 2)], ids=lambda t: f"t{t[0]}r{t[1]}")
-@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0, Q.Q5_1], ids=lambda t: t.name)
-def test_matwide_fused_norm(gpu_kernel_device, act, rng, monkeypatch, qtype, tiling, B):
-    """linear(norm=(nw, eps)): the RMSNorm of the f32 residual rows done in matwide's x loads matches
-    float64 numpy's rmsnorm(x) * nw @ W.T; in a batched pass (B rows) each row is bit for bit
-    the one-row result; products of more than MATWIDE_MAX_ROWS rows take it too (the norm's
-    dispatch saved); elsewhere (prefill) it is refused."""
+@pytest.mark.parametrize("case", NORM_CASES, ids=lambda c: f"{c[0].name}-{'t%dr%d' % c[1] if c[1] else 'matvec'}")
+def test_decode_fused_norm(gpu_kernel_device, act, rng, monkeypatch, case, B):
+    """linear(norm=(nw, eps)) on a GPU adapter's decode kernels (matwide where the type and rows
+    allow, else matvec, asserted): the RMSNorm of the f32 residual rows done in the x loads matches
+    float64 numpy's rmsnorm(x) * nw @ W.T; in a batched pass (B rows) each row is bit for bit the
+    one-row result; prefill passes refuse it."""
+    qtype, tiling, N, K = case
     monkeypatch.setattr(L, "MATWIDE_TILING", tiling)
-    monkeypatch.setattr(L, "MATWIDE_MAX_ROWS", 16)
+    monkeypatch.setattr(L, "MATVEC_TILE", 1)  # (Q6_K's batched tile has no fused norm)
     dev = gpu_kernel_device
-    N, K, eps = 67, 37 * 256, 1e-5
+    eps = 1e-5
     raw = L.random_weight_bytes(rng, qtype, N, K)
     w = L.upload_weight(dev, [raw], qtype, K, "test")
-    assert L.wide_tiling(dev, w) is None and L.fuses_norm(dev, w, 1) and not L.fuses_norm(dev, w, 4)
+    assert L.wide_tiling(dev, w) == tiling and L.fuses_norm(dev, w, 1) and not L.fuses_norm(dev, w, 4)
     x = (3 * rng.standard_normal((B, K))).astype(np.float32)
     nw = rng.uniform(0.5, 1.5, K).astype(np.float32)
     xb, nwb, yb, y1 = dev.upload(x, "x"), dev.upload(nw, "nw"), dev.buffer(B * N * 4, "y"), dev.buffer(N * 4, "y")

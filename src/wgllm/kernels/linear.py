@@ -53,7 +53,7 @@ MATWIDE_WG = 128      # matwide: invocations per workgroup
 MATWIDE_MAX_ROWS = 16384  # matwide: products of more rows keep matvec (its many workgroups were faster)
 MATWIDE_TILING = None  # matwide: (invocations, rows) per row group for every shape (None: wide_tiling's)
 MATWIDE_LAZY = False  # matwide: weight loads just before their first use, not all first (rowdot._group)
-MATWIDE_NORM = True   # matwide: the RMSNorm before a product done in its x loads (see fuses_norm)
+DECODE_NORM = True    # GPU decode: the RMSNorm before a product done in its x loads (see fuses_norm)
 ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
 ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
 # rowdot: token rows per pass over the weights when T_max > 1. 2, not 4: lavapipe compiles a
@@ -182,14 +182,14 @@ def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int
     return d
 
 
-def wide_tiling(dev: Device, w: GpuWeight, norm: bool = False) -> tuple[int, int] | None:
+def wide_tiling(dev: Device, w: GpuWeight) -> tuple[int, int] | None:
     """(TPR, R) of matwide for weight w's decode product on `dev`, or None where matvec reads it
     (CPU adapters, types without `wide`, rows not whole 16-byte block groups, products of more
-    than MATWIDE_MAX_ROWS rows unless the product's norm is fused: norm). Per shape, as measured
-    on an H100 (bench/RESULTS.md, 2026-12-07): 32 invocations on one row for few rows (<= 1024),
-    32 on 4 rows for long rows (K >= 8192), else 16 on 4 rows."""
+    than MATWIDE_MAX_ROWS rows). Per shape, as measured on an H100 (bench/RESULTS.md,
+    2026-12-07): 32 invocations on one row for few rows (<= 1024), 32 on 4 rows for long rows
+    (K >= 8192), else 16 on 4 rows."""
     kern = _qt(w.qtype)
-    if dev.kind == "cpu" or not kern.wide or (w.N > MATWIDE_MAX_ROWS and not norm):
+    if dev.kind == "cpu" or not kern.wide or w.N > MATWIDE_MAX_ROWS:
         return None
     tpr, R = MATWIDE_TILING or ((32, 1) if w.N <= 1024 else (32, 4) if w.K >= 8192 else (16, 4))
     return (tpr, R) if rowdot.wide_fits(kern.kernel, w.K, row_bytes(w.qtype, w.K), R) else None
@@ -206,8 +206,7 @@ def _matwide(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, b
     xe = 8 if f16 else 4  # x elements per vec4 read
     rb = row_bytes(w.qtype, w.K)
     gen = rowdot.wide(qt, w.K, rb, R, bool(consts["GLU"]), f16, shuffle, MATWIDE_LAZY)
-    consts = dict(consts, **gen, NORMV="on" if consts["NORM"] else "none", WG=MATWIDE_WG, TPR=tpr, R=R, RN=R,
-                  GLUO=0, XROW=w.K // xe * (2 if consts["GLU"] else 1), HALFX=w.K // xe, ROWV=R * rb // 16, XW="u32" if f16 else "f32", XSPACE="storage, read", XLEN="")
+    consts = dict(consts, **gen, WG=MATWIDE_WG, TPR=tpr, R=R, RN=R, GLUO=0, XROW=w.K // xe * (2 if consts["GLU"] else 1), HALFX=w.K // xe, ROWV=R * rb // 16, XW="u32" if f16 else "f32", XSPACE="storage, read", XLEN="")
     ga, gb = dev.grid(-(-rows // (MATWIDE_WG // tpr * R)))
     tokens = T_max if batched else 1
     return dev.dispatch("matwide", binds, (ga, gb, tokens), per_token=(2, 1, 1) if batched else None, **consts)
@@ -255,11 +254,12 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     out = []
     for buf, row0, rows in w.chunks:
         binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add, norm)
-        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=int(norm is not None))
+        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=int(norm is not None),
+                      NORMV="none" if norm is None else "on")
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts, batched=batched))
             continue
-        tiling = wide_tiling(dev, w, norm is not None) if T_max == 1 or batched else None
+        tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
         if tiling is not None:
             d = _matwide(dev, w, kern.kernel, rows, binds, T_max, batched, consts, tiling)
         elif T_max == 1 or batched:
@@ -288,8 +288,10 @@ def _binds(dev: Device, w: GpuWeight, buf, x, y, step, N: int, row0: int, rows: 
 
 def fuses_norm(dev: Device, w: GpuWeight, T_max: int, batched: bool = False) -> bool:
     """Whether linear(dev, w, ..., norm=(nw, eps)) can do the RMSNorm of its x (f32) itself: a
-    decode or batched decode product through matwide (MATWIDE_NORM on)."""
-    return MATWIDE_NORM and (T_max == 1 or batched) and wide_tiling(dev, w, True) is not None
+    decode or batched decode product on a GPU adapter (matvec or matwide; not the batched tile of
+    types with one), DECODE_NORM on."""
+    tile = batched and _qt(w.qtype).tile and min(MATVEC_TILE, T_max) > 1
+    return DECODE_NORM and dev.kind != "cpu" and (T_max == 1 or batched) and not tile
 
 
 def fuses_glu(dev: Device, w: GpuWeight) -> bool:

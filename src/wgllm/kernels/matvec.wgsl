@@ -22,6 +22,9 @@
 // With TB > 1 (types with a batched tile: Q6_K) a workgroup takes TB tokens of the batched
 // pass and unpacks each weight unit once for all of them (matvec_tile_on.wgsl).
 //
+// NORM = 1: the product's RMSNorm is done here (xnorm_on.wgsl): each workgroup sums the squares
+// of its token's f32 row first, then scales every x vec4 it loads.
+//
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
 // exactly 2^23 + q for an integer q < 2^23, so one OR and one subtraction (also
 // removing the type's zero point) replace an int-to-float conversion. The 5-, 3-
@@ -32,8 +35,9 @@
 //!include glu
 //!include matvec_shuffle_{{SHUFFLE}}
 //!include matvec_tile_{{TILE}}
+//!include xnorm_{{NORMV}}
 
-struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
+struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, eps: f32, _p1: u32 }
 
 @group(0) @binding(1) var<storage, read> X: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
@@ -61,11 +65,15 @@ const SH_LO = vec4<u32>(0u, 8u, 16u, 24u);
 const SH_HI = vec4<u32>(4u, 12u, 20u, 28u);
 
 const GLU: u32 = {{GLU}};      // 1 / 2: X rows are [gate (K) | up (K)] and x = silu / gelu(gate) * up
+const NORM: u32 = {{NORM}};    // 1: X is the f32 residual stream, RMS-normed as it is loaded (xnorm_on.wgsl)
 
 fn xv(i: u32) -> vec4<f32> {
     if (GLU != 0u) {
         let g = vec4<f32>(X[i]);
         return glu_act(g) * vec4<f32>(X[i + P.K / 4u]);
+    }
+    if (NORM != 0u) {
+        return vec4<f32>(X[i]) * norm_w(i);
     }
     return vec4<f32>(X[i]);
 }
@@ -758,6 +766,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let l = lid % TPR;
     let g = select(wid.x + wid.y * nwg.x, wid.y + wid.z * nwg.y, TOKX == 1u);
     let n0 = (g * RG + r) * NR;
+    if (NORM != 0u) { norm_row(t * (P.K / 4u), lid); }
     var acc = vec4<f32>(0.0);   // rows n0 .. n0 + 3 (the last two only when PAIRS == 2)
     if (n0 < P.rows) {
         let last = P.rows - 1u;   // rows past the chunk read a valid row, never written

@@ -21,7 +21,7 @@ const XROW: u32 = {{XROW}}u;      // vec4 of X per token row (K / XE, or 2 K / X
 const HALFX: u32 = {{HALFX}}u;    // K / XE: offset of the "up" half with GLU (XE: x elements per vec4)
 const ROWV: u32 = {{ROWV}}u;      // vec4 of W per invocation's first RN rows (RN * row_bytes / 16)
 const NORM: u32 = {{NORM}}u;      // 1: x is the residual stream, RMS-normed as it is loaded (matwide only)
-//!include rowdot_norm_{{NORMV}}
+//!include xnorm_{{NORMV}}
 
 // The GLU product act(gate) * up: code 1 silu, 2 GELU (tanh form, written as the equal
 // g * sigmoid(2 sqrt(2/pi) (g + 0.044715 g^3)), which cannot overflow).
