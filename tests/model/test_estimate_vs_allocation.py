@@ -61,7 +61,7 @@ def check(eng, n_ctx: int, act: str, chunk: int, **kw):
     """Assert the estimate of eng's model equals eng's allocations (total within 2%, and exactly)."""
     layout = ModelLayout.from_gguf(GGUFFile(eng.path))
     est = estimate(layout, n_ctx=n_ctx, act=act, chunk=chunk, max_binding=eng.dev.max_binding,
-                   max_buffer=eng.dev.max_buffer, **kw)
+                   max_buffer=eng.dev.max_buffer, kind=eng.dev.kind, **kw)
     got = eng.dev.allocated_bytes
     assert abs(got - est.total) / est.total < 0.02
     assert dict(eng.dev.allocated) == est.by_label
@@ -119,3 +119,19 @@ def test_gemma3_270m(gemma3_path, device):
     """The real Gemma 3 270M Q4_K_M (262k-row tied embedding, Q5_0/Q8_0 fallbacks in its mix)."""
     est = check(_engine(gemma3_path, 1024, "f32", 64), 1024, "f32", 64)
     assert 230e6 < est.weights < 260e6
+
+
+def test_gpu_kernel_build(tiny_path, device, monkeypatch):
+    """The build a hardware adapter gets (its decode products with the RMSNorm fused in: fewer
+    norm parameter buffers than a CPU adapter's), run on whatever adapter this is: the estimate
+    for kind "gpu" equals it exactly."""
+    init = Device.__init__
+
+    def gpu_kind(self, *a, **kw):
+        init(self, *a, **kw)
+        self.kind = "gpu"
+
+    monkeypatch.setattr(Device, "__init__", gpu_kind)
+    eng = _engine(tiny_path, 128, "f32", 16)
+    assert eng.dev.kind == "gpu"
+    check(eng, 128, "f32", 16)

@@ -107,9 +107,9 @@ def _pow2_below(n: int) -> int:
 
 @lru_cache(maxsize=4096)
 def _estimate(layout: ModelLayout, n_ctx: int, act: str, chunk: int, max_binding: int,
-              max_buffer: int, layers: tuple[int, int] | None = None) -> MemoryEstimate:
+              max_buffer: int, layers: tuple[int, int] | None = None, kind: str = "gpu") -> MemoryEstimate:
     return estimate(layout, n_ctx=n_ctx, act=act, chunk=chunk, max_binding=max_binding, max_buffer=max_buffer,
-                    layers=layers)
+                    layers=layers, kind=kind)
 
 
 def runnable(layout: ModelLayout) -> tuple[bool, str]:
@@ -156,7 +156,7 @@ def check(layout: ModelLayout, adapter: AdapterBudget, act: str, n_ctx: int, chu
         layers = None  # the whole model: one cache entry
     try:
         est = _estimate(layout, int(n_ctx), act, int(chunk), adapter.max_storage_binding, adapter.max_buffer_size,
-                        None if layers is None else tuple(layers))
+                        None if layers is None else tuple(layers), "cpu" if adapter.kind == "cpu" else "gpu")
     except ValueError as exc:  # a weight row larger than a binding
         return Trial(adapter, act, n_ctx, None, [str(exc)], chunk)
     problems = est.limit_problems(adapter.max_buffer_size, adapter.max_storage_binding)
