@@ -450,9 +450,22 @@ def test_matwide_routing(gpu_kernel_device, device, rng):
         assert tiling(device, Q.Q4_0, 4096, 4096) is None
 
 
+def test_fused_norm_needs_the_row_in_workgroup_memory():
+    """fuses_norm: only where the normed f32 row (4 K bytes) and the row sums fit the adapter's
+    workgroup memory; never on a CPU adapter, never in prefill."""
+    import types
+
+    w = L.GpuWeight(Q.Q4_0, 4096, 4096, [], 0)
+    big = types.SimpleNamespace(kind="gpu", limits={"max-compute-workgroup-storage-size": 49152})
+    small = types.SimpleNamespace(kind="gpu", limits={"max-compute-workgroup-storage-size": 16384})
+    cpu = types.SimpleNamespace(kind="cpu", limits={"max-compute-workgroup-storage-size": 49152})
+    assert L.fuses_norm(big, w, 1) and L.fuses_norm(big, w, 8, batched=True) and not L.fuses_norm(big, w, 8)
+    assert not L.fuses_norm(small, w, 1) and not L.fuses_norm(cpu, w, 1)
+
+
 # (type, matwide tiling or None for matvec, N, K): matwide's tilings; matvec for types without
 # `wide`, rows of a partial block group, and K-quants
-NORM_CASES = [(Q.Q4_0, (32, 4), 67, 37 * 256), (Q.Q8_0, (16, 4), 67, 37 * 256), (Q.Q5_1, (8, 2), 67, 37 * 256),
+NORM_CASES = [(Q.Q4_0, (32, 4), 67, 13 * 256), (Q.Q8_0, (16, 4), 67, 13 * 256), (Q.Q5_1, (8, 2), 67, 13 * 256),
               (Q.Q4_0, None, 67, 1056), (Q.Q4_K, None, 67, 2304), (Q.Q6_K, None, 35, 512), (Q.F16, None, 67, 160),
               (Q.IQ4_XS, None, 35, 512), (Q.Q2_K, None, 35, 768)]
 

@@ -64,6 +64,7 @@ ROWDOT_TOKENS = 2
 # faster CPU prefill. Their sums are the tiled form's expressions over the same values, so a token
 # gets the same bits in every pass form (test_rowdot_resident_rows checks it bit for bit).
 ROWDOT_RESIDENT = True
+_NORM_RED_BYTES = 4 * 4 * max(MATWIDE_WG, MATVEC_WG) + 64  # the kernels' other workgroup memory, at most
 _LINEAR_PARAMS = 8    # u32 fields of struct Params in matvec/matmul.wgsl
 
 
@@ -255,7 +256,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     for buf, row0, rows in w.chunks:
         binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add, norm)
         consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=int(norm is not None),
-                      NORMV="none" if norm is None else "on")
+                      NORMV="none" if norm is None else "on", XNK=w.K // 4)
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts, batched=batched))
             continue
@@ -289,9 +290,11 @@ def _binds(dev: Device, w: GpuWeight, buf, x, y, step, N: int, row0: int, rows: 
 def fuses_norm(dev: Device, w: GpuWeight, T_max: int, batched: bool = False) -> bool:
     """Whether linear(dev, w, ..., norm=(nw, eps)) can do the RMSNorm of its x (f32) itself: a
     decode or batched decode product on a GPU adapter (matvec or matwide; not the batched tile of
-    types with one), DECODE_NORM on."""
+    types with one) whose normed row fits the adapter's workgroup memory, DECODE_NORM on."""
     tile = batched and _qt(w.qtype).tile and min(MATVEC_TILE, T_max) > 1
-    return DECODE_NORM and dev.kind != "cpu" and (T_max == 1 or batched) and not tile
+    shared = getattr(dev, "limits", {}).get("max-compute-workgroup-storage-size", 16384)
+    fits = 4 * w.K + _NORM_RED_BYTES <= shared  # the normed row (f32) and the row sums in workgroup memory
+    return DECODE_NORM and dev.kind != "cpu" and (T_max == 1 or batched) and not tile and fits
 
 
 def fuses_glu(dev: Device, w: GpuWeight) -> bool:

@@ -23,7 +23,7 @@
 // pass and unpacks each weight unit once for all of them (matvec_tile_on.wgsl).
 //
 // NORM = 1: the product's RMSNorm is done here (xnorm_on.wgsl): each workgroup sums the squares
-// of its token's f32 row first, then scales every x vec4 it loads.
+// of its token's f32 row first and keeps the normed row in workgroup memory, where xv reads it.
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
 // exactly 2^23 + q for an integer q < 2^23, so one OR and one subtraction (also
@@ -73,7 +73,7 @@ fn xv(i: u32) -> vec4<f32> {
         return glu_act(g) * vec4<f32>(X[i + P.K / 4u]);
     }
     if (NORM != 0u) {
-        return vec4<f32>(X[i]) * norm_w(i);
+        return xnormed(i);
     }
     return vec4<f32>(X[i]);
 }

@@ -11,8 +11,9 @@
 // workgroup memory. TPR and R are chosen per product shape (kernels/linear.py).
 //
 // NORM = 1: x is the f32 residual stream and the product's RMSNorm is done here
-// (xnorm_on.wgsl): each workgroup sums the squares of its token's row, then scales every
-// x vec4 it loads (one dispatch less per norm; the normed x is never rounded to f16).
+// (xnorm_on.wgsl): each workgroup sums the squares of its token's row and keeps the normed row in
+// workgroup memory, where xv reads it (one dispatch less per norm; the normed x is never rounded
+// to f16).
 //
 // Grid: x, y flatten the workgroups of WG / TPR row groups; z = the token (a batched decode
 // pass: each row computed exactly as alone). Rows past the chunk's last are read (bounds checks

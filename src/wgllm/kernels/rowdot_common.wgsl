@@ -48,7 +48,7 @@ fn xv(i: u32) -> vec4<f32> {
         return silu_mul(vec4<f32>(X[i]), vec4<f32>(X[i + HALFX]));
     }
     if (NORM != 0u) {
-        return vec4<f32>(X[i]) * norm_w(i);
+        return xnormed(i);
     }
     return vec4<f32>(X[i]);
 }

@@ -1,20 +1,20 @@
-// The RMSNorm fused into a decode product's x loads (matvec.wgsl, matwide.wgsl; NORM = 1): x is a
-// row of the f32 residual stream and each loaded vec4 i of it is multiplied by the row's 1 / rms
-// (nscale, set by norm_row before the loop) and the norm's weights NW [K] f32. nbase: the row's
-// first vec4 in X. Needs X (vec4 of f32), P.K, P.eps, WG (a power of two) and red (>= WG f32).
+// The RMSNorm fused into a decode product (matvec.wgsl, matwide.wgsl; NORM = 1): x is a row of
+// the f32 residual stream. Before the product's loop each workgroup sums the squares of its
+// token's row, then writes the normed row, x * (NW * 1 / rms), into workgroup memory (xsh), and
+// the product's x loads read it there (xnormed(i): the normed vec4 i).
+// Needs X (vec4 of f32), P.K, P.eps, WG (a power of two), red (>= WG f32), XNK = K / 4.
 @group(0) @binding(5) var<storage, read> NW: array<vec4<f32>>;
-var<private> nscale: f32;
+var<workgroup> xsh: array<vec4<f32>, {{XNK}}>;
 var<private> nbase: u32;
 
-fn norm_w(i: u32) -> vec4<f32> {
-    return NW[i - nbase] * nscale;
+fn xnormed(i: u32) -> vec4<f32> {
+    return xsh[i - nbase];
 }
 
-// 1 / sqrt(mean(x^2) + eps) of the row of K / 4 vec4 from vec4 xr: strided over the workgroup,
-// then a tree in workgroup memory sums; every invocation of the workgroup must call it.
+// Every invocation of the workgroup must call it (barriers).
 fn norm_row(xr: u32, lid: u32) {
     var ss = 0.0;
-    for (var i = lid; i < P.K / 4u; i += WG) {
+    for (var i = lid; i < {{XNK}}u; i += WG) {
         let v = vec4<f32>(X[xr + i]);
         ss += dot(v, v);
     }
@@ -24,7 +24,10 @@ fn norm_row(xr: u32, lid: u32) {
         if (lid < s) { red[lid] += red[lid + s]; }
         workgroupBarrier();
     }
-    nscale = inverseSqrt(red[0] / f32(P.K) + P.eps);
+    let scale = inverseSqrt(red[0] / f32(P.K) + P.eps);
+    for (var i = lid; i < {{XNK}}u; i += WG) {
+        xsh[i] = vec4<f32>(X[xr + i]) * (NW[i] * scale);
+    }
     nbase = xr;
-    workgroupBarrier();  // red is reused by the row sums
+    workgroupBarrier();  // xsh written; red is reused by the row sums
 }
