@@ -42,15 +42,16 @@ from wgllm.kernels import ops, qtypes  # noqa: E402
 def run_with(dev, w, xb, yb, step, f16: bool, tiling, wg: int = 128, glu: bool = False, lazy: bool = False):
     """linear's decode dispatches for w with matwide at `tiling` (TPR, R) and workgroup wg, or
     with matvec (tiling None). A type without qtypes' `wide` (Q4_K) is read by matwide here too."""
-    saved = L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name], L.MATWIDE_LAZY
-    L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_LAZY = tiling, wg, lazy
+    saved = L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name], L.MATWIDE_LAZY, L.MATWIDE
+    L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_LAZY, L.MATWIDE = tiling, wg, lazy, True
     L.MATWIDE_MAX_ROWS = 1 << 30 if tiling else -1
     qtypes.TYPES[w.qtype.name] = dataclasses.replace(saved[3], wide=True)
     try:
         act = "f16" if f16 else "f32"
         return L.linear(dev, w, xb, yb, 1, step, x_type=act, y_type="f32", glu=glu)
     finally:
-        L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name], L.MATWIDE_LAZY = saved
+        (L.MATWIDE_TILING, L.MATWIDE_WG, L.MATWIDE_MAX_ROWS, qtypes.TYPES[w.qtype.name], L.MATWIDE_LAZY,
+         L.MATWIDE) = saved
 
 
 def isolated(dev, per_w: list, iters: int) -> float:

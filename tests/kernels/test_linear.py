@@ -235,6 +235,7 @@ def test_batched_rows_equal_each_row_alone(kdevice, act, rng, monkeypatch, qtype
     for bit what the one-row matvec gives it, and it is right; "long" rows take a second loop
     iteration in some lanes; "aligned" rows go through matwide (GPU kernels, `wide` types)."""
     monkeypatch.setattr(L, "MATVEC_TILE", tile)
+    monkeypatch.setattr(L, "MATWIDE", case == 5)
     dev = kdevice
     N, K = shape_for(qtype, case)
     raw = L.random_weight_bytes(rng, qtype, N, K)
@@ -391,6 +392,12 @@ def test_linear_glu_output(device, act, rng, qtype, case):
 # --- matwide: the GPU decode matvec of aligned block groups -----------------------------
 
 WIDE_TYPES = [q for q in TYPES if qtypes.qtype(q).wide]
+
+
+@pytest.fixture
+def matwide_on(monkeypatch):
+    """matwide enabled (linear.MATWIDE, off by default: see its comment)."""
+    monkeypatch.setattr(L, "MATWIDE", True)
 # (tpr, R): the shapes' defaults (32/1, 32/4, 16/4) and row groups as wide as lavapipe's subgroups
 # of 8 (8/4, 8/2: sums by shuffles there; the others through workgroup memory)
 WIDE_TILINGS = [(32, 1), (32, 4), (16, 4), (8, 4), (8, 2)]
@@ -399,7 +406,7 @@ WIDE_TILINGS = [(32, 1), (32, 4), (16, 4), (8, 4), (8, 2)]
 @pytest.mark.parametrize("tiling,glu", [(t, False) for t in WIDE_TILINGS] + [((32, 4), True), ((8, 2), True)],
                          ids=lambda v: f"t{v[0]}r{v[1]}" if isinstance(v, tuple) else ("glu" if v else "x"))
 @pytest.mark.parametrize("qtype", WIDE_TYPES, ids=lambda t: t.name)
-def test_matwide_matches_numpy(gpu_kernel_device, act, rng, monkeypatch, qtype, tiling, glu):
+def test_matwide_matches_numpy(gpu_kernel_device, act, rng, monkeypatch, qtype, tiling, glu, matwide_on):
     """GPU decode of `wide` types with rows of whole 16-byte block groups goes through matwide
     (asserted), and matches float64 numpy with each tiling: N odd (a last row group cut short,
     row groups past the chunk), K = 3 block groups (lanes without work) and 37 (lanes with two)
@@ -430,7 +437,7 @@ def test_matwide_matches_numpy(gpu_kernel_device, act, rng, monkeypatch, qtype, 
             release(dev, w)
 
 
-def test_matwide_routing(gpu_kernel_device, device, rng):
+def test_matwide_routing(gpu_kernel_device, device, rng, matwide_on):
     """Which decode products matwide takes: aligned rows of `wide` types on GPU adapters; not
     rows of a partial block group, not products of more than MATWIDE_MAX_ROWS rows, not types
     without `wide`, never on a CPU adapter's own kernels."""
@@ -472,7 +479,7 @@ NORM_CASES = [(Q.Q4_0, (32, 4), 67, 13 * 256), (Q.Q8_0, (16, 4), 67, 13 * 256), 
 
 @pytest.mark.parametrize("B", [1, 5])
 @pytest.mark.parametrize("case", NORM_CASES, ids=lambda c: f"{c[0].name}-{'t%dr%d' % c[1] if c[1] else 'matvec'}")
-def test_decode_fused_norm(gpu_kernel_device, act, rng, monkeypatch, case, B):
+def test_decode_fused_norm(gpu_kernel_device, act, rng, monkeypatch, case, B, matwide_on):
     """linear(norm=(nw, eps)) on a GPU adapter's decode kernels (matwide where the type and rows
     allow, else matvec, asserted): the RMSNorm of the f32 residual rows done in the x loads matches
     float64 numpy's rmsnorm(x) * nw @ W.T; in a batched pass (B rows) each row is bit for bit the
@@ -512,7 +519,7 @@ def test_decode_fused_norm(gpu_kernel_device, act, rng, monkeypatch, case, B):
 
 @pytest.mark.parametrize("glu", [False, True], ids=["x", "glu"])
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q5_1], ids=lambda t: t.name)
-def test_matwide_lazy_loads_same_bits(gpu_kernel_device, act, rng, monkeypatch, qtype, glu):
+def test_matwide_lazy_loads_same_bits(gpu_kernel_device, act, rng, monkeypatch, qtype, glu, matwide_on):
     """MATWIDE_LAZY (each weight vec4 loaded just before its first use) gives the bits of the
     loads-first body: the same arithmetic in the same order."""
     dev = gpu_kernel_device

@@ -9,7 +9,7 @@ per chunk.
 Kernels (see the .wgsl files for layouts and tiling):
 * matvec.wgsl  - `linear` when T_max == 1 (decode): 2 or 4 rows per 32 invocations.
 * matwide.wgsl - decode on GPU adapters for `wide` types whose rows are whole 16-byte block
-  groups (aligned vec4 loads; rows per row group chosen by shape, see wide_tiling).
+  groups (aligned vec4 loads; rows per row group chosen by shape, see wide_tiling); MATWIDE.
 * matmul.wgsl  - `linear` when T_max > 1 (prefill): 128 rows x 64 tokens tiles.
 * get_rows.wgsl - embedding lookup.
 * dequant.wgsl - whole-weight dequantization (test helper).
@@ -49,6 +49,10 @@ MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
 GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements each)
+# matwide off: in the engine's chain of kernels every tiling of it was slower than matvec on an H100
+# (8B Q4_0 decode 7.4 -> 8.8-10.8 ms of kernel time), though faster in back-to-back timing
+# (bench/RESULTS.md, 2026-12-07, "matwide"); kept, tested, for adapters where it pays.
+MATWIDE = False
 MATWIDE_WG = 128      # matwide: invocations per workgroup
 MATWIDE_MAX_ROWS = 16384  # matwide: products of more rows keep matvec (its many workgroups were faster)
 MATWIDE_TILING = None  # matwide: (invocations, rows) per row group for every shape (None: wide_tiling's)
@@ -185,12 +189,12 @@ def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int
 
 def wide_tiling(dev: Device, w: GpuWeight) -> tuple[int, int] | None:
     """(TPR, R) of matwide for weight w's decode product on `dev`, or None where matvec reads it
-    (CPU adapters, types without `wide`, rows not whole 16-byte block groups, products of more
+    (MATWIDE off, CPU adapters, types without `wide`, rows not whole 16-byte block groups, products of more
     than MATWIDE_MAX_ROWS rows). Per shape, as measured on an H100 (bench/RESULTS.md,
     2026-12-07): 32 invocations on one row for few rows (<= 1024), 32 on 4 rows for long rows
     (K >= 8192), else 16 on 4 rows."""
     kern = _qt(w.qtype)
-    if dev.kind == "cpu" or not kern.wide or w.N > MATWIDE_MAX_ROWS:
+    if not MATWIDE or dev.kind == "cpu" or not kern.wide or w.N > MATWIDE_MAX_ROWS:
         return None
     tpr, R = MATWIDE_TILING or ((32, 1) if w.N <= 1024 else (32, 4) if w.K >= 8192 else (16, 4))
     return (tpr, R) if rowdot.wide_fits(kern.kernel, w.K, row_bytes(w.qtype, w.K), R) else None
