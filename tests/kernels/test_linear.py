@@ -396,8 +396,10 @@ WIDE_TYPES = [q for q in TYPES if qtypes.qtype(q).wide]
 
 @pytest.fixture
 def matwide_on(monkeypatch):
-    """matwide enabled (linear.MATWIDE, off by default: see its comment)."""
+    """matwide and the fused decode norm enabled (linear.MATWIDE, DECODE_NORM: off by default, see
+    their comments)."""
     monkeypatch.setattr(L, "MATWIDE", True)
+    monkeypatch.setattr(L, "DECODE_NORM", True)
 # (tpr, R): the shapes' defaults (32/1, 32/4, 16/4) and row groups as wide as lavapipe's subgroups
 # of 8 (8/4, 8/2: sums by shuffles there; the others through workgroup memory)
 WIDE_TILINGS = [(32, 1), (32, 4), (16, 4), (8, 4), (8, 2)]
@@ -457,7 +459,7 @@ def test_matwide_routing(gpu_kernel_device, device, rng, matwide_on):
         assert tiling(device, Q.Q4_0, 4096, 4096) is None
 
 
-def test_fused_norm_needs_the_row_in_workgroup_memory():
+def test_fused_norm_needs_the_row_in_workgroup_memory(matwide_on):
     """fuses_norm: only where the normed f32 row (4 K bytes) and the row sums fit the adapter's
     workgroup memory; never on a CPU adapter, never in prefill."""
     import types

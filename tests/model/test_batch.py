@@ -20,8 +20,7 @@ N = 24  # tokens per generation
 TINY = [
     ("llama-tied-q4_1", dict(n_vocab=300, dim=64, n_layers=3, n_heads=4, n_kv_heads=2, ffn_dim=96,
                              tied_embeddings=True), "Q4_1"),
-    # dim 256: rows of whole Q8_0 block groups, so the GPU kernels' decode takes matwide with its fused norms
-    ("gemma2-swa-softcap-q8_0", dict(n_vocab=300, dim=256, n_layers=3, n_heads=4, n_kv_heads=1, ffn_dim=256,
+    ("gemma2-swa-softcap-q8_0", dict(n_vocab=300, dim=128, n_layers=3, n_heads=4, n_kv_heads=1, ffn_dim=256,
                                      head_dim=32, arch="gemma2", extra={"attention.sliding_window": 6}), "Q8_0"),
 ]
 

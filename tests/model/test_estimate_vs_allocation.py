@@ -121,10 +121,14 @@ def test_gemma3_270m(gemma3_path, device):
     assert 230e6 < est.weights < 260e6
 
 
-def test_gpu_kernel_build(tiny_path, device, monkeypatch):
-    """The build a hardware adapter gets (its decode products with the RMSNorm fused in: fewer
-    norm parameter buffers than a CPU adapter's), run on whatever adapter this is: the estimate
-    for kind "gpu" equals it exactly."""
+@pytest.mark.parametrize("fused", [False, True], ids=["as-is", "fused-norms"])
+def test_gpu_kernel_build(tiny_path, device, monkeypatch, fused):
+    """The build a hardware adapter gets (with linear.DECODE_NORM its decode products do the
+    RMSNorm: fewer norm parameter buffers than a CPU adapter's), run on whatever adapter this is:
+    the estimate for kind "gpu" equals it exactly."""
+    from wgllm.kernels import linear
+
+    monkeypatch.setattr(linear, "DECODE_NORM", fused)
     init = Device.__init__
 
     def gpu_kind(self, *a, **kw):

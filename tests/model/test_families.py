@@ -35,8 +35,6 @@ CASES = [
                              head_dim=64),
      {"default": "Q5_K", "attn_q": "Q3_K", "attn_k": "IQ4_XS", "attn_v": "Q5_1", "ffn_down": "Q2_K",
       "ffn_up": "IQ4_NL", "token_embd": "Q5_0", "output": "BF16"}, None),
-    # rows of whole Q4_0 block groups (K 256, 512): GPU decode through matwide, norms fused into qkv and gate|up
-    ("llama-q4_0-wide", dict(n_vocab=300, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=512), "Q4_0", None),
     ("phi3-mha-untied", dict(n_vocab=300, dim=96, n_layers=2, n_heads=3, n_kv_heads=3, ffn_dim=160, arch="phi3"),
      "F32", None),
     ("phi4-partial-rotary", dict(n_vocab=300, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192,
@@ -133,3 +131,41 @@ def test_greedy_identical_with_the_gpu_kernels(case, device, monkeypatch):
     assert eng.dev.kind == "gpu"
     prompt = _prompt(11, eng.cfg.n_vocab, 2)
     assert list(eng.generate(prompt, max_tokens=16, stop_ids=[])) == oracle.reference_greedy(path, prompt, 16, hf)
+
+
+def test_greedy_identical_with_matwide_and_fused_norms(tmp_path, device, monkeypatch):
+    """The GPU decode kernels kept off by default (kernels/linear.py MATWIDE, DECODE_NORM: matwide
+    for rows of whole Q4_0 block groups, the RMSNorm done inside the qkv and gate|up products), run
+    on whatever adapter this is, vs transformers: 16 greedy tokens identical."""
+    from wgllm.gpu.device import Device
+    from wgllm.kernels import linear
+
+    init = Device.__init__
+
+    def gpu_kind(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.kind = "gpu"
+
+    monkeypatch.setattr(Device, "__init__", gpu_kind)
+    monkeypatch.setattr(linear, "MATWIDE", True)
+    monkeypatch.setattr(linear, "DECODE_NORM", True)
+    used = {"matwide": 0, "norm": 0}
+    matwide, linear_fn = linear._matwide, linear.linear
+
+    def counting_matwide(*a, **kw):
+        used["matwide"] += 1
+        return matwide(*a, **kw)
+
+    def counting_linear(*a, **kw):
+        used["norm"] += kw.get("norm") is not None
+        return linear_fn(*a, **kw)
+
+    monkeypatch.setattr(linear, "_matwide", counting_matwide)
+    monkeypatch.setattr(linear, "linear", counting_linear)
+    shape = synth.LlamaShape(name="tiny", ctx=256, n_vocab=300, dim=256, n_layers=2, n_heads=4, n_kv_heads=2,
+                             ffn_dim=512)  # K 256 / 512: whole Q4_0 block groups
+    path = synth.write_llama_gguf(tmp_path / "wide.gguf", shape, types="Q4_0", seed=11)
+    eng = _engine(path, "f32", chunk=5)
+    assert used["matwide"] > 0 and used["norm"] > 0  # the build took both
+    prompt = _prompt(11, shape.n_vocab, 2)
+    assert list(eng.generate(prompt, max_tokens=16, stop_ids=[])) == oracle.reference_greedy(path, prompt, 16, None)

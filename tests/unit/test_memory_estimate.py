@@ -36,9 +36,8 @@ def test_tiny_layout_by_hand_f32():
     scratch = 32 * 4 + 8  # one split (ctx 64 = one 64-key block): the minimal (part, ml) pair
     logits = 64 * 4
     staging = 4 * 4 + 64 * 4  # PIPELINE_DEPTH + 1 token slots, one logits row
-    prefill = 16 + 16 * 2 + 32 * 4 + 32 * 4  # get_rows params, 2 rmsnorm params, 4 linear params, rope table
-    decode = prefill - 16 * 2  # (a GPU build's decode: the 2 norms fused into the qkv and gate|up products)
-    other = (64 + 1) * 4 + 2 * C.STEP_BYTES + prefill + decode + 16 + 32  # tokens, 2 steps, both graphs, head
+    per_body = 16 + 16 * 2 + 32 * 4 + 32 * 4  # get_rows params, 2 rmsnorm params, 4 linear params, rope table
+    other = (64 + 1) * 4 + 2 * C.STEP_BYTES + 2 * per_body + 16 + 32  # tokens, 2 steps, decode + prefill, head
     assert est.weights == weights
     assert est.kv_cache == kv
     assert est.activations == act + scratch

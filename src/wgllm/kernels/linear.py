@@ -57,7 +57,10 @@ MATWIDE_WG = 128      # matwide: invocations per workgroup
 MATWIDE_MAX_ROWS = 16384  # matwide: products of more rows keep matvec (its many workgroups were faster)
 MATWIDE_TILING = None  # matwide: (invocations, rows) per row group for every shape (None: wide_tiling's)
 MATWIDE_LAZY = False  # matwide: weight loads just before their first use, not all first (rowdot._group)
-DECODE_NORM = True    # GPU decode: the RMSNorm before a product done in its x loads (see fuses_norm)
+# GPU decode: the RMSNorm before qkv and gate|up done inside those products (see fuses_norm). Off: on
+# an H100 each workgroup's norm of the row (1,792 of them for the 8B's gate|up) cost more than the
+# 64 norm dispatches it saves (8B Q4_0 decode kernels 7.42 -> 7.63 ms; bench/RESULTS.md 2026-12-07).
+DECODE_NORM = False
 ROWDOT_WG = 8         # rowdot (CPU adapters): invocations per workgroup
 ROWDOT_ROWS = 8       # rowdot: rows per invocation (at least; see rowdot.rows_per_invocation)
 # rowdot: token rows per pass over the weights when T_max > 1. 2, not 4: lavapipe compiles a
