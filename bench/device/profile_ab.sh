@@ -2,7 +2,7 @@
 # On the GPU machine (device tool, carry .gl .whl .whl3 .commit .old): per-kernel decode profiles
 # (bench/profile_kernels.py, timestamps per dispatch) of .old (git archive REV src bench) and of
 # this tree with each variant given as "name:--set A=B --set C=D" (default: as is). Logs under $OUT.
-# Usage: bash bench/device/profile_ab.sh "llama-3-8b:Q4_0" ["nonorm:--set linear.DECODE_NORM=False" ...]
+# Usage: bash bench/device/profile_ab.sh "llama-3-8b:Q4_0" ["fused:--set linear.DECODE_NORM=True" ...]
 set -u
 . "$(dirname "$0")/setup.sh" || exit 1
 spec=${1:-llama-3-8b:Q4_0}; shift

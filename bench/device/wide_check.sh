@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool, carry .gl .whl .whl2 .whl3 .commit .old): matwide (issue 13)
 # checked and measured: its kernel tests, wide_probe's tilings per 8B shape for every `wide`
-# type, then single-stream decode of this tree (with and without the fused norms) against .old
+# type, then single-stream decode of this tree with matwide on (and the fused norms) against .old
 # (git archive REV src bench) in turns,
 # then (FAM=1) the family tests against transformers. Logs and JSON under $OUT.
 # Usage: bash bench/device/wide_check.sh ["llama-3-8b:Q4_0 ..."] [ROUNDS]
@@ -17,8 +17,9 @@ for spec in ${1:-llama-3-8b:Q4_0}; do
   shape=${spec%%:*}; types=${spec#*:}; f=/tmp/m/$shape-$types.gguf
   python3 -c "from wgllm.testing import synth; synth.write_llama_gguf('$f', '$shape', types='$types', seed=0, fast=True)"
   for r in $(seq ${2:-2}); do
-    for tree in old new nonorm; do
-      root=$PWD; set=(); [ $tree = old ] && root=$PWD/.old; [ $tree = nonorm ] && set=(--set linear.DECODE_NORM=False)
+    for tree in old matwide fused; do
+      root=$PWD; set=(--set linear.MATWIDE=True); [ $tree = old ] && root=$PWD/.old && set=()
+      [ $tree = fused ] && set+=(--set linear.DECODE_NORM=True)
       (cd $root && PYTHONPATH=/tmp/site:$root/src timeout 150 python3 bench/bench_engine.py --shape $shape --types $types \
         --model $f --prompt 512 --gen 128 --reps 3 --precision f16 "${set[@]}" --json "$OUT/$shape-$types-$tree-$r.json" \
         2>&1 | tail -1 | sed "s/^/$tree: /")
