@@ -211,13 +211,20 @@ def _matwide(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, b
     sg = ops.subgroup_size(dev)
     shuffle = sg >= tpr and sg % tpr == 0
     f16 = consts["XT"] == "f16"
-    xe = 8 if f16 else 4  # x elements per vec4 read
     rb = row_bytes(w.qtype, w.K)
     gen = rowdot.wide(qt, w.K, rb, R, bool(consts["GLU"]), f16, shuffle, MATWIDE_LAZY)
-    consts = dict(consts, **gen, WG=MATWIDE_WG, TPR=tpr, R=R, RN=R, GLUO=0, XROW=w.K // xe * (2 if consts["GLU"] else 1), HALFX=w.K // xe, ROWV=R * rb // 16, XW="u32" if f16 else "f32", XSPACE="storage, read", XLEN="")
+    consts = dict(consts, **gen, **_x_consts(w.K, f16, bool(consts["GLU"]), R * rb), WG=MATWIDE_WG, TPR=tpr, R=R,
+                  RN=R, GLUO=0, XSPACE="storage, read", XLEN="")
     ga, gb = dev.grid(-(-rows // (MATWIDE_WG // tpr * R)))
     tokens = T_max if batched else 1
     return dev.dispatch("matwide", binds, (ga, gb, tokens), per_token=(2, 1, 1) if batched else None, **consts)
+
+
+def _x_consts(K: int, f16: bool, glu: bool, rows_bytes: int) -> dict:
+    """rowdot_common.wgsl's x and row layout constants (rowdot and matwide): x vec4 per token row
+    (XROW, twice HALFX with the GLU input), its element word type, W vec4 per invocation's rows."""
+    xe = 8 if f16 else 4  # x elements per vec4 read
+    return dict(XROW=K // xe * (2 if glu else 1), HALFX=K // xe, XW="u32" if f16 else "f32", ROWV=rows_bytes // 16)
 
 
 def _act(*types: str) -> str:
@@ -259,6 +266,7 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         return [_rowdot(dev, w, kern.kernel, w.N // 2, _binds(dev, w, w.chunks[0][0], x, y, step, w.N // 2, 0),
                         T_max, False, dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=0),
                         glu_out=_glu_code(glu_out), batched=batched)]
+    tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
     out = []
     for buf, row0, rows in w.chunks:
         binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add, norm)
@@ -267,7 +275,6 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts, batched=batched))
             continue
-        tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
         if tiling is not None:
             d = _matwide(dev, w, kern.kernel, rows, binds, T_max, batched, consts, tiling)
         elif T_max == 1 or batched:
@@ -328,7 +335,6 @@ def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, gl
     bt = rowdot.TYPES[qt]
     parts = 2 if glu_out else 1  # gate and up rows, or one kind
     f16 = consts["XT"] == "f16"
-    xe = 8 if f16 else 4  # x elements per vec4 read
     x = binds[1]
     uni = not isinstance(x, tuple) and dev.uniform_ok(x)  # x as a uniform array (see rowdot.wgsl)
     split = rows if glu_out else 0
@@ -343,10 +349,9 @@ def _rowdot(dev: Device, w: GpuWeight, qt: str, rows: int, binds, T_max: int, gl
     R = parts * RN
     lanes = -(-rows // RN)
     groups = dev.grid(-(-lanes // ROWDOT_WG))
-    consts = dict(consts, NORM=0, NORMV="none", WG=ROWDOT_WG, R=R, RN=RN, GLUO=glu_out, TT=TT,
-                  XROW=w.K // xe * (2 if glu else 1),
-                  HALFX=w.K // xe, XW="u32" if f16 else "f32", ROWV=RN * rb // 16, BODY=body, PRE=pre,
-                  XSPACE="uniform" if uni else "storage, read", XLEN=f", {x.size // 16}" if uni else "")
+    consts = dict(consts, **_x_consts(w.K, f16, bool(glu), RN * rb), NORM=0, NORMV="none", WG=ROWDOT_WG, R=R,
+                  RN=RN, GLUO=glu_out, TT=TT, BODY=body, PRE=pre, XSPACE="uniform" if uni else "storage, read",
+                  XLEN=f", {x.size // 16}" if uni else "")
     return dev.dispatch("rowdot", binds, groups, **consts)
 
 

@@ -71,8 +71,8 @@ def gated_ffn(m, L: LayerWeights, T: int) -> list[Dispatch]:
 
 
 def _normed(m, ws: list[lin.GpuWeight], norm, y, T: int) -> list[Dispatch]:
-    """y = ws @ rmsnorm(x_resid) * norm: the norm done in the product's x loads where every part of
-    ws can (lin.fuses_norm: GPU decode through matwide), else by rmsnorm into xn first."""
+    """y = ws @ rmsnorm(x_resid) * norm: the norm done inside the product where every part of ws
+    can (lin.fuses_norm: GPU decode, off by default), else by rmsnorm into xn first."""
     dev, cfg, a, act, st, bt = m.dev, m.cfg, m.acts, m.act, m.step, m.batched
     if all(lin.fuses_norm(dev, w, T, bt) for w in ws):
         return linear(dev, ws, a.x, y, T, st, x_type="f32", y_type=act, batched=bt, norm=(norm, cfg.rms_eps))
