@@ -10,8 +10,12 @@ NP = {"f32": np.float32, "f16": np.float16}
 # D: below, around and beyond the GPU kernel's 1,024 elements per loop step (256 threads x 4)
 @pytest.mark.parametrize("T,T_max,D", [(1, 1, 576), (7, 7, 100), (3, 5, 1000), (2, 4, 37), (2, 3, 2100)])
 @pytest.mark.parametrize("in_f32", [False, True])
-def test_rmsnorm_matches_numpy(kdevice, act, rng, T, T_max, D, in_f32):
+@pytest.mark.parametrize("subgroups", [False, True])
+def test_rmsnorm_matches_numpy(kdevice, act, rng, T, T_max, D, in_f32, subgroups, monkeypatch):
     device = kdevice  # the CPU adapters' rows kernel and the GPU kernel, both on a CPU adapter
+    if subgroups and not ops.subgroup_size(device):
+        pytest.skip("adapter has no subgroups")
+    monkeypatch.setattr(ops, "RMSNORM_SUBGROUPS", subgroups)  # the workgroup sum: subgroups or a tree
     in_type = "f32" if in_f32 else act
     x = rng.standard_normal((T_max, D)).astype(NP[in_type])
     w = rng.standard_normal(D).astype(np.float32)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 ROPE_MODES = ("normal", "neox")
 ATTN_ROWS_WG = 8  # attn_rows (CPU adapters): (token, head) rows per workgroup
 RMSNORM_ROWS_WG = 8  # rmsnorm_rows (CPU adapters): rows per workgroup
+RMSNORM_WG = 256  # rmsnorm (GPU adapters): invocations per workgroup
+RMSNORM_COLS = 512  # rmsnorm: columns each workgroup writes (a row of D takes ceil(D / this))
+RMSNORM_SUBGROUPS = False  # rmsnorm: the workgroup sum by subgroups where the device has them
 ELEMENTWISE_WG = 256  # rowmap / bias_add: elements per workgroup
 
 
@@ -91,10 +94,11 @@ def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="
     `T` is the row capacity. With `last_row_only`, only row Step.T - 1 of x is
     normalised, into y[0, :] (y: [1, D]); `T` is then ignored. With `add`, the normed
     row is added to y (y[t, :] += ...: a post-norm into the residual stream). On a CPU adapter one
-    invocation per row does it (rmsnorm_rows.wgsl); elsewhere one workgroup per row.
+    invocation per row does it (rmsnorm_rows.wgsl); elsewhere ceil(D / RMSNORM_COLS) workgroups
+    per row, each summing the whole row and writing its columns.
     """
     params = np.zeros(4, np.uint32)
-    params[0], params[1] = D, int(last_row_only)
+    params[0], params[1], params[3] = D, int(last_row_only), RMSNORM_COLS
     params[2:3] = np.array([eps], np.float32).view(np.uint32)
     u = dev.uniform(params)
     act = "f16" if "f16" in (in_type, out_type) else "f32"
@@ -103,9 +107,19 @@ def rmsnorm(dev: Device, x, w, y, D: int, T: int, eps: float, step, *, in_type="
         return [dev.dispatch("rmsnorm_rows", [x, w, y, u, step], groups,
                              per_token=None if last_row_only else (0, 1, RMSNORM_ROWS_WG), IN=in_type,
                              OUT=out_type, ACT=act, WG=RMSNORM_ROWS_WG, ADD=_bool(add))]
-    groups = (1, 1) if last_row_only else dev.grid(T)
-    return [dev.dispatch("rmsnorm", [x, w, y, u, step], groups, per_token=None if last_row_only else (0, 1, 1),
-                         IN=in_type, OUT=out_type, ACT=act, ADD=_bool(add))]
+    rows = 1 if last_row_only else T  # (the chunk's rows: far below the per-dimension limit)
+    return [dev.dispatch("rmsnorm", [x, w, y, u, step], (_ceil(D, RMSNORM_COLS), rows),
+                         per_token=None if last_row_only else (1, 1, 1),
+                         IN=in_type, OUT=out_type, ACT=act, ADD=_bool(add), WG=RMSNORM_WG, **_norm_sum(dev))]
+
+
+def _norm_sum(dev: Device) -> dict:
+    """rmsnorm.wgsl's workgroup sum: by subgroups (RMSNORM_SUBGROUPS, where the device's
+    subgroups divide the workgroup) or as a tree through workgroup memory."""
+    sg = subgroup_size(dev) if RMSNORM_SUBGROUPS else 0
+    if sg and RMSNORM_WG % sg == 0:
+        return dict(SUM="subgroup", SG=sg)
+    return dict(SUM="tree")
 
 
 def _bool(b: bool) -> str:
