@@ -192,6 +192,57 @@ def test_linear_glu_input(device, act, rng, qtype, case):
         release(device, w)
 
 
+# --- the prefill matmul with K split over workgroups (few tiles: fill the GPU) ---------------
+
+
+@pytest.mark.parametrize("glu", [False, True], ids=["x", "glu"])
+@pytest.mark.parametrize("add", [False, True], ids=["set", "add"])
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0, Q.Q4_K, Q.Q6_K, Q.F16], ids=lambda t: t.name)
+def test_matmul_k_split(gpu_kernel_device, act, rng, monkeypatch, qtype, add, glu):
+    """A product of one tile split into up to 8 slices of K (the last one shorter), partial sums
+    added by splitk_sum: y equals numpy, rows past Step.T untouched, y added to with `add`."""
+    dev = gpu_kernel_device
+    monkeypatch.setattr(L, "MATMUL_MIN_KS", 32)  # small K splits on test-sized products
+    T, T_max = 37, 64
+    N, K = shape_for(qtype, 4)  # 37 rows: one row tile
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    Wd = dequant_ref(qtype, raw, N, K)
+    w = L.upload_weight(dev, [raw], qtype, K, "test")
+    S, ks = L.matmul_splits(dev, w, N, T_max)
+    assert S >= 2 and ks % GGML_QUANT_SIZES[qtype][0] == 0 and (S - 1) * ks < K <= S * ks
+    x = rng.standard_normal((T_max, 2 * K if glu else K)).astype(NP[act])
+    y0 = rng.standard_normal((T_max, N)).astype(NP[act])
+    xb, yb = dev.upload(x, "test"), dev.upload(y0, "test")
+    step = ops.step_buffer(dev, "test")
+    ops.write_step(dev, step, T, 0)
+    try:
+        dev.run(L.linear(dev, w, xb, yb, T_max, step, x_type=act, y_type=act, add=add, glu=glu))
+        got = dev.read_array(yb, NP[act], T_max * N).reshape(T_max, N)
+        xs = x[:T].astype(np.float64)
+        if glu:
+            g, u = xs[:, :K], xs[:, K:]
+            xs = g / (1 + np.exp(-g)) * u
+        ref = xs @ Wd.T + (y0[:T].astype(np.float64) if add else 0.0)
+        assert rel_err(got[:T], ref) < TOL[act]
+        assert np.array_equal(got[T:], y0[T:])
+    finally:
+        for b in (xb, yb, step):
+            dev.release(b)
+        release(dev, w)
+
+
+def test_matmul_splits_only_few_tiles(gpu_kernel_device, device, rng):
+    """K is split only where the tiles alone are few, never on a CPU adapter's build."""
+    w = L.upload_weight(gpu_kernel_device, [L.random_weight_bytes(rng, Q.Q4_0, 256, 4096)], Q.Q4_0, 4096, "test")
+    try:
+        assert L.matmul_splits(gpu_kernel_device, w, 256, 128)[0] == min(L.MATMUL_MAX_SPLITS, 4096 // 512)
+        assert L.matmul_splits(gpu_kernel_device, w, 128 * L.MATMUL_FILL, 64) == (1, 0)
+        if device.kind == "cpu":
+            assert L.matmul_splits(device, w, 256, 128) == (1, 0)
+    finally:
+        release(gpu_kernel_device, w)
+
+
 # --- matvec tilings: invocations per row group, unrolling, subgroup row sums ------------
 
 

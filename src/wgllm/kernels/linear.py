@@ -18,6 +18,7 @@ All share quant.wgsl (byte reads, per-type block dequantization).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,10 @@ MATVEC_TILE = 16      # matvec: tokens per workgroup of a batched pass, for type
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
+MATMUL_FILL = 256     # matmul (GPU adapters): workgroups a product should have, else K is split
+MATMUL_MAX_SPLITS = 8  # matmul: K splits at most (each at least MATMUL_MIN_KS elements)
+MATMUL_MIN_KS = 512
+SPLITK_SUM_WG = 64    # splitk_sum: rows per workgroup
 GET_ROWS_WG = 64      # invocations per get_rows / dequant workgroup (8 elements each)
 # matwide off: in the engine's chain of kernels every tiling of it was slower than matvec on an H100
 # (8B Q4_0 decode 7.4 -> 8.8-10.8 ms of kernel time), though faster in back-to-back timing
@@ -269,22 +274,56 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
     out = []
     for buf, row0, rows in w.chunks:
-        binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add, norm)
         consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=int(norm is not None),
                       NORMV="none" if norm is None else "on", XNK=w.K // 4)
+        if T_max > 1 and not batched and not (dev.kind == "cpu" and kern.rowdot):
+            out += _matmul(dev, w, ((buf, row0, rows), x, y, step), add, T_max, consts)  # prefill
+            continue
+        binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add, norm)
         if dev.kind == "cpu" and kern.rowdot:
             out.append(_rowdot(dev, w, kern.kernel, rows, binds, T_max, glu, consts, batched=batched))
-            continue
-        if tiling is not None:
-            d = _matwide(dev, w, kern.kernel, rows, binds, T_max, batched, consts, tiling)
-        elif T_max == 1 or batched:
-            d = _matvec(dev, w, kern, rows, binds, T_max, batched, consts)
+        elif tiling is not None:
+            out.append(_matwide(dev, w, kern.kernel, rows, binds, T_max, batched, consts, tiling))
         else:
-            groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
-            d = dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), BN=MATMUL_ROWS,
-                             BT=MATMUL_TOKENS, BK=MATMUL_K, **consts)
-        out.append(d)
+            out.append(_matvec(dev, w, kern, rows, binds, T_max, batched, consts))
     return out
+
+
+def matmul_splits(dev: Device, w: GpuWeight, rows: int, T_max: int) -> tuple[int, int]:
+    """(S, KS): the matmul of `rows` rows of w over T_max tokens in S slices of K of KS
+    elements each (whole blocks), so that a product of few tiles still has about MATMUL_FILL
+    workgroups; (1, 0): not split (CPU adapters, or enough tiles)."""
+    tiles = -(-rows // MATMUL_ROWS) * -(-T_max // MATMUL_TOKENS)
+    if dev.kind == "cpu" or tiles >= MATMUL_FILL:
+        return 1, 0
+    align = math.lcm(GGML_QUANT_SIZES[w.qtype][0], MATMUL_K)
+    s = min(MATMUL_MAX_SPLITS, -(-MATMUL_FILL // tiles), w.K // max(MATMUL_MIN_KS, align))
+    if s < 2:
+        return 1, 0
+    ks = -(-w.K // s // align) * align
+    return -(-w.K // ks), ks
+
+
+def _matmul(dev: Device, w: GpuWeight, chunk, add: bool, T_max: int, consts) -> list[Dispatch]:
+    """The prefill product of one chunk: matmul tiles of MATMUL_ROWS x MATMUL_TOKENS; with a
+    K split (matmul_splits) each slice's partial sums go to a shared f32 scratch and
+    splitk_sum adds them (and y, with add) into y."""
+    (buf, row0, rows), x, y, step = chunk
+    tiling = dict(BN=MATMUL_ROWS, BT=MATMUL_TOKENS, BK=MATMUL_K)
+    groups = (-(-rows // MATMUL_ROWS), -(-T_max // MATMUL_TOKENS))
+    S, ks = matmul_splits(dev, w, rows, T_max)
+    if S == 1:
+        binds = _binds(dev, w, buf, x, y, step, w.N, row0, rows, add)
+        return [dev.dispatch("matmul", binds, groups, per_token=(1, 1, MATMUL_TOKENS), **tiling, **consts)]
+    part = ops.scratch(dev, "splitk_scratch", S * T_max * rows * 4)
+    params = np.array([w.K, rows, 0, rows, row_bytes(w.qtype, w.K), 0, ks, T_max * rows], np.uint32)
+    d = dev.dispatch("matmul", [buf, x, part, dev.uniform(params, "linear params"), step], groups + (S,),
+                     per_token=(1, 1, MATMUL_TOKENS), **tiling, **dict(consts, YT="f32"))
+    sums = np.array([w.N, row0, rows, int(add), S, T_max * rows, 0, 0], np.uint32)
+    yt = consts["YT"]
+    return [d, dev.dispatch("splitk_sum", [part, y, dev.uniform(sums, "splitk params"), step],
+                            (-(-rows // SPLITK_SUM_WG), T_max), per_token=(1, 1, 1), YT=yt, ACT=yt,
+                            WG=SPLITK_SUM_WG)]
 
 
 def _binds(dev: Device, w: GpuWeight, buf, x, y, step, N: int, row0: int, rows: int | None = None,

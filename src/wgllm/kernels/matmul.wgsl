@@ -13,12 +13,15 @@
 // are issued before this step's arithmetic (register double buffering). Each
 // invocation accumulates 8 rows (4 tn .. +3 and 64 + 4 tn .. +3) x 4 tokens
 // (4 tt .. +3). Workgroup memory: Ws [BK][BN] + Xs [BK][BT] f32 = 12 KiB.
-// Grid: x = row tiles, y = token tiles (tiles past step.T exit at once).
+// Grid: x = row tiles, y = token tiles (tiles past step.T exit at once), z = K split: with
+// KS > 0, workgroup z takes k in [z KS, (z + 1) KS) only and writes its partial sums to
+// Y + z ZS (an f32 scratch, add = 0), which splitk_sum.wgsl adds up into the real y: a
+// product of few tiles (the prefill's wo and down at 128 tokens: 64) then fills the GPU.
 //!include step
 //!include quant
 //!include glu
 
-struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, _p0: u32, _p1: u32 }
+struct Params { K: u32, N: u32, row0: u32, rows: u32, row_bytes: u32, add: u32, KS: u32, ZS: u32 }
 
 @group(0) @binding(1) var<storage, read> X: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> Y: array<{{YT}}>;
@@ -42,20 +45,20 @@ fn xload(i: u32) -> vec4<f32> {
     return vec4<f32>(X[i]);
 }
 
-fn put(t: u32, n: u32, v: f32) {
+fn put(t: u32, n: u32, v: f32, z: u32) {
     if (t < S.T && n < P.rows) {
-        let o = t * P.N + P.row0 + n;
+        let o = z * P.ZS + t * P.N + P.row0 + n;
         var y = v;
         if (P.add != 0u) { y += f32(Y[o]); }
         Y[o] = {{YT}}(y);
     }
 }
 
-fn put4(t: u32, n: u32, v: vec4<f32>) {
-    put(t, n, v.x);
-    put(t, n + 1u, v.y);
-    put(t, n + 2u, v.z);
-    put(t, n + 3u, v.w);
+fn put4(t: u32, n: u32, v: vec4<f32>, z: u32) {
+    put(t, n, v.x, z);
+    put(t, n + 1u, v.y, z);
+    put(t, n + 2u, v.z, z);
+    put(t, n + 3u, v.w, z);
 }
 
 @compute @workgroup_size(256)
@@ -64,6 +67,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t0 = wid.y * BT;
     if (t0 >= T) { return; }  // uniform per workgroup
     let n0 = wid.x * BN;
+    let kb = select(0u, wid.z * P.KS, P.KS != 0u);      // this workgroup's k range [kb, ke)
+    let ke = select(P.K, min(P.K, kb + P.KS), P.KS != 0u);
 
     // Loader roles.
     let wn = lid % BN;           // weight row of the tile
@@ -86,10 +91,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var b2 = vec4<f32>(0.0);
     var b3 = vec4<f32>(0.0);
 
-    var v = dq8(rb, wk);
+    var v = dq8(rb, kb + wk);
     var xv = vec4<f32>(0.0);
-    if (xok) { xv = xload(xi); }
-    for (var k0 = 0u; k0 < P.K; k0 += BK) {
+    if (xok) { xv = xload(xi + kb / 4u); }
+    for (var k0 = kb; k0 < ke; k0 += BK) {
         let wo = wk * 32u + wn / 4u;
         let wc = wn % 4u;
         Ws[wo][wc] = v.a.x;
@@ -107,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         Xs[xo + 32u][xc] = xv.z;
         Xs[xo + 48u][xc] = xv.w;
         workgroupBarrier();
-        if (k0 + BK < P.K) {   // prefetch the next step
+        if (k0 + BK < ke) {   // prefetch the next step
             v = dq8(rb, k0 + BK + wk);
             if (xok) { xv = xload(xi + (k0 + BK) / 4u); }
         }
@@ -130,12 +135,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t = t0 + 4u * tt;
     let na = n0 + 4u * tn;
     let nb = na + 64u;
-    put4(t, na, a0);
-    put4(t + 1u, na, a1);
-    put4(t + 2u, na, a2);
-    put4(t + 3u, na, a3);
-    put4(t, nb, b0);
-    put4(t + 1u, nb, b1);
-    put4(t + 2u, nb, b2);
-    put4(t + 3u, nb, b3);
+    put4(t, na, a0, wid.z);
+    put4(t + 1u, na, a1, wid.z);
+    put4(t + 2u, na, a2, wid.z);
+    put4(t + 3u, na, a3, wid.z);
+    put4(t, nb, b0, wid.z);
+    put4(t + 1u, nb, b1, wid.z);
+    put4(t + 2u, nb, b2, wid.z);
+    put4(t + 3u, nb, b3, wid.z);
 }

@@ -267,23 +267,29 @@ def _binding_size(b) -> int:
 
 # --- attention -----------------------------------------------------------------
 
-_SCRATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Device -> (part, part_ml)
+_SCRATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Device -> {label: buffer}
+
+
+def scratch(dev: Device, key: str, nbytes: int, label: str | None = None):
+    """A scratch buffer `key` (accounting label `label`, default the key) of at least nbytes,
+    one per device and key, grown as needed.
+
+    Every dispatch of a device that asks for `label` shares it (layers, decode and prefill
+    graphs): dispatches run one after another, and each one's partial results are consumed by
+    the dispatch right after it. A grown buffer replaces the old one for later builds; the old
+    one stays with the dispatches bound to it.
+    """
+    bufs = _SCRATCH.setdefault(dev, {})
+    cur = bufs.get(key)
+    if cur is None or cur.size < nbytes:
+        cur = bufs[key] = dev.buffer(max(nbytes, cur.size if cur is not None else 0), label or key)
+    return cur
 
 
 def _attn_scratch(dev: Device, part_bytes: int, ml_bytes: int):
-    """The split-attention partial-result buffers, one pair per device, grown as needed.
-
-    Every attention dispatch of a device shares them (layers, decode and prefill
-    graphs): dispatches run one after another, and each one's partials are
-    consumed by the combine dispatch right after it.
-    """
-    cur = _SCRATCH.get(dev)
-    if cur is None or cur[0].size < part_bytes or cur[1].size < ml_bytes:
-        old = cur or (None, None)
-        cur = (dev.buffer(max(part_bytes, old[0].size if old[0] else 0), "attn_scratch"),
-               dev.buffer(max(ml_bytes, old[1].size if old[1] else 0), "attn_scratch"))
-        _SCRATCH[dev] = cur
-    return cur
+    """The split-attention partial results (acc) and their (max, sum): see scratch."""
+    return (scratch(dev, "attn_part", part_bytes, "attn_scratch"),
+            scratch(dev, "attn_ml", ml_bytes, "attn_scratch"))
 
 
 def attention(dev: Device, qkv, k_cache, v_cache, out, step, *, T_max: int, n_heads: int, n_kv_heads: int,

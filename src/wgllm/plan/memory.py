@@ -28,6 +28,7 @@ LABEL_FIELDS = {
     "kv": "kv_cache",
     "act": "activations",
     "attn_scratch": "activations",
+    "splitk_scratch": "activations",
     "logits": "logits",
     "staging": "staging",
 }
