@@ -14,7 +14,7 @@ for v in "old:" "new:" "$@"; do
   [ "$name" = old ] && set=
   (cd $root && PYTHONPATH=/tmp/site:$root/src timeout 120 python3 bench/profile_kernels.py --model $f --precision f16 \
     --prompt 64 --pos 64 --reps 3 $set --json "$OUT/profile-$name.json" > "$OUT/profile-$name.md" 2>&1)
-  echo "== $name $set"; sed -n '/^decode/,/^prefill/p' "$OUT/profile-$name.md" | head -24
+  echo "== $name $set"; sed -n '/^decode/,$p' "$OUT/profile-$name.md" | head -${LINES_SHOWN:-48}
 done
 # PROBE="--glu --types Q4_0 --shapes 14336x4096 ...": wide_probe with these arguments afterwards
 if [ -n "${PROBE:-}" ]; then
