@@ -198,18 +198,26 @@ def test_linear_glu_input(device, act, rng, qtype, case):
 @pytest.mark.parametrize("glu", [False, True], ids=["x", "glu"])
 @pytest.mark.parametrize("add", [False, True], ids=["set", "add"])
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0, Q.Q4_K, Q.Q6_K, Q.F16], ids=lambda t: t.name)
-def test_matmul_k_split(gpu_kernel_device, act, rng, monkeypatch, qtype, add, glu):
+@pytest.mark.parametrize("bt,split", [(64, True), (128, True), (128, False)], ids=["t64-split", "t128-split", "t128"])
+def test_matmul_k_split(gpu_kernel_device, act, rng, monkeypatch, qtype, add, glu, bt, split):
     """A product of one tile split into up to 8 slices of K (the last one shorter), partial sums
-    added by splitk_sum: y equals numpy, rows past Step.T untouched, y added to with `add`."""
+    added by splitk_sum (or not split), tiles of 64 or 128 tokens: y equals numpy, rows past
+    Step.T untouched, y added to with `add`."""
     dev = gpu_kernel_device
     monkeypatch.setattr(L, "MATMUL_MIN_KS", 32)  # small K splits on test-sized products
-    T, T_max = 37, 64
+    monkeypatch.setattr(L, "MATMUL_TOKENS", bt)
+    if not split:
+        monkeypatch.setattr(L, "MATMUL_FILL", 1)
+    T, T_max = (37, 64) if bt == 64 else (101, 128)  # tokens past 64: the second token group
     N, K = shape_for(qtype, 4)  # 37 rows: one row tile
     raw = L.random_weight_bytes(rng, qtype, N, K)
     Wd = dequant_ref(qtype, raw, N, K)
     w = L.upload_weight(dev, [raw], qtype, K, "test")
     S, ks = L.matmul_splits(dev, w, N, T_max)
-    assert S >= 2 and ks % GGML_QUANT_SIZES[qtype][0] == 0 and (S - 1) * ks < K <= S * ks
+    if split:
+        assert S >= 2 and ks % GGML_QUANT_SIZES[qtype][0] == 0 and (S - 1) * ks < K <= S * ks
+    else:
+        assert (S, ks) == (1, 0)
     x = rng.standard_normal((T_max, 2 * K if glu else K)).astype(NP[act])
     y0 = rng.standard_normal((T_max, N)).astype(NP[act])
     xb, yb = dev.upload(x, "test"), dev.upload(y0, "test")
