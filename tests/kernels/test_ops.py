@@ -175,8 +175,9 @@ def _argmax_gpu(device, logits, T, pos):
     return int(got[pos + T])
 
 
-@pytest.mark.parametrize("V", [49157, 152064, 300])
-def test_argmax_random_and_ties(device, rng, V):
+@pytest.mark.parametrize("V", [49157, 152064, 300, 128256])
+def test_argmax_random_and_ties(kdevice, rng, V):
+    device = kdevice  # one workgroup (CPU adapters), G parts and a final one (GPU)
     x = rng.standard_normal(V).astype(np.float32)
     assert _argmax_gpu(device, x, 1, 5) == int(np.argmax(x))
     top = np.sort(rng.choice(V, 4, replace=False))  # a 4-way tie at the max: the lowest index wins
@@ -186,8 +187,8 @@ def test_argmax_random_and_ties(device, rng, V):
     assert _argmax_gpu(device, x, 2, 9) == 0
 
 
-def test_argmax_negative_and_inf(device, rng):
-    V = 50000
+def test_argmax_negative_and_inf(kdevice, rng):
+    device, V = kdevice, 50000
     x = -np.abs(rng.standard_normal(V)).astype(np.float32) - 10.0
     assert _argmax_gpu(device, x, 1, 0) == int(np.argmax(x))
     x[rng.choice(V, V // 2, replace=False)] = -np.inf
@@ -218,14 +219,29 @@ def test_bias_add_matches_numpy(device, act, rng, T, T_max, n):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_argmax_marks_non_finite_logits(device, rng, bad):
-    V = 4099
+def test_argmax_marks_non_finite_logits(kdevice, rng, bad):
+    device, V = kdevice, 4099
     x = rng.standard_normal(V).astype(np.float32)
     x[rng.integers(V)] = bad  # anywhere: a broken device or model, never a token
     assert _argmax_gpu(device, x, 1, 3) == 0xFFFFFFFF
     x[:] = rng.standard_normal(V).astype(np.float32)  # the mark does not stick to later runs
     for _ in range(3):
         assert _argmax_gpu(device, x, 1, 3) == int(np.argmax(x))
+
+
+def test_argmax_batched_rows(kdevice, rng):
+    """A batched pass: tokens[r] = argmax(logits[r]) for rows r < T of a capacity of 4, a tie
+    and a NaN in different parts of different rows; rows past T untouched."""
+    V, rows = 70001, 4
+    x = rng.standard_normal((rows, V)).astype(np.float32)
+    x[0, [60001, 3]] = 9.0  # tie across parts: 3 wins
+    x[2, 40000] = np.nan
+    tokens = put(kdevice, np.full(rows, 0xDEADBEEF, np.uint32))
+    st = ops.step_buffer(kdevice, "test")
+    ops.write_batch_step(kdevice, st, [(0, 5), (1, 7), (2, 0)])
+    kdevice.run(ops.argmax(kdevice, put(kdevice, x), tokens, st, V=V, rows=rows))
+    got = get(kdevice, tokens, np.uint32, (rows,))
+    assert list(got) == [3, int(np.argmax(x[1])), 0xFFFFFFFF, 0xDEADBEEF]
 
 
 # --- post-norm add, qk-norm, row maps ------------------------------------------------

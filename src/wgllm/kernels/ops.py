@@ -188,15 +188,33 @@ def set_softmax_temperature(dev: Device, dispatches: list[Dispatch], n: int, row
     dev.write(dispatches[0].keep[2], _softmax_params(n, rows, temperature))
 
 
+ARGMAX_PARTS = 128  # argmax (GPU adapters): workgroups per row of logits before the final one (1: one)
+ARGMAX_MIN_PART = 1024  # argmax: logits per part at least
+
+
 def argmax(dev: Device, logits, tokens, step, *, V: int, rows: int = 1) -> list[Dispatch]:
     """tokens[Step.pos + Step.T] = argmax(logits[:V]) (lowest index on ties); with a batched
     Step, tokens[r] = argmax(logits[r, :V]) for each row r < Step.T (capacity `rows`).
 
     logits: [V] (batched: [rows, V]) f32 (NaN-free), tokens: u32 array of the whole sequence
-    (batched: of one token per row).
+    (batched: of one token per row). On a GPU adapter a row of many logits is scanned by G
+    workgroups, each writing its best (value, index) to a scratch, then reduced by one more.
     """
-    return [dev.dispatch("argmax", [logits, tokens, step], (rows, 1), per_token=(0, 1, 1) if rows > 1 else None,
-                         V=V)]
+    per_token = (1, 1, 1) if rows > 1 else None
+    G = 1 if dev.kind == "cpu" else max(1, min(ARGMAX_PARTS, V // ARGMAX_MIN_PART))
+    if G == 1:
+        return [dev.dispatch("argmax", [logits, tokens, step, logits], (1, rows), per_token=per_token, V=V, G=1,
+                             SL=V, STAGE_ID=0, PART_ACCESS="read", PART_WRITE="")]  # (part unused: logits)
+    sl = -(-V // G)
+    G = -(-V // sl)
+    part = scratch(dev, "argmax_part", rows * G * 12, "argmax_scratch")
+    write = ("let o = (r * G + wid.x) * 3u; part[o] = bitcast<u32>(best_v[0]); part[o + 1u] = best_i[0]; "
+             "part[o + 2u] = any_bad;")
+    consts = dict(V=V, G=G, SL=sl)
+    return [dev.dispatch("argmax", [logits, tokens, step, part], (G, rows), per_token=per_token, STAGE_ID=1,
+                         PART_ACCESS="read_write", PART_WRITE=write, **consts),
+            dev.dispatch("argmax", [logits, tokens, step, part], (1, rows), per_token=per_token, STAGE_ID=2,
+                         PART_ACCESS="read", PART_WRITE="", **consts)]
 
 
 # --- rotary embedding and KV cache --------------------------------------------

@@ -29,6 +29,7 @@ LABEL_FIELDS = {
     "act": "activations",
     "attn_scratch": "activations",
     "splitk_scratch": "activations",
+    "argmax_scratch": "activations",
     "logits": "logits",
     "staging": "staging",
 }
