@@ -254,7 +254,7 @@ def test_matmul_splits_only_few_tiles(gpu_kernel_device, device, rng):
 # --- matvec tilings: invocations per row group, unrolling, subgroup row sums ------------
 
 
-@pytest.mark.parametrize("tiling", ["tpr=subgroup", "tpr=16,unroll=2", "tpr=8,pairs=1"])
+@pytest.mark.parametrize("tiling", ["tpr=subgroup", "tpr=16,unroll=2", "tpr=8,pairs=1", "tpr=64"])
 @pytest.mark.parametrize("case", [0, 4], ids=["T1of1", "T1of1long"])
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
 def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling):
@@ -276,6 +276,39 @@ def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling
     try:
         run_linear(dev, w, dequant_ref(qtype, raw, N, K), rng, 1, 1, "f32", add=case == 4)
     finally:
+        release(dev, w)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_K, Q.Q8_0, Q.Q6_K], ids=lambda t: t.name)
+def test_matvec_long_rows(gpu_kernel_device, monkeypatch, rng, qtype):
+    """MATVEC_LONG_K: rows of K >= it get MATVEC_LONG_TPR lanes per row (not types with a batched
+    tile); right alone and, batched, bit for bit the row alone."""
+    dev = gpu_kernel_device
+    monkeypatch.setattr(L, "MATVEC_LONG_K", 1000)
+    N, K = shape_for(qtype, 4)
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(dev, [raw], qtype, K, "test")
+    x = rng.standard_normal((3, K)).astype(np.float32)
+    st = ops.step_buffer(dev, "test")
+    bufs = [dev.upload(x, "test"), dev.buffer(3 * N * 4, "test"), dev.buffer(N * 4, "test")]
+    xb, y3, y1 = bufs
+    try:
+        run_linear(dev, w, dequant_ref(qtype, raw, N, K), rng, 1, 1, "f32", add=True)
+        ops.write_batch_step(dev, st, [(0, 1), (1, 2), (2, 3)])
+        dev.run(L.linear(dev, w, xb, y3, 3, st, batched=True))
+        batched = dev.read_array(y3, np.float32, 3 * N).reshape(3, N)
+        for r in range(3):
+            one = dev.upload(x[r:r + 1], "test")
+            ops.write_step(dev, st, 1, 0)
+            (d,) = L.linear(dev, w, one, y1, 1, st)
+            tpr = qtypes.qtype(qtype).tpr if qtypes.qtype(qtype).tile else L.MATVEC_LONG_TPR
+            assert d.groups[0] * d.groups[1] == -(-N // (128 // tpr * 2 * L._matvec_pairs(qtype)))
+            dev.run([d])
+            assert np.array_equal(dev.read_array(y1, np.float32, N), batched[r])
+            dev.release(one)
+    finally:
+        for b in (*bufs, st):
+            dev.release(b)
         release(dev, w)
 
 

@@ -18,6 +18,7 @@ All share quant.wgsl (byte reads, per-type block dequantization).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
 MATVEC_TILE = 16      # matvec: tokens per workgroup of a batched pass, for types with a tile (1: none)
+MATVEC_LONG_K = None  # matvec: rows of at least this many elements get MATVEC_LONG_TPR lanes (None: off)
+MATVEC_LONG_TPR = 64
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
@@ -186,6 +189,9 @@ def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int
     token on its own (grid x = token) or, for types with a tile, MATVEC_TILE tokens per
     workgroup (grid x = tile); either way each row equals the row computed alone."""
     tb = min(MATVEC_TILE, T_max) if batched and kern.tile else 1
+    if MATVEC_LONG_K and w.K >= MATVEC_LONG_K and kern.tpr < MATVEC_LONG_TPR and not kern.tile:
+        # long rows (FFN down): more lanes per row (not for tile types: batched rows == solo ones)
+        kern = dataclasses.replace(kern, tpr=MATVEC_LONG_TPR)
     mc = _matvec_consts(dev, kern, tb)
     ga, gb = dev.grid(-(-rows // (mc["RG"] * 2 * mc["PAIRS"])))  # workgroups of RG row groups
     if not batched:
