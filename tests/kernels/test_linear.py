@@ -60,6 +60,28 @@ def run_linear(dev, w, Wd, rng, T, T_max, act, add, pos=0):
     assert err < TOL[act], err
 
 
+def check_product(dev, w, Wd, x, y0, T, T_max, act, *, add, glu):
+    """Run linear on x (with glu: [gate | up] rows) into y0's copy for Step(T, 0); y[:T] must
+    equal numpy's (silu(gate) * up with glu; y0 added with add), rows past T untouched."""
+    K = w.K
+    xb, yb = dev.upload(x, "test"), dev.upload(y0, "test")
+    step = ops.step_buffer(dev, "test")
+    ops.write_step(dev, step, T, 0)
+    try:
+        dev.run(L.linear(dev, w, xb, yb, T_max, step, x_type=act, y_type=act, add=add, glu=glu))
+        got = dev.read_array(yb, NP[act], T_max * w.N).reshape(T_max, w.N)
+        xs = x[:T].astype(np.float64)
+        if glu:
+            g, u = xs[:, :K], xs[:, K:]
+            xs = g / (1 + np.exp(-g)) * u
+        ref = xs @ Wd.T + (y0[:T].astype(np.float64) if add else 0.0)
+        assert rel_err(got[:T], ref) < TOL[act]
+        assert np.array_equal(got[T:], y0[T:])  # rows past Step.T untouched
+    finally:
+        for b in (xb, yb, step):
+            dev.release(b)
+
+
 def release(dev, w):
     for buf, _, _ in w.chunks:
         dev.release(buf)
@@ -176,19 +198,9 @@ def test_linear_glu_input(device, act, rng, qtype, case):
     w = L.upload_weight(device, [raw], qtype, K, "test")
     gu = (2 * rng.standard_normal((T_max, 2 * K))).astype(NP[act])
     y0 = rng.standard_normal((T_max, N)).astype(NP[act])
-    gb, yb = device.upload(gu, "test"), device.upload(y0, "test")
-    step = ops.step_buffer(device, "test")
-    ops.write_step(device, step, T, 0)
     try:
-        device.run(L.linear(device, w, gb, yb, T_max, step, x_type=act, y_type=act, add=True, glu=True))
-        got = device.read_array(yb, NP[act], T_max * N).reshape(T_max, N)
-        g, u = gu[:T, :K].astype(np.float64), gu[:T, K:].astype(np.float64)
-        ref = y0[:T].astype(np.float64) + (g / (1 + np.exp(-g)) * u) @ Wd.T
-        assert rel_err(got[:T], ref) < TOL[act]
-        assert np.array_equal(got[T:], y0[T:])  # rows past Step.T untouched
+        check_product(device, w, Wd, gu, y0, T, T_max, act, add=True, glu=True)
     finally:
-        for b in (gb, yb, step):
-            device.release(b)
         release(device, w)
 
 
@@ -220,22 +232,9 @@ def test_matmul_k_split(gpu_kernel_device, act, rng, monkeypatch, qtype, add, gl
         assert (S, ks) == (1, 0)
     x = rng.standard_normal((T_max, 2 * K if glu else K)).astype(NP[act])
     y0 = rng.standard_normal((T_max, N)).astype(NP[act])
-    xb, yb = dev.upload(x, "test"), dev.upload(y0, "test")
-    step = ops.step_buffer(dev, "test")
-    ops.write_step(dev, step, T, 0)
     try:
-        dev.run(L.linear(dev, w, xb, yb, T_max, step, x_type=act, y_type=act, add=add, glu=glu))
-        got = dev.read_array(yb, NP[act], T_max * N).reshape(T_max, N)
-        xs = x[:T].astype(np.float64)
-        if glu:
-            g, u = xs[:, :K], xs[:, K:]
-            xs = g / (1 + np.exp(-g)) * u
-        ref = xs @ Wd.T + (y0[:T].astype(np.float64) if add else 0.0)
-        assert rel_err(got[:T], ref) < TOL[act]
-        assert np.array_equal(got[T:], y0[T:])
+        check_product(dev, w, Wd, x, y0, T, T_max, act, add=add, glu=glu)
     finally:
-        for b in (xb, yb, step):
-            dev.release(b)
         release(dev, w)
 
 
