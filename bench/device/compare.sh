@@ -4,6 +4,7 @@
 # real shapes are written (wgllm.testing.synth); then, on an idle host, wgllm's bench_engine.py
 # (f16, --prompt 512 --gen 128) and llama.cpp's `llama-bench -fa 1 -p 512 -n 128 -o json` run on
 # the same files, one after the other; bench/compare.py prints the table. JSON and logs under $OUT.
+# PROFILES: space-separated "name:--set~A=B" (~ for spaces inside one variant).
 # Usage: bash bench/device/compare.sh "llama-3-8b:Q4_0 llama-3-8b:Q4_K_M smollm2-135m:Q4_1"
 set -u
 . "$(dirname "$0")/setup.sh" || exit 1
@@ -16,6 +17,14 @@ for spec in $1; do
   python3 -c "from wgllm.testing import synth; synth.write_llama_gguf('$f', '$shape', types='$types', seed=0, fast=True)"
   el "wrote $f"
 done
+# PROFILES="name:--set A=B ...": per-kernel decode profiles of the first file meanwhile (GPU timestamps)
+first=${1%% *}; ff=/tmp/m/${first%%:*}-${first#*:}.gguf
+for v in ${PROFILES:-}; do
+  timeout 90 python3 bench/profile_kernels.py --model $ff --precision f16 --prompt 64 --pos 64 --reps 3 \
+    $(echo "${v#*:}" | tr '~' ' ') > /tmp/profile-${v%%:*}.md 2>&1
+  echo "== profile ${v%%:*} ${v#*:}"; sed -n '/^decode/,/^prefill/p' /tmp/profile-${v%%:*}.md | grep -v "^|---" | head -14
+done
+el "profiles done"
 wait $build; el "llama.cpp build: $(tail -3 /tmp/llama-build.log)"
 B=/tmp/lc/llama.cpp/build/bin
 for spec in $1; do
