@@ -280,10 +280,8 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
     tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
     out = []
     for buf, row0, rows in w.chunks:
-        # the fused norm: matwide's in workgroup memory first (xnorm_on), matvec's late (xnorm_late)
-        nmode = 0 if norm is None else 1 if tiling is not None else 2
-        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=nmode,
-                      NORMV=("none", "on", "late")[nmode], XNK=w.K // 4)
+        consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=int(norm is not None),
+                      NORMV="none" if norm is None else "on", XNK=w.K // 4)
         if T_max > 1 and not batched and not (dev.kind == "cpu" and kern.rowdot):
             out += _matmul(dev, w, ((buf, row0, rows), x, y, step), add, T_max, consts)  # prefill
             continue
@@ -351,12 +349,10 @@ def _binds(dev: Device, w: GpuWeight, buf, x, y, step, N: int, row0: int, rows: 
 def fuses_norm(dev: Device, w: GpuWeight, T_max: int, batched: bool = False) -> bool:
     """Whether linear(dev, w, ..., norm=(nw, eps)) can do the RMSNorm of its x (f32) itself: a
     decode or batched decode product on a GPU adapter (matvec or matwide; not the batched tile of
-    types with one), with matwide only where its normed row fits the adapter's workgroup memory;
-    DECODE_NORM on."""
+    types with one) whose normed row fits the adapter's workgroup memory, DECODE_NORM on."""
     tile = batched and _qt(w.qtype).tile and min(MATVEC_TILE, T_max) > 1
     shared = getattr(dev, "limits", {}).get("max-compute-workgroup-storage-size", 16384)
-    # matwide keeps the normed row (f32) and the row sums in workgroup memory; matvec needs none
-    fits = wide_tiling(dev, w) is None or 4 * w.K + _NORM_RED_BYTES <= shared
+    fits = 4 * w.K + _NORM_RED_BYTES <= shared  # the normed row (f32) and the row sums in workgroup memory
     return DECODE_NORM and dev.kind != "cpu" and (T_max == 1 or batched) and not tile and fits
 
 

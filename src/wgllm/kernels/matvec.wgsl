@@ -22,9 +22,8 @@
 // With TB > 1 (types with a batched tile: Q6_K) a workgroup takes TB tokens of the batched
 // pass and unpacks each weight unit once for all of them (matvec_tile_on.wgsl).
 //
-// NORM = 2: the product's RMSNorm is done here (xnorm_late.wgsl): x is the token's f32 residual
-// row, xv reads x * norm weight, each row group also sums the squares of the x of the units it
-// walks (all of the row) and scales its row sums by 1 / rms at the end.
+// NORM = 1: the product's RMSNorm is done here (xnorm_on.wgsl): each workgroup sums the squares
+// of its token's f32 row first and keeps the normed row in workgroup memory, where xv reads it.
 //
 // Quants become floats with the 2^23 trick: bitcast<f32>(0x4b000000 | q) is
 // exactly 2^23 + q for an integer q < 2^23, so one OR and one subtraction (also
@@ -66,7 +65,7 @@ const SH_LO = vec4<u32>(0u, 8u, 16u, 24u);
 const SH_HI = vec4<u32>(4u, 12u, 20u, 28u);
 
 const GLU: u32 = {{GLU}};      // 1 / 2: X rows are [gate (K) | up (K)] and x = silu / gelu(gate) * up
-const NORM: u32 = {{NORM}};    // 2: X is the f32 residual stream, RMS-normed in the product (xnorm_late.wgsl)
+const NORM: u32 = {{NORM}};    // 1: X is the f32 residual stream, RMS-normed as it is loaded (xnorm_on.wgsl)
 
 fn xv(i: u32) -> vec4<f32> {
     if (GLU != 0u) {
@@ -100,18 +99,6 @@ fn fun4(q: u32) -> vec4<u32> {
     let w = w4(i);
     let nx = vec4<u32>(w.yzw, W[i + 4u]);
     return (w >> sh) | ((nx << vec4<u32>(1u)) << (vec4<u32>(31u) - sh));
-}
-
-// NORM = 2: the sum of squares of unit u's x elements, x[UNIT u .. UNIT (u + 1)) (raw, not normed;
-// xu: its first vec4). Over all units of the row each element is counted once, whichever elements
-// the type's udot reads for the unit (the interleaved super-block lanes read others).
-fn unit_squares(xu: u32) -> f32 {
-    var s = 0.0;
-    for (var j = 0u; j < UNIT / 4u; j++) {
-        let v = vec4<f32>(X[xu + j]);
-        s += dot(v, v);
-    }
-    return s;
 }
 
 fn hsum(v: vec4<f32>) -> f32 {
@@ -781,7 +768,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n0 = (g * RG + r) * NR;
     if (NORM != 0u) { norm_row(t * (P.K / 4u), lid); }
     var acc = vec4<f32>(0.0);   // rows n0 .. n0 + 3 (the last two only when PAIRS == 2)
-    var ss = 0.0;               // NORM = 2: sum of squares of the x this invocation walked
     if (n0 < P.rows) {
         let last = P.rows - 1u;   // rows past the chunk read a valid row, never written
         let r0 = n0 * P.row_bytes;
@@ -794,13 +780,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let xu = xi + u * (UNIT / 4u);
             acc += vec4<f32>(udot_{{QT}}(r0, r1, u, xu), 0.0, 0.0);
             if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu)); }
-            if (NORM == 2u) { ss += unit_squares(xu); }
             let u2 = u + TPR;
             if (UNROLL == 2u && u2 < units) {
                 let xu2 = xi + u2 * (UNIT / 4u);
                 acc += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2), 0.0, 0.0);
                 if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2)); }
-                if (NORM == 2u) { ss += unit_squares(xu2); }
             }
         }
     }
@@ -819,9 +803,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 v += red[NR * (r * TPR + i) + l];
             }
         }
-    }
-    if (NORM == 2u) {   // every invocation: the row group's sum of squares (barriers without shuffles)
-        v *= inverseSqrt(lane_total(ss, lid, r) / f32(P.K) + P.eps);
     }
     if (live) {
         let o = t * P.N + P.row0 + n;

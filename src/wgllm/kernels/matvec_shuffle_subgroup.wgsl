@@ -19,12 +19,3 @@ fn shuffle_sums(acc: vec4<f32>, l: u32) -> f32 {
     }
     return s[min(l, 3u)];
 }
-
-// The sum of v over the invocation's row group (r), in every lane of it (NORM = 2's sum of squares).
-fn lane_total(v: f32, lid: u32, r: u32) -> f32 {
-    var s = v;
-    for (var m = TPR / 2u; m > 0u; m >>= 1u) {
-        s += subgroupShuffleXor(s, m);
-    }
-    return s;
-}
