@@ -157,7 +157,7 @@ def test_linear_split_weight(small_device, rng, qtype):
     rows = [c[2] for c in w.chunks]
     assert len(w.chunks) >= 3 and sum(rows) == N
     assert [c[1] for c in w.chunks] == list(np.cumsum([0] + rows[:-1]))
-    assert any(r % L.matvec_rows(qtype) and r % L.MATMUL_ROWS for r in rows)
+    assert any(r % L.matvec_rows(w) and r % L.MATMUL_ROWS for r in rows)
     for c in w.chunks:
         assert c[0].size <= small_device.max_binding
     Wd = dequant_ref(qtype, raw, N, K)
@@ -258,7 +258,10 @@ def test_matmul_splits_only_few_tiles(gpu_kernel_device, device, rng):
 def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling):
     """The decode matvec with other tilings than the type's: row groups as wide as the
     device's subgroup (row sums by subgroup shuffles), 16 lanes unrolled twice, 8 lanes
-    with one row pair (shuffles where the subgroup is a multiple of 8, else workgroup memory)."""
+    with one row pair (shuffles where the subgroup is a multiple of 8, else workgroup memory);
+    the tiling by shape (matvec_kern) off, so that the type's tiling is the one run."""
+    monkeypatch.setattr(L, "MATVEC_LONG_K", None)
+    monkeypatch.setattr(L, "MATVEC_FEW_ROWS", None)
     dev = gpu_kernel_device
     sg = ops.subgroup_size(dev)
     fields = dict(kv.split("=") for kv in tiling.split(","))
@@ -277,12 +280,21 @@ def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling
         release(dev, w)
 
 
+# the matvec tilings by shape (linear.matvec_kern): (MATVEC_LONG_K, MATVEC_FEW_ROWS) set so that
+# the test's product has long rows, few rows, or neither (the type's own tiling)
+MATVEC_SHAPE_RULES = {"long": (1000, None), "few": (None, 10**9), "many": (None, None)}
+
+
+@pytest.mark.parametrize("rule", list(MATVEC_SHAPE_RULES))
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_K, Q.Q8_0, Q.Q6_K], ids=lambda t: t.name)
-def test_matvec_long_rows(gpu_kernel_device, monkeypatch, rng, qtype):
-    """MATVEC_LONG_K: rows of K >= it get MATVEC_LONG_TPR lanes per row (not types with a batched
-    tile); right alone and, batched, bit for bit the row alone."""
+def test_matvec_long_rows(gpu_kernel_device, monkeypatch, rng, qtype, rule):
+    """matvec_kern: rows of K >= MATVEC_LONG_K get MATVEC_LONG_TPR lanes per row, products of
+    N <= MATVEC_FEW_ROWS rows one row pair per row group, others the type's tiling (types with a
+    batched tile always theirs); each right alone and, batched, bit for bit the row alone."""
     dev = gpu_kernel_device
-    monkeypatch.setattr(L, "MATVEC_LONG_K", 1000)
+    long_k, few = MATVEC_SHAPE_RULES[rule]
+    monkeypatch.setattr(L, "MATVEC_LONG_K", long_k)
+    monkeypatch.setattr(L, "MATVEC_FEW_ROWS", few)
     N, K = shape_for(qtype, 4)
     raw = L.random_weight_bytes(rng, qtype, N, K)
     w = L.upload_weight(dev, [raw], qtype, K, "test")
@@ -299,8 +311,11 @@ def test_matvec_long_rows(gpu_kernel_device, monkeypatch, rng, qtype):
             one = dev.upload(x[r:r + 1], "test")
             ops.write_step(dev, st, 1, 0)
             (d,) = L.linear(dev, w, one, y1, 1, st)
-            tpr = qtypes.qtype(qtype).tpr if qtypes.qtype(qtype).tile else L.MATVEC_LONG_TPR
-            assert d.groups[0] * d.groups[1] == -(-N // (128 // tpr * 2 * L._matvec_pairs(qtype)))
+            own = qtypes.qtype(qtype)
+            long_rows, few_rows = rule == "long" and not own.tile, rule == "few" and not own.tile
+            assert L.matvec_kern(w).tpr == (L.MATVEC_LONG_TPR if long_rows else own.tpr)
+            assert L.matvec_kern(w).pairs == (1 if few_rows else own.pairs)
+            assert d.groups[0] * d.groups[1] == -(-N // L.matvec_rows(w))
             dev.run([d])
             assert np.array_equal(dev.read_array(y1, np.float32, N), batched[r])
             dev.release(one)

@@ -49,6 +49,10 @@ MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see k
 MATVEC_TILE = 16      # matvec: tokens per workgroup of a batched pass, for types with a tile (1: none)
 MATVEC_LONG_K = 8192  # matvec: rows of at least this many elements get MATVEC_LONG_TPR lanes (None: off)
 MATVEC_LONG_TPR = 64
+# matvec: products of at most this many rows (shorter than MATVEC_LONG_K) get one row pair per row
+# group, twice the workgroups: on an H200 the 8B's qkv 0.72 -> 0.60 ms and wo 0.66 -> 0.51 ms per
+# token, while the down and gate|up products were slower so (bench/RESULTS.md, 2026-12-07). None: off.
+MATVEC_FEW_ROWS = 8192
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
@@ -153,13 +157,25 @@ def upload_weight(dev: Device, parts: list, qtype: GGMLQuantizationType, K: int,
 # --- kernels --------------------------------------------------------------------------
 
 
-def _matvec_pairs(qtype: GGMLQuantizationType) -> int:
-    return MATVEC_PAIRS or _qt(qtype).pairs
+def matvec_kern(w: GpuWeight) -> QType:
+    """The type's row of kernels/qtypes.py with the matvec tiling of weight w's decode product:
+    MATVEC_LONG_TPR lanes per row group for long rows (K >= MATVEC_LONG_K: the FFN down product),
+    one row pair per group for products of few shorter rows (N <= MATVEC_FEW_ROWS). Types with a
+    batched tile keep their own (a batched row must equal the row alone)."""
+    kern = _qt(w.qtype)
+    if kern.tile:
+        return kern
+    if MATVEC_LONG_K and w.K >= MATVEC_LONG_K:
+        return dataclasses.replace(kern, tpr=max(kern.tpr, MATVEC_LONG_TPR))
+    if MATVEC_FEW_ROWS and w.N <= MATVEC_FEW_ROWS:
+        return dataclasses.replace(kern, pairs=1)
+    return kern
 
 
-def matvec_rows(qtype: GGMLQuantizationType) -> int:
-    """Weight rows per matvec workgroup."""
-    return MATVEC_WG // _qt(qtype).tpr * 2 * _matvec_pairs(qtype)
+def matvec_rows(w: GpuWeight) -> int:
+    """Weight rows per matvec workgroup of w's decode product (one token, no batched tile)."""
+    kern = matvec_kern(w)
+    return MATVEC_WG // kern.tpr * 2 * (MATVEC_PAIRS or kern.pairs)
 
 
 def _matvec_consts(dev: Device, kern: QType, tb: int = 1) -> dict:
@@ -189,10 +205,7 @@ def _matvec(dev: Device, w: GpuWeight, kern: QType, rows: int, binds, T_max: int
     token on its own (grid x = token) or, for types with a tile, MATVEC_TILE tokens per
     workgroup (grid x = tile); either way each row equals the row computed alone."""
     tb = min(MATVEC_TILE, T_max) if batched and kern.tile else 1
-    if MATVEC_LONG_K and w.K >= MATVEC_LONG_K and kern.tpr < MATVEC_LONG_TPR and not kern.tile:
-        # long rows (FFN down): more lanes per row (not for tile types: batched rows == solo ones)
-        kern = dataclasses.replace(kern, tpr=MATVEC_LONG_TPR)
-    mc = _matvec_consts(dev, kern, tb)
+    mc = _matvec_consts(dev, matvec_kern(w), tb)
     ga, gb = dev.grid(-(-rows // (mc["RG"] * 2 * mc["PAIRS"])))  # workgroups of RG row groups
     if not batched:
         return dev.dispatch("matvec", binds, (ga, gb, 1), TOKX=0, **mc, **consts)
