@@ -30,12 +30,16 @@ wheels() {  # folder, packages
   done
   mv "$d.part" "$d"
 }
-ver() { python3 -c "import importlib.metadata as m; print(m.version('$1'))"; }
-wheels .whl wgpu==0.32.0 cffi pycparser gguf llguidance "pydantic==$(ver pydantic)" "pydantic-core==$(ver pydantic-core)" \
+# NAME==the version installed here, or NAME alone where it is not (the test extra's packages
+# are there only after scripts/test.sh has run)
+pin() { python3 -c "import importlib.metadata as m
+try: print('$1==' + m.version('$1'))
+except m.PackageNotFoundError: print('$1')"; }
+wheels .whl wgpu==0.32.0 cffi pycparser gguf llguidance "$(pin pydantic)" "$(pin pydantic-core)" \
   annotated-types typing-inspection
-wheels .whl3 "fastapi==$(ver fastapi)" "starlette==$(ver starlette)" "uvicorn==$(ver uvicorn)" opentelemetry-api \
-  annotated-doc "openai==$(ver openai)" jiter sniffio httpx2 httpcore2 truststore importlib-metadata
-wheels .whl2 "transformers==$(ver transformers)" "tokenizers==$(ver tokenizers)" "huggingface-hub==$(ver huggingface-hub)"
+wheels .whl3 "$(pin fastapi)" "$(pin starlette)" "$(pin uvicorn)" opentelemetry-api \
+  annotated-doc "$(pin openai)" jiter sniffio httpx2 httpcore2 truststore importlib-metadata
+wheels .whl2 "$(pin transformers)" "$(pin tokenizers)" "$(pin huggingface-hub)"
 mkdir -p .peers && cp -u ../shared/peers/* .peers/
 git rev-parse --short HEAD > .commit
 du -sh .gl .whl .whl2 .whl3 .peers

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool, carry .gl .whl .commit and, for "old", .old = git archive REV src
 # bench): bench_engine.py (f16, --prompt 512 --gen 128 --reps 3) of each variant in turns, ROUNDS
-# rounds per shape in one call, then the median decode and prefill per variant. A variant is "old"
+# rounds per shape in one call, then the median decode, prefill and load time per variant. A variant is "old"
 # (the tree in .old), "new" (this tree) or "name:--set~A=B" (this tree with kernel constants; ~ for
 # spaces). Lines and a summary under $OUT.
 # Usage: bash bench/device/turns.sh "smollm2-135m:Q4_1 llama-3-8b:Q4_0" ROUNDS old new "nofew:--set~linear.MATVEC_FEW_ROWS=None"
@@ -25,13 +25,14 @@ for spec in $specs; do
 done | tee $OUT/turns.txt
 python3 - "$@" <<'PY' | tee -a $OUT/turns.txt
 import glob, json, statistics, sys
-print("| shape | variant | decode tok/s (median) | prefill tok/s (median) | runs |")
-print("|---|---|---|---|---|")
+print("| shape | variant | decode tok/s (median) | prefill tok/s (median) | load s (median) | runs |")
+print("|---|---|---|---|---|---|")
 runs = {}
 for p in sorted(glob.glob("/tmp/turns/*.json")):
     shape, name = p.split("/")[-1].split("~")[:2]
     runs.setdefault((shape, name), []).append(json.load(open(p)))
 for (shape, name), rs in runs.items():
     d = statistics.median(r["decode_tok_s"] for r in rs); pf = statistics.median(r["prefill_tok_s"] for r in rs)
-    print(f"| {shape} | {name} | {d:.1f} | {pf:,.0f} | {len(rs)} |")
+    ld = statistics.median(r["load_s"] for r in rs)
+    print(f"| {shape} | {name} | {d:.1f} | {pf:,.0f} | {ld:.2f} | {len(rs)} |")
 PY

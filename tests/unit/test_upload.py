@@ -1,6 +1,7 @@
-"""Bulk uploads: Device.write_parts inside uploading() (the reused staging ring) writes exactly the
-bytes the plain path writes, across parts of odd sizes, pieces that span parts and more pieces
-than the ring has slots; the ring is gone afterwards."""
+"""Bulk uploads: Device.write_parts inside uploading() (the reused staging ring, in the caller's
+thread or a background one) writes exactly the bytes the plain path writes, across parts of odd
+sizes, pieces that span parts and more pieces than the ring has slots; the ring is gone
+afterwards; the background thread's writes keep their order and its error reaches the caller."""
 
 import numpy as np
 import pytest
@@ -25,8 +26,9 @@ def test_pieces_cover_the_range_in_order(sizes, data):
     assert np.array_equal(np.concatenate([d for _, d in got]), whole[start:stop])
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "thread"])
 @pytest.mark.parametrize("slots,size", [(1, 64), (2, 1024), (3, 4096)])
-def test_ring_writes_what_the_plain_path_writes(device, slots, size):
+def test_ring_writes_what_the_plain_path_writes(device, slots, size, background):
     rng = np.random.default_rng(slots)
     parts = [rng.integers(0, 256, n, dtype=np.uint8) for n in (1001, 3, 5000, 4097, 30)]
     whole = np.concatenate(parts)
@@ -36,8 +38,8 @@ def test_ring_writes_what_the_plain_path_writes(device, slots, size):
         b = device.buffer(hi - lo, "test upload")
         device.write_parts(b, parts, lo, hi)
         plain.append(b)
-    with device.uploading(slots, size):
-        assert device._ring is not None
+    with device.uploading(slots, size, background=background):
+        assert device._ring is not None and (device._ring.worker is not None) == background
         for lo, hi in ranges:
             b = device.buffer(hi - lo, "test upload")
             device.write_parts(b, parts, lo, hi)
@@ -49,3 +51,31 @@ def test_ring_writes_what_the_plain_path_writes(device, slots, size):
         assert device.read(b, 0, hi - lo) == want
         device.release(a)
         device.release(b)
+
+
+def test_background_writes_keep_their_order(device):
+    """Two writes of one range, queued one after the other: the buffer holds the second."""
+    rng = np.random.default_rng(5)
+    first, second = (rng.integers(0, 256, 9000, dtype=np.uint8) for _ in range(2))
+    b = device.buffer(9000, "test upload")
+    with device.uploading(2, 1024, background=True):
+        device.write_parts(b, [first], 0, 9000)
+        device.write_parts(b, [second], 0, 9000)
+    assert device.read(b, 0, 9000) == second.tobytes()
+    device.release(b)
+
+
+def test_background_error_reaches_the_caller(device):
+    """A write that fails in the thread (here: past the buffer's end) raises at the exit of
+    uploading(), and the writes queued after it are dropped; the device stays usable."""
+    data = np.zeros(4096, np.uint8)
+    small, other = device.buffer(64, "test upload"), device.buffer(4096, "test upload")
+    with pytest.raises(Exception):
+        with device.uploading(2, 1024, background=True):
+            device.write_parts(small, [data], 0, 4096)  # 4 KiB into 64 bytes
+            device.write_parts(other, [data + 7], 0, 4096)
+    assert device.read(other, 0, 4) == bytes(4)  # dropped after the error
+    device.write_parts(other, [data + 1], 0, 4096)
+    assert device.read(other, 0, 4) == bytes([1] * 4)
+    device.release(small)
+    device.release(other)

@@ -12,6 +12,8 @@ built once when a `Dispatch` is made and reused for every submission.
 
 from __future__ import annotations
 
+import queue
+import threading
 from contextlib import contextmanager
 from typing import Sequence, Union
 
@@ -198,26 +200,33 @@ class Device:
     def write_parts(self, buf: wgpu.GPUBuffer, parts, start: int, stop: int) -> None:
         """Write bytes [start, stop) of the concatenation of `parts` (uint8 arrays) into `buf`
         from offset 0, a bounded piece at a time (see gpu/dispatch.pieces); inside
-        `uploading()` through its reused staging ring."""
+        `uploading()` through its reused staging ring (with `background`, by its thread)."""
         if self._ring is None:
             write_parts(lambda data, off: self.write(buf, data, off), parts, start, stop)
-            return
-        for off, data in pieces(parts, start, stop, self._ring.size):
-            self._ring.put(buf, off, data)
+        elif self._ring.worker is not None:
+            self._ring.tasks.put((buf, parts, start, stop))
+        else:
+            self._ring.write(buf, parts, start, stop)
 
     @contextmanager
-    def uploading(self, slots: int = 3, size: int = STAGE):
+    def uploading(self, slots: int = 3, size: int = STAGE, background: bool = False):
         """Bulk uploads (a model's weights): write_parts goes through `slots` reused MAP_WRITE
         staging buffers of `size` bytes (a multiple of 4) each: a piece is copied once, into mapped memory, and
         then on the GPU into place, where write_buffer copies it into fresh staging memory that
         wgpu holds until the next submission (the whole model, for a model's load). The ring
-        (host memory, not accounted: transient, as write_buffer's staging is) is freed at exit."""
-        self._ring = _UploadRing(self, slots, size)
+        (host memory, not accounted: transient, as write_buffer's staging is) is freed at exit.
+
+        background: a thread does the writes, in order, while the caller goes on (building the
+        passes: compiling kernels, which waits in the driver, not on Python), and the exit waits
+        for it; an error of the thread is raised there, unless the body raised first."""
+        self._ring = _UploadRing(self, slots, size, background)
+        failed = True
         try:
             yield
+            failed = False
         finally:
             ring, self._ring = self._ring, None
-            ring.close()
+            ring.close(discard=failed)
 
     def staging(self, size: int) -> wgpu.GPUBuffer:
         """A read-back (MAP_READ) buffer of `size` bytes, accounted under "staging"."""
@@ -395,13 +404,33 @@ class _UploadRing:
 
     MAP_WAIT_S = 60.0
 
-    def __init__(self, dev: "Device", slots: int, size: int):
+    def __init__(self, dev: "Device", slots: int, size: int, background: bool = False):
         self.dev, self.size = dev, size
         usage = BU.MAP_WRITE | BU.COPY_SRC
         self.slots = [dev.device.create_buffer(size=size, usage=usage, mapped_at_creation=True, label="upload ring")
                       for _ in range(slots)]
         self.mapped = [True] * slots
         self.next = 0
+        self.tasks: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.worker = threading.Thread(target=self._work, name="wgllm-upload", daemon=True) if background else None
+        if self.worker is not None:
+            self.worker.start()
+
+    def write(self, dst: wgpu.GPUBuffer, parts, start: int, stop: int) -> None:
+        """Bytes [start, stop) of the concatenation of `parts` into `dst` from offset 0, by pieces."""
+        for off, data in pieces(parts, start, stop, self.size):
+            self.put(dst, off, data)
+
+    def _work(self) -> None:
+        """The background thread: the queued writes in order until None; after an error, the rest
+        are dropped (the error is raised by close)."""
+        while (task := self.tasks.get()) is not None:
+            if self.error is None:
+                try:
+                    self.write(*task)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
+                    self.error = exc
 
     def put(self, dst: wgpu.GPUBuffer, offset: int, data: np.ndarray) -> None:
         """Copy `data` (uint8, at most `size` bytes) into `dst` at `offset` (a multiple of 4)."""
@@ -417,9 +446,18 @@ class _UploadRing:
         self.dev.check_alive()
         self.dev.queue.submit([enc.finish()])
 
-    def close(self) -> None:
+    def close(self, discard: bool = False) -> None:
+        """Wait for the background writes (none left to do with `discard`: the caller failed),
+        free the slots, then raise the thread's error, if any and not discarded."""
+        if self.worker is not None:
+            if discard:
+                self.error = self.error or RuntimeError("upload abandoned")
+            self.tasks.put(None)
+            self.worker.join()
         for slot in self.slots:
             try:
                 slot.destroy()
             except Exception:  # noqa: BLE001 - a lost device may refuse; it is going anyway
                 pass
+        if self.error is not None and not discard:
+            raise self.error

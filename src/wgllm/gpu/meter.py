@@ -76,7 +76,7 @@ class MeterDevice:
         """Nothing is written (the planner reads no weights)."""
 
     @contextmanager
-    def uploading(self):
+    def uploading(self, background: bool = False):
         """As Device.uploading (its staging ring is not accounted either)."""
         yield
 

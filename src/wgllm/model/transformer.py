@@ -92,20 +92,21 @@ class Transformer:
         self.step = ops.step_buffer(dev)
         self.step_one = ops.step_buffer(dev, "step")  # T=1, pos=0: for one-row passes
         ops.write_step(dev, self.step_one, 1, 0)
-        with dev.uploading():
+        # the weights' bytes are written by a thread while the passes are built (kernels compiled)
+        with dev.uploading(background=True):
             self._upload()
-        # k_cache, v_cache per layer: [n_seq, n_ctx, Hkv, hd] (act)
-        self.kv_row = cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)  # bytes per position
-        kv_bytes = self.n_seq * n_ctx * self.kv_row
-        self.k_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
-        self.v_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
-        rows = max(chunk, self.n_seq)  # the activations serve the prefill and the batched pass
-        self.acts = Activations(dev, cfg, rows, act, head=self.last, n_seq=self.n_seq)
-        self.decode = self.body(1)
-        self.prefill = self.body(chunk) if chunk > 1 else self.decode
-        self.head = self.logits_head() if self.last else []
-        self.batch = self.batch_body() if self.n_seq > 1 else []
-        self.slot_copy = self._slot_copy(kv_bytes // self.n_seq) if self.n_seq > 1 else []
+            # k_cache, v_cache per layer: [n_seq, n_ctx, Hkv, hd] (act)
+            self.kv_row = cfg.n_kv_heads * cfg.head_dim * (2 if act == "f16" else 4)  # bytes per position
+            kv_bytes = self.n_seq * n_ctx * self.kv_row
+            self.k_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
+            self.v_cache = [dev.buffer(kv_bytes, "kv") if i in self.layer_range else None for i in range(cfg.n_layers)]
+            rows = max(chunk, self.n_seq)  # the activations serve the prefill and the batched pass
+            self.acts = Activations(dev, cfg, rows, act, head=self.last, n_seq=self.n_seq)
+            self.decode = self.body(1)
+            self.prefill = self.body(chunk) if chunk > 1 else self.decode
+            self.head = self.logits_head() if self.last else []
+            self.batch = self.batch_body() if self.n_seq > 1 else []
+            self.slot_copy = self._slot_copy(kv_bytes // self.n_seq) if self.n_seq > 1 else []
         if self.last:
             self.staging = [dev.staging(4) for _ in range(STAGING_SLOTS)]  # token ids read back
             self.logit_staging = dev.staging(cfg.n_vocab * 4)  # one logits row read back
