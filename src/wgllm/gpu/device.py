@@ -420,6 +420,8 @@ class _UploadRing:
     def write(self, dst: wgpu.GPUBuffer, parts, start: int, stop: int) -> None:
         """Bytes [start, stop) of the concatenation of `parts` into `dst` from offset 0, by pieces."""
         for off, data in pieces(parts, start, stop, self.size):
+            if self.error is not None:  # the background thread after an error, or abandoned
+                return
             self.put(dst, off, data)
 
     def _work(self) -> None:
@@ -437,6 +439,7 @@ class _UploadRing:
         i, self.next = self.next, (self.next + 1) % len(self.slots)
         slot = self.slots[i]
         if not self.mapped[i]:
+            self.dev.check_alive()  # a map on a lost device can abort the process (see map_read)
             health.wait_mapped(slot.map_async(wgpu.MapMode.WRITE), self.MAP_WAIT_S, self.dev.adapter.summary)
         slot.write_mapped(data, 0)
         slot.unmap()
