@@ -287,7 +287,7 @@ MATVEC_SHAPE_RULES = {"long": (1000, None), "few": (None, 10**9), "many": (None,
 
 @pytest.mark.parametrize("rule", list(MATVEC_SHAPE_RULES))
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_K, Q.Q8_0, Q.Q6_K], ids=lambda t: t.name)
-def test_matvec_long_rows(gpu_kernel_device, monkeypatch, rng, qtype, rule):
+def test_matvec_tiling_by_shape(gpu_kernel_device, monkeypatch, rng, qtype, rule):
     """matvec_kern: rows of K >= MATVEC_LONG_K get MATVEC_LONG_TPR lanes per row, products of
     N <= MATVEC_FEW_ROWS rows one row pair per row group, others the type's tiling (types with a
     batched tile always theirs); each right alone and, batched, bit for bit the row alone."""

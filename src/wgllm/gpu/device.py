@@ -428,11 +428,10 @@ class _UploadRing:
         """The background thread: the queued writes in order until None; after an error, the rest
         are dropped (the error is raised by close)."""
         while (task := self.tasks.get()) is not None:
-            if self.error is None:
-                try:
-                    self.write(*task)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
-                    self.error = exc
+            try:
+                self.write(*task)  # nothing once self.error is set
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
+                self.error = exc
 
     def put(self, dst: wgpu.GPUBuffer, offset: int, data: np.ndarray) -> None:
         """Copy `data` (uint8, at most `size` bytes) into `dst` at `offset` (a multiple of 4)."""

@@ -161,21 +161,20 @@ def matvec_kern(w: GpuWeight) -> QType:
     """The type's row of kernels/qtypes.py with the matvec tiling of weight w's decode product:
     MATVEC_LONG_TPR lanes per row group for long rows (K >= MATVEC_LONG_K: the FFN down product),
     one row pair per group for products of few shorter rows (N <= MATVEC_FEW_ROWS). Types with a
-    batched tile keep their own (a batched row must equal the row alone)."""
+    batched tile keep their own (a batched row must equal the row alone). MATVEC_PAIRS, where set,
+    overrides the row pairs of every product."""
     kern = _qt(w.qtype)
-    if kern.tile:
-        return kern
-    if MATVEC_LONG_K and w.K >= MATVEC_LONG_K:
-        return dataclasses.replace(kern, tpr=max(kern.tpr, MATVEC_LONG_TPR))
-    if MATVEC_FEW_ROWS and w.N <= MATVEC_FEW_ROWS:
-        return dataclasses.replace(kern, pairs=1)
-    return kern
+    if not kern.tile and MATVEC_LONG_K and w.K >= MATVEC_LONG_K:
+        kern = dataclasses.replace(kern, tpr=max(kern.tpr, MATVEC_LONG_TPR))
+    elif not kern.tile and MATVEC_FEW_ROWS and w.N <= MATVEC_FEW_ROWS:
+        kern = dataclasses.replace(kern, pairs=1)
+    return dataclasses.replace(kern, pairs=MATVEC_PAIRS) if MATVEC_PAIRS else kern
 
 
 def matvec_rows(w: GpuWeight) -> int:
     """Weight rows per matvec workgroup of w's decode product (one token, no batched tile)."""
     kern = matvec_kern(w)
-    return MATVEC_WG // kern.tpr * 2 * (MATVEC_PAIRS or kern.pairs)
+    return MATVEC_WG // kern.tpr * 2 * kern.pairs
 
 
 def _matvec_consts(dev: Device, kern: QType, tb: int = 1) -> dict:
@@ -184,7 +183,7 @@ def _matvec_consts(dev: Device, kern: QType, tb: int = 1) -> dict:
     tb > 1: the batched tile of tb tokens (one row pair per row group)."""
     sg = ops.subgroup_size(dev)
     shuffle = sg >= kern.tpr and sg % kern.tpr == 0
-    pairs = 1 if tb > 1 else MATVEC_PAIRS or kern.pairs
+    pairs = 1 if tb > 1 else kern.pairs
     return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=pairs, UNROLL=kern.unroll,
                 SHUFFLE="subgroup" if shuffle else "none", SHUFFLE_ON=int(shuffle), TB=tb,
                 TILE="on" if tb > 1 else "none", **(_tile_code(kern.kernel, tb) if tb > 1 else {}))
