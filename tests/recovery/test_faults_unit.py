@@ -28,13 +28,12 @@ def test_parse_rejects_with_a_clear_message(bad):
 
 
 def test_injector_counts_submissions_and_fires_once():
-    class Dev:
+    class Dev:  # stands in for a wgllm Device
         destroyed = 0
 
-        class device:  # noqa: N801 - stands in for a wgpu device
-            @staticmethod
-            def destroy():
-                Dev.destroyed += 1
+        @staticmethod
+        def lose():
+            Dev.destroyed += 1
 
     inj = faults.FaultInjector("lost@submit:3")
     for _ in range(6):

@@ -79,3 +79,40 @@ def test_background_error_reaches_the_caller(device):
     assert device.read(other, 0, 4) == bytes([1] * 4)
     device.release(small)
     device.release(other)
+
+
+def test_device_lost_while_the_thread_writes():
+    """Device.lose() (an injected loss) from the caller while the thread writes: it waits for the
+    thread's current piece (a submission racing the destroy aborts wgpu-native, and a map pending
+    at the destroy never completes and keeps the buffer and its device referenced), the rest is
+    dropped, and nothing of the devices outlives them. (Without the wait this aborted the
+    process within a few tries on lavapipe.)"""
+    import gc
+    import threading
+    import time
+
+    import wgpu
+
+    from wgllm.gpu.device import Device
+    from wgllm.gpu.discovery import choose_adapter
+
+    def live() -> set[int]:
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if isinstance(o, (wgpu.GPUDevice, wgpu.GPUBuffer))}
+
+    adapter = choose_adapter(None).adapter
+    before = live()
+    data = np.random.default_rng(1).integers(0, 256, 1 << 22, dtype=np.uint8)
+    for delay_s in (0.0, 0.001, 0.003, 0.01, 0.03) * 2:
+        dev = Device(adapter)
+        with pytest.raises(RuntimeError, match="the caller failed"):
+            with dev.uploading(3, 1 << 16, background=True):
+                for _ in range(4):
+                    dev.write_parts(dev.buffer(data.nbytes, "test upload"), [data], 0, data.nbytes)
+                time.sleep(delay_s)
+                dev.lose()
+                raise RuntimeError("the caller failed")
+        assert not [t for t in threading.enumerate() if t.name == "wgllm-upload"]
+        dev.destroy()
+        del dev
+    assert live() - before == set()

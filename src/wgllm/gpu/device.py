@@ -121,6 +121,9 @@ class Device:
         self._buffers: dict[int, wgpu.GPUBuffer] = {}  # every live buffer, for close()
         self._pipelines: dict[tuple, wgpu.GPUComputePipeline] = {}
         self._ring: _UploadRing | None = None  # inside uploading()
+        # Held by the background upload for each piece and by lose(): wgpu-native aborts the
+        # process on a submission that races the device's destroy.
+        self._piece_lock = threading.Lock()
         self.budget = budget
 
     # --- memory ---------------------------------------------------------
@@ -172,6 +175,12 @@ class Device:
         self._sizes[id(buf)] = (label, size)
         self._buffers[id(buf)] = buf
         return buf
+
+    def lose(self) -> None:
+        """Destroy the wgpu device now: a real device loss (for fault injection), between two
+        pieces of a background upload, never inside one."""
+        with self._piece_lock:
+            self.device.destroy()
 
     def refused_allocation(self) -> None:
         """Ask the driver for a buffer past max-buffer-size (a real refusal, for fault
@@ -435,6 +444,10 @@ class _UploadRing:
 
     def put(self, dst: wgpu.GPUBuffer, offset: int, data: np.ndarray) -> None:
         """Copy `data` (uint8, at most `size` bytes) into `dst` at `offset` (a multiple of 4)."""
+        with self.dev._piece_lock:
+            self._put(dst, offset, data)
+
+    def _put(self, dst: wgpu.GPUBuffer, offset: int, data: np.ndarray) -> None:
         i, self.next = self.next, (self.next + 1) % len(self.slots)
         slot = self.slots[i]
         if not self.mapped[i]:

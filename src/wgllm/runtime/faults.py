@@ -139,7 +139,7 @@ class FaultInjector:
         if kind in PROCESS_KINDS:
             os.kill(os.getpid(), PROCESS_KINDS[kind])
         elif kind == "lost":
-            dev.device.destroy()
+            dev.lose()
         elif kind == "oom":
             dev.refused_allocation()
         else:
