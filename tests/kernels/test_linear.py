@@ -252,13 +252,13 @@ def test_matmul_splits_only_few_tiles(gpu_kernel_device, device, rng):
 # --- matvec tilings: invocations per row group, unrolling, subgroup row sums ------------
 
 
-@pytest.mark.parametrize("tiling", ["tpr=subgroup", "tpr=16,unroll=2", "tpr=8,pairs=1", "tpr=64"])
+@pytest.mark.parametrize("tiling", ["tpr=subgroup", "tpr=16,unroll=2", "tpr=8,unroll=4", "tpr=8,pairs=1", "tpr=64"])
 @pytest.mark.parametrize("case", [0, 4], ids=["T1of1", "T1of1long"])
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
 def test_matvec_tilings(gpu_kernel_device, monkeypatch, rng, qtype, case, tiling):
     """The decode matvec with other tilings than the type's: row groups as wide as the
-    device's subgroup (row sums by subgroup shuffles), 16 lanes unrolled twice, 8 lanes
-    with one row pair (shuffles where the subgroup is a multiple of 8, else workgroup memory);
+    device's subgroup (row sums by subgroup shuffles), 16 lanes unrolled twice, 8 lanes unrolled
+    four times (units past the row's end in the last iteration), 8 lanes with one row pair (shuffles where the subgroup is a multiple of 8, else workgroup memory);
     the tiling by shape (matvec_kern) off, so that the type's tiling is the one run."""
     monkeypatch.setattr(L, "MATVEC_LONG_K", None)
     monkeypatch.setattr(L, "MATVEC_FEW_ROWS", None)
@@ -321,6 +321,47 @@ def test_matvec_tiling_by_shape(gpu_kernel_device, monkeypatch, rng, qtype, rule
             dev.release(one)
     finally:
         for b in (*bufs, st):
+            dev.release(b)
+        release(dev, w)
+
+
+SLICED_TYPES = [q.ggml for q in qtypes.TYPES.values() if q.sliced]
+
+
+@pytest.mark.parametrize("tiling", ["unroll=1", "unroll=4", "tpr=64", "tpr=8,pairs=1"])
+@pytest.mark.parametrize("case", [0, 1, 4], ids=["short", "short2", "long"])
+@pytest.mark.parametrize("glu", [False, True], ids=["x", "glu"])
+@pytest.mark.parametrize("qtype", SLICED_TYPES, ids=lambda t: t.name)
+def test_matvec_sliced(gpu_kernel_device, act, rng, monkeypatch, qtype, glu, case, tiling):
+    """MATVEC_SLICED: types with a sliced body (a quants word of a block per lane) against numpy,
+    x or GLU input, added to y, several tilings (a last iteration past the row's end with
+    unrolling); batched, each row bit for bit the row alone."""
+    monkeypatch.setattr(L, "MATVEC_SLICED", True)
+    fields = dict(kv.split("=") for kv in tiling.split(","))
+    monkeypatch.setitem(qtypes.TYPES, qtype.name,
+                        dataclasses.replace(qtypes.TYPES[qtype.name], **{k: int(v) for k, v in fields.items()}))
+    dev = gpu_kernel_device
+    N, K = shape_for(qtype, case)
+    raw = L.random_weight_bytes(rng, qtype, N, K)
+    w = L.upload_weight(dev, [raw], qtype, K, "test")
+    assert L.matvec_kern(w).kernel == qtypes.qtype(qtype).kernel + "s"
+    xs = (2 * rng.standard_normal((3, 2 * K if glu else K))).astype(NP[act])
+    y0 = rng.standard_normal((3, N)).astype(NP[act])
+    st = ops.step_buffer(dev, "test")
+    xb, y3, y1 = dev.upload(xs, "test"), dev.upload(y0, "test"), dev.buffer(N * 4, "test")
+    try:
+        check_product(dev, w, dequant_ref(qtype, raw, N, K), xs[:1], y0[:1], 1, 1, act, add=True, glu=glu)
+        ops.write_batch_step(dev, st, [(0, 1), (1, 2), (2, 3)])
+        dev.run(L.linear(dev, w, xb, y3, 3, st, x_type=act, y_type=act, glu=glu, batched=True))
+        batched = dev.read_array(y3, NP[act], 3 * N).reshape(3, N)
+        for r in range(3):
+            one = dev.upload(xs[r:r + 1], "test")
+            ops.write_step(dev, st, 1, 0)
+            dev.run(L.linear(dev, w, one, y1, 1, st, x_type=act, y_type=act, glu=glu))
+            assert np.array_equal(dev.read_array(y1, NP[act], N), batched[r])
+            dev.release(one)
+    finally:
+        for b in (xb, y3, y1, st):
             dev.release(b)
         release(dev, w)
 

@@ -46,6 +46,7 @@ SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
+MATVEC_UNROLL = None  # matvec: units per invocation per loop iteration, 1, 2 or 4 (None: the type's)
 MATVEC_TILE = 16      # matvec: tokens per workgroup of a batched pass, for types with a tile (1: none)
 MATVEC_LONG_K = 8192  # matvec: rows of at least this many elements get MATVEC_LONG_TPR lanes (None: off)
 MATVEC_LONG_TPR = 64
@@ -53,6 +54,9 @@ MATVEC_LONG_TPR = 64
 # group, twice the workgroups: on an H200 the 8B's qkv 0.72 -> 0.60 ms and wo 0.66 -> 0.51 ms per
 # token, while the down and gate|up products were slower so (bench/RESULTS.md, 2026-12-07). None: off.
 MATVEC_FEW_ROWS = 8192
+# matvec: types with a sliced body (qtypes.py `sliced`) read one quants word of a block per lane, 4
+# lanes per block, so a subgroup's loads of x and of the weights coalesce. Measured: see RESULTS.
+MATVEC_SLICED = False
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup
 MATMUL_K = 16         # k-slice of the matmul tiles per step
@@ -160,15 +164,20 @@ def upload_weight(dev: Device, parts: list, qtype: GGMLQuantizationType, K: int,
 def matvec_kern(w: GpuWeight) -> QType:
     """The type's row of kernels/qtypes.py with the matvec tiling of weight w's decode product:
     MATVEC_LONG_TPR lanes per row group for long rows (K >= MATVEC_LONG_K: the FFN down product),
-    one row pair per group for products of few shorter rows (N <= MATVEC_FEW_ROWS). Types with a
-    batched tile keep their own (a batched row must equal the row alone). MATVEC_PAIRS, where set,
-    overrides the row pairs of every product."""
+    one row pair per group for products of few shorter rows (N <= MATVEC_FEW_ROWS); with
+    MATVEC_SLICED, the sliced body of types that have one (kernel "<kernel>s"). Types with a
+    batched tile keep their own (a batched row must equal the row alone). MATVEC_PAIRS and
+    MATVEC_UNROLL, where set, override the row pairs and the unrolling of every product."""
     kern = _qt(w.qtype)
+    if MATVEC_SLICED and kern.sliced:
+        kern = dataclasses.replace(kern, kernel=kern.kernel + "s", unit=kern.block // 4)
     if not kern.tile and MATVEC_LONG_K and w.K >= MATVEC_LONG_K:
         kern = dataclasses.replace(kern, tpr=max(kern.tpr, MATVEC_LONG_TPR))
     elif not kern.tile and MATVEC_FEW_ROWS and w.N <= MATVEC_FEW_ROWS:
         kern = dataclasses.replace(kern, pairs=1)
-    return dataclasses.replace(kern, pairs=MATVEC_PAIRS) if MATVEC_PAIRS else kern
+    if MATVEC_PAIRS:
+        kern = dataclasses.replace(kern, pairs=MATVEC_PAIRS)
+    return dataclasses.replace(kern, unroll=MATVEC_UNROLL) if MATVEC_UNROLL else kern
 
 
 def matvec_rows(w: GpuWeight) -> int:
@@ -184,7 +193,7 @@ def _matvec_consts(dev: Device, kern: QType, tb: int = 1) -> dict:
     sg = ops.subgroup_size(dev)
     shuffle = sg >= kern.tpr and sg % kern.tpr == 0
     pairs = 1 if tb > 1 else kern.pairs
-    return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=pairs, UNROLL=kern.unroll,
+    return dict(RG=MATVEC_WG // kern.tpr, TPR=kern.tpr, UNIT=kern.unit, PAIRS=pairs, UNROLL=kern.unroll, UDOT=kern.kernel,
                 SHUFFLE="subgroup" if shuffle else "none", SHUFFLE_ON=int(shuffle), TB=tb,
                 TILE="on" if tb > 1 else "none", **(_tile_code(kern.kernel, tb) if tb > 1 else {}))
 

@@ -50,7 +50,7 @@ const TPR: u32 = {{TPR}};      // invocations per row group (16 or 32)
 const PAIRS: u32 = {{PAIRS}};  // row pairs per row group (1 or 2)
 const NR: u32 = 2u * PAIRS;    // rows per row group
 const RG: u32 = {{RG}};        // row groups per workgroup
-const UNROLL: u32 = {{UNROLL}};  // units per invocation per loop iteration (1 or 2)
+const UNROLL: u32 = {{UNROLL}};  // units per invocation per loop iteration (1, 2 or 4)
 const UNIT: u32 = {{UNIT}};    // elements per unit of this weight type
 const WG: u32 = TPR * RG;
 const SHUFFLE: u32 = {{SHUFFLE_ON}};  // 1: row sums by subgroup shuffles
@@ -224,6 +224,38 @@ fn udot_q4_1(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
     let sx = hsum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);
     return vec2<f32>(half_f32(dma & 0xffffu) * q4dot(qa, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dma >> 16u) * sx,
                      half_f32(dmb & 0xffffu) * q4dot(qb, x0, x1, x2, x3, x4, x5, x6, x7, TWO23) + half_f32(dmb >> 16u) * sx);
+}
+
+// Sliced Q4_0 / Q4_1 (qtypes.py `sliced`; linear.MATVEC_SLICED), UNIT 8: unit u is quants word
+// v = u % 4 of block u / 4, elements 4v .. 4v + 3 (low nibbles) and 16 + 4v .. (high), so the 4
+// lanes of a block read its neighbouring bytes and neighbouring x (a lane per block reads 64
+// bytes of x, 16 lines per x load across a subgroup). xi is x's vec4 index of element 8u, so the
+// lane's x is at xi - v and xi - v + 4.
+fn udot_q4_0s(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let v = u & 3u;
+    let ba = ra + (u >> 2u) * 18u;
+    let bb = rb + (u >> 2u) * 18u;
+    let qa = wword(ba + 2u + 4u * v);
+    let qb = wword(bb + 2u + 4u * v);
+    let xa = xv(xi - v);
+    let xb = xv(xi - v + 4u);
+    let off = TWO23 + 8.0;
+    return vec2<f32>(whf(ba) * q4w(qa, xa, xb, off), whf(bb) * q4w(qb, xa, xb, off));
+}
+
+fn udot_q4_1s(ra: u32, rb: u32, u: u32, xi: u32) -> vec2<f32> {
+    let v = u & 3u;
+    let ia = (ra + (u >> 2u) * 20u) >> 2u;
+    let ib = (rb + (u >> 2u) * 20u) >> 2u;
+    let qa = W[ia + 1u + v];
+    let qb = W[ib + 1u + v];
+    let dma = W[ia];
+    let dmb = W[ib];
+    let xa = xv(xi - v);
+    let xb = xv(xi - v + 4u);
+    let sx = hsum(xa + xb);
+    return vec2<f32>(half_f32(dma & 0xffffu) * q4w(qa, xa, xb, TWO23) + half_f32(dma >> 16u) * sx,
+                     half_f32(dmb & 0xffffu) * q4w(qb, xa, xb, TWO23) + half_f32(dmb >> 16u) * sx);
 }
 
 // Q4_K, UNIT 64: sub-blocks 2g (low nibbles) and 2g+1 (high nibbles) of
@@ -738,6 +770,8 @@ const KVT_bf16 = 0u;
 const KVT_q8_0 = 0u;
 const KVT_q4_0 = 0u;
 const KVT_q4_1 = 0u;
+const KVT_q4_0s = 0u;
+const KVT_q4_1s = 0u;
 const KVT_q5_0 = 0u;
 const KVT_q5_1 = 0u;
 const KVT_iq4_nl = 1u;
@@ -747,7 +781,7 @@ const KVT_q4_k = 0u;
 const KVT_q5_k = 0u;
 const KVT_q6_k = 0u;
 const KVT_iq4_xs = 1u;
-const KVT: u32 = KVT_{{QT}};
+const KVT: u32 = KVT_{{UDOT}};
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -777,14 +811,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let xi = t * (P.K / 4u) * select(1u, 2u, GLU != 0u);
         let units = P.K / UNIT;
         for (var u = l; u < units; u += TPR * UNROLL) {
-            let xu = xi + u * (UNIT / 4u);
-            acc += vec4<f32>(udot_{{QT}}(r0, r1, u, xu), 0.0, 0.0);
-            if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u, xu)); }
-            let u2 = u + TPR;
-            if (UNROLL == 2u && u2 < units) {
-                let xu2 = xi + u2 * (UNIT / 4u);
-                acc += vec4<f32>(udot_{{QT}}(r0, r1, u2, xu2), 0.0, 0.0);
-                if (PAIRS == 2u) { acc += vec4<f32>(0.0, 0.0, udot_{{QT}}(r2, r3, u2, xu2)); }
+            // Units u, u + TPR, ... in one iteration, branch free so that all their loads are
+            // in flight together: one past the row's end reads unit u again and counts 0.
+            for (var j = 0u; j < UNROLL; j++) {
+                let uj = u + j * TPR;
+                let ok = uj < units;
+                let uc = select(u, uj, ok);
+                let xu = xi + uc * (UNIT / 4u);
+                var d = vec4<f32>(udot_{{UDOT}}(r0, r1, uc, xu), 0.0, 0.0);
+                if (PAIRS == 2u) { d += vec4<f32>(0.0, 0.0, udot_{{UDOT}}(r2, r3, uc, xu)); }
+                acc += select(vec4<f32>(0.0), d, ok);
             }
         }
     }

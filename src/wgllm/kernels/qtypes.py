@@ -33,9 +33,10 @@ class QType:
     unit: int = 32  # matvec: elements per invocation step (a block or a slice of one)
     pairs: int = 2  # matvec: row pairs per row group
     tpr: int = 32  # matvec: invocations per row group (16 or 32)
-    unroll: int = 1  # matvec: units per invocation per loop iteration (1 or 2)
+    unroll: int = 1  # matvec: units per invocation per loop iteration (1, 2 or 4)
     rowdot: bool = False  # the CPU-adapter kernel (rowdot) reads it
     tile: bool = False  # matvec has its batched tile (uw_/wd_<kernel> in matvec.wgsl)
+    sliced: bool = False  # matvec has udot_<kernel>s: a quants word of a block per lane (UNIT block / 4)
     wide: bool = False  # GPU decode reads it with matwide.wgsl where rows split into 16-byte block groups
     fallback: str | None = None  # llama-quantize's type when a row is not whole blocks (then F16)
     scales: tuple[tuple[int, float, float], ...] = ()  # (byte offset in block, lo, hi) of f16 scales
@@ -73,8 +74,8 @@ TYPES: dict[str, QType] = {t.name: t for t in [
     QType("F16", "f16", unit=16, pairs=1, rowdot=True),
     QType("BF16", "bf16", unit=16, pairs=1),
     QType("Q8_0", "q8_0", rowdot=True, wide=True, scales=_S8),
-    QType("Q4_0", "q4_0", rowdot=True, wide=True, scales=_S8),
-    QType("Q4_1", "q4_1", rowdot=True, wide=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
+    QType("Q4_0", "q4_0", rowdot=True, wide=True, sliced=True, scales=_S8),
+    QType("Q4_1", "q4_1", rowdot=True, wide=True, sliced=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("Q5_0", "q5_0", rowdot=True, wide=True, scales=_S8),
     QType("Q5_1", "q5_1", rowdot=True, wide=True, scales=((0, 1e-3, 1e-2), (2, -1e-2, 1e-2))),
     QType("IQ4_NL", "iq4_nl", scales=_S8),
