@@ -23,7 +23,7 @@ import wgpu
 from wgllm.errors import DeviceLostError, GpuOutOfMemoryError, KernelCompileError, fmt_bytes
 from wgllm.gpu import health
 from wgllm.gpu.dispatch import STAGING, STORAGE, UNIFORM, Dispatch, grid, write_parts  # noqa: F401 (re-exported)
-from wgllm.gpu.dispatch import STAGE, align, buffer_size, pieces, uniform_size
+from wgllm.gpu.dispatch import STAGE, TEXEL_ROW, TEXEL_WIDTH, align, buffer_size, is_texels, pieces, texels_size, uniform_size
 from wgllm.gpu.shaders import specialise
 
 BU = wgpu.BufferUsage
@@ -43,6 +43,7 @@ _WANTED_LIMITS = (
     "max-compute-workgroup-size-x",
     "max-compute-workgroups-per-dimension",
     "max-uniform-buffer-binding-size",
+    "max-texture-dimension-2d",  # weight textures (Device.texels)
 )
 
 
@@ -77,6 +78,23 @@ def _unmap(buf: wgpu.GPUBuffer, promise, wait_s: float = 5.0) -> None:
             buf.unmap()
     except Exception:  # noqa: BLE001 - the map failed or the device is gone: nothing to unmap
         pass
+
+
+def _texel_regions(offset: int, nbytes: int) -> list[tuple[int, int, int, int]]:
+    """(source offset, first texture row, texels per row, rows) of the copies that put `nbytes`
+    (a multiple of 16) at byte `offset` (a multiple of TEXEL_ROW) of a weight texture: the whole
+    rows, then the last, partial one."""
+    if offset % TEXEL_ROW or nbytes % 16:
+        raise ValueError(f"a weight texture is written from whole rows ({offset}) in whole texels ({nbytes})")
+    full, rest = divmod(nbytes, TEXEL_ROW)
+    row = offset // TEXEL_ROW
+    out = [(0, row, TEXEL_WIDTH, full)] if full else []
+    return out + ([(full * TEXEL_ROW, row + full, rest // 16, 1)] if rest else [])
+
+
+def _pad16(data: np.ndarray) -> np.ndarray:
+    """uint8 `data` padded with zeros to a multiple of 16 bytes (whole texels)."""
+    return data if data.nbytes % 16 == 0 else np.concatenate([data, np.zeros(16 - data.nbytes % 16, np.uint8)])
 
 
 class Device:
@@ -116,6 +134,7 @@ class Device:
         self.max_buffer = int(self.limits["max-buffer-size"])
         self.max_uniform = int(self.limits["max-uniform-buffer-binding-size"])
         self.max_groups = int(self.limits["max-compute-workgroups-per-dimension"])
+        self.max_texture_rows = int(self.limits.get("max-texture-dimension-2d", 8192))
         self.allocated: dict[str, int] = {}
         self._sizes: dict[int, tuple[str, int]] = {}
         self._buffers: dict[int, wgpu.GPUBuffer] = {}  # every live buffer, for close()
@@ -176,6 +195,35 @@ class Device:
         self._buffers[id(buf)] = buf
         return buf
 
+    def texels(self, size: int, label: str) -> wgpu.GPUTexture:
+        """A zero-initialised rgba32uint texture holding at least `size` bytes of a weight (rows of
+        TEXEL_WIDTH texels; kernels read it specialised with WTEX=1, see kernels/registry.py),
+        accounted under `label` as Device.buffer is (the same faults, budget and limits)."""
+        size = texels_size(size)
+        if self.faults:
+            self.faults.at(self, "alloc", label)
+            if label == "weights":
+                self.faults.at(self, "load")
+        if self._budget is not None and self.allocated_bytes + size > self._budget:
+            raise self._oom(label, size, f"that would exceed the memory budget of {fmt_bytes(self._budget)}")
+        rows = size // TEXEL_ROW
+        if rows > self.max_texture_rows:
+            raise self._oom(label, size, f"a weight texture may hold at most {fmt_bytes(self.max_texture_rows * TEXEL_ROW)}"
+                                         f" (max-texture-dimension-2d) on this adapter")
+        try:
+            tex = self.device.create_texture(size=(TEXEL_WIDTH, rows, 1), format=wgpu.TextureFormat.rgba32uint,
+                                             usage=wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_DST,
+                                             label=label)
+        except (wgpu.GPUOutOfMemoryError, wgpu.GPUValidationError) as exc:
+            if not _is_oom(exc):
+                raise
+            raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
+        tex.texels = True  # see dispatch.is_texels
+        self.allocated[label] = self.allocated.get(label, 0) + size
+        self._sizes[id(tex)] = (label, size)
+        self._buffers[id(tex)] = tex
+        return tex
+
     def lose(self) -> None:
         """Destroy the wgpu device now: a real device loss (for fault injection), between two
         pieces of a background upload, never inside one."""
@@ -206,12 +254,21 @@ class Device:
             raw = np.concatenate([raw, np.zeros(4 - raw.nbytes % 4, np.uint8)])
         self.queue.write_buffer(buf, offset, raw)
 
+    def _write_texels(self, tex: wgpu.GPUTexture, data: np.ndarray, offset: int) -> None:
+        """Queue a write of uint8 `data` into weight texture `tex` at byte `offset` (whole rows)."""
+        data = _pad16(data)
+        for src, row, width, rows in _texel_regions(offset, data.nbytes):
+            self.queue.write_texture({"texture": tex, "origin": (0, row, 0)}, data[src:src + width * rows * 16],
+                                     {"offset": 0, "bytes_per_row": TEXEL_ROW, "rows_per_image": rows},
+                                     (width, rows, 1))
+
     def write_parts(self, buf: wgpu.GPUBuffer, parts, start: int, stop: int) -> None:
         """Write bytes [start, stop) of the concatenation of `parts` (uint8 arrays) into `buf`
         from offset 0, a bounded piece at a time (see gpu/dispatch.pieces); inside
         `uploading()` through its reused staging ring (with `background`, by its thread)."""
         if self._ring is None:
-            write_parts(lambda data, off: self.write(buf, data, off), parts, start, stop)
+            put = self._write_texels if is_texels(buf) else self.write
+            write_parts(lambda data, off: put(buf, data, off), parts, start, stop)
         elif self._ring.worker is not None:
             self._ring.tasks.put((buf, parts, start, stop))
         else:
@@ -308,7 +365,9 @@ class Device:
         pipe = self.pipeline(name, **consts)
         entries = []
         for i, b in enumerate(bindings):
-            if isinstance(b, tuple):
+            if is_texels(b):
+                entries.append({"binding": i, "resource": b.create_view()})
+            elif isinstance(b, tuple):
                 buf, off, size = b
                 entries.append({"binding": i, "resource": {"buffer": buf, "offset": off, "size": size}})
             else:
@@ -453,11 +512,19 @@ class _UploadRing:
         if not self.mapped[i]:
             self.dev.check_alive()  # a map on a lost device can abort the process (see map_read)
             health.wait_mapped(slot.map_async(wgpu.MapMode.WRITE), self.MAP_WAIT_S, self.dev.adapter.summary)
+        texels = is_texels(dst)
+        if texels:
+            data = _pad16(data)
         slot.write_mapped(data, 0)
         slot.unmap()
         self.mapped[i] = False
         enc = self.dev.device.create_command_encoder()
-        enc.copy_buffer_to_buffer(slot, 0, dst, offset, align(data.nbytes, 4))
+        if texels:
+            for src, row, width, rows in _texel_regions(offset, data.nbytes):
+                enc.copy_buffer_to_texture({"buffer": slot, "offset": src, "bytes_per_row": TEXEL_ROW, "rows_per_image": rows},
+                                           {"texture": dst, "origin": (0, row, 0)}, (width, rows, 1))
+        else:
+            enc.copy_buffer_to_buffer(slot, 0, dst, offset, align(data.nbytes, 4))
         self.dev.check_alive()
         self.dev.queue.submit([enc.finish()])
 

@@ -27,6 +27,10 @@ STAGE = 16 << 20  # bytes per piece of `write_parts` (and per slot of Device.upl
 BUFFER_ALIGN = 4  # every buffer is rounded up to a multiple of 4 bytes ...
 MIN_BUFFER = 4  # ... and is at least 4 bytes
 UNIFORM_ALIGN = 16  # a uniform (parameter struct) buffer is first rounded up to 16 bytes
+# Weights as textures (Device.texels; CPU adapters, see kernels/linear.py WEIGHT_TEXELS): rgba32uint
+# texels of 16 bytes, TEXEL_WIDTH per texture row; byte b of the weight is in texel b // 16.
+TEXEL_WIDTH = 4096
+TEXEL_ROW = 16 * TEXEL_WIDTH  # bytes per texture row (64 KiB: a multiple of a copy's 256-byte pitch)
 
 
 def align(n: int, a: int) -> int:
@@ -37,6 +41,16 @@ def align(n: int, a: int) -> int:
 def buffer_size(size: int) -> int:
     """Bytes a device really allocates for a buffer of `size` bytes."""
     return max(MIN_BUFFER, align(int(size), BUFFER_ALIGN))
+
+
+def texels_size(size: int) -> int:
+    """Bytes a device allocates for a weight texture of `size` bytes (whole texture rows)."""
+    return align(max(int(size), 1), TEXEL_ROW)
+
+
+def is_texels(resource) -> bool:
+    """Whether a weight chunk is a texture (Device.texels / MeterDevice.texels), not a buffer."""
+    return bool(getattr(resource, "texels", False))
 
 
 def uniform_size(nbytes: int) -> int:

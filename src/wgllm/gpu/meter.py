@@ -12,19 +12,22 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from wgllm.gpu.dispatch import STORAGE, STORAGE_BIT, Dispatch, buffer_size, grid, uniform_size
+from wgllm.gpu.dispatch import STORAGE, STORAGE_BIT, Dispatch, buffer_size, grid, texels_size, uniform_size
 
 DEFAULT_MAX_BINDING = 2**31 - 4  # wgpu's cap on max-storage-buffer-binding-size
 DEFAULT_MAX_GROUPS = 65535
+DEFAULT_MAX_TEXTURE_ROWS = 8192  # WebGPU's default max-texture-dimension-2d
 
 
 @dataclass(eq=False)
 class MeterBuffer:
-    """One recorded buffer: label, bytes (as the device rounds them), bound as storage?"""
+    """One recorded buffer: label, bytes (as the device rounds them), bound as storage? a weight
+    texture (Device.texels)?"""
 
     label: str
     size: int
     binding: bool
+    texels: bool = False
 
 
 @dataclass(eq=False)
@@ -40,6 +43,7 @@ class MeterDevice:
     kind: str = "gpu"
     has_f16: bool = True
     max_groups: int = DEFAULT_MAX_GROUPS
+    max_texture_rows: int = DEFAULT_MAX_TEXTURE_ROWS
     buffers: list[MeterBuffer] = field(default_factory=list)
     allocated: dict[str, int] = field(default_factory=dict)
 
@@ -53,6 +57,12 @@ class MeterDevice:
 
     def buffer(self, size: int, label: str, usage: int = STORAGE) -> MeterBuffer:
         buf = MeterBuffer(label, buffer_size(size), bool(usage & STORAGE_BIT) and label != "staging")
+        self.buffers.append(buf)
+        self.allocated[label] = self.allocated.get(label, 0) + buf.size
+        return buf
+
+    def texels(self, size: int, label: str) -> MeterBuffer:
+        buf = MeterBuffer(label, texels_size(size), False, texels=True)
         self.buffers.append(buf)
         self.allocated[label] = self.allocated.get(label, 0) + buf.size
         return buf

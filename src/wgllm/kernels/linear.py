@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from wgllm.gpu.dispatch import Dispatch
+from wgllm.gpu.dispatch import TEXEL_ROW, Dispatch, is_texels
 from wgllm.kernels import ops, qtypes, rowdot
 from wgllm.kernels.constants import K_ALIGN, PAD
 from wgllm.kernels.qtypes import QType
@@ -44,6 +44,10 @@ def _qt(qtype: GGMLQuantizationType) -> QType:
 
 SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
+# CPU adapters keep the weights of types the CPU kernel (rowdot) reads in textures (Device.texels):
+# on lavapipe a texel fetch is a gather where a storage-buffer load loops over the SIMD lanes
+# (SmolLM2 Q4_1 decode +45-50%, bench/RESULTS.md 2026-12-08). Every kernel reads them (WTEX).
+WEIGHT_TEXELS = True
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
 MATVEC_UNROLL = None  # matvec: units per invocation per loop iteration, 1, 2 or 4 (None: the type's)
@@ -119,9 +123,17 @@ def _check_type(qtype: GGMLQuantizationType, K: int) -> None:
 # --- upload -------------------------------------------------------------------------
 
 
-def _chunk_rows(dev: Device, N: int, rb: int) -> int:
-    """Rows per chunk: balanced chunks, each (with PAD) within one binding and one buffer."""
+def _texels(dev: Device, qtype: GGMLQuantizationType) -> bool:
+    """Whether a weight of qtype lives in textures on dev (see WEIGHT_TEXELS)."""
+    return WEIGHT_TEXELS and dev.kind == "cpu" and _qt(qtype).rowdot
+
+
+def _chunk_rows(dev: Device, N: int, rb: int, texels: bool = False) -> int:
+    """Rows per chunk: balanced chunks, each (with PAD) within one binding and one buffer (and,
+    for textures, one texture)."""
     limit = min(dev.max_binding, dev.max_buffer) // 4 * 4 - PAD
+    if texels:
+        limit = min(limit, dev.max_texture_rows * TEXEL_ROW - PAD)
     rows_max = limit // rb
     if rows_max < 1:
         raise ValueError(f"one weight row ({rb} bytes) does not fit a storage binding ({dev.max_binding} bytes)")
@@ -148,11 +160,12 @@ def upload_weight(dev: Device, parts: list, qtype: GGMLQuantizationType, K: int,
     N = sum(p.nbytes for p in parts) // rb
     if N == 0:
         raise ValueError(f"{label}: empty weight")
-    per = _chunk_rows(dev, N, rb)
+    texels = _texels(dev, qtype)
+    per = _chunk_rows(dev, N, rb, texels)
     chunks = []
     for first in range(0, N, per):
         rows = min(per, N - first)
-        buf = dev.buffer(rows * rb + PAD, label)
+        buf = dev.texels(rows * rb + PAD, label) if texels else dev.buffer(rows * rb + PAD, label)
         dev.write_parts(buf, parts, first * rb, (first + rows) * rb)
         chunks.append((buf, first, rows))
     return GpuWeight(qtype, K, N, chunks, N * rb)
@@ -296,13 +309,14 @@ def linear(dev: Device, w: GpuWeight, x, y, T_max: int, step, *, x_type: str = "
             raise ValueError(f"this adapter cannot fuse the GLU product into a {w.qtype.name} product "
                              f"of {w.N} rows in {len(w.chunks)} chunk(s): see fuses_glu")
         return [_rowdot(dev, w, kern.kernel, w.N // 2, _binds(dev, w, w.chunks[0][0], x, y, step, w.N // 2, 0),
-                        T_max, False, dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=0),
+                        T_max, False, dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=0,
+                                           WTEX=int(is_texels(w.chunks[0][0]))),
                         glu_out=_glu_code(glu_out), batched=batched)]
     tiling = wide_tiling(dev, w) if T_max == 1 or batched else None
     out = []
     for buf, row0, rows in w.chunks:
         consts = dict(QT=kern.kernel, XT=x_type, YT=y_type, ACT=act, GLU=_glu_code(glu), NORM=int(norm is not None),
-                      NORMV="none" if norm is None else "on", XNK=w.K // 4)
+                      NORMV="none" if norm is None else "on", XNK=w.K // 4, WTEX=int(is_texels(buf)))
         if T_max > 1 and not batched and not (dev.kind == "cpu" and kern.rowdot):
             out += _matmul(dev, w, ((buf, row0, rows), x, y, step), add, T_max, consts)  # prefill
             continue
@@ -435,7 +449,7 @@ def get_rows(dev: Device, w: GpuWeight, ids, y, T_max: int, step, *, y_type: str
     for buf, row0, rows in w.chunks:
         u = dev.uniform(np.array([w.K, row0, rows, rb], np.uint32), "get_rows params")
         out.append(dev.dispatch("get_rows", [buf, ids, y, u, step], groups, per_token=(2, 1, 1), QT=qt, YT=y_type,
-                                ACT=act, WG=GET_ROWS_WG))
+                                ACT=act, WG=GET_ROWS_WG, WTEX=int(is_texels(buf))))
     return out
 
 
@@ -451,7 +465,7 @@ def dequantize_gpu(dev: Device, w: GpuWeight) -> np.ndarray:
             y = dev.buffer(count * w.K * 4, "dequant out")
             u = dev.uniform(np.array([w.K, rb, first, count], np.uint32), "dequant params")
             groups = dev.grid(-(-count * w.K // (8 * GET_ROWS_WG)))
-            dev.run([dev.dispatch("dequant", [buf, y, u], groups, QT=qt, WG=GET_ROWS_WG)])
+            dev.run([dev.dispatch("dequant", [buf, y, u], groups, QT=qt, WG=GET_ROWS_WG, WTEX=int(is_texels(buf)))])
             out[row0 + first : row0 + first + count] = dev.read_array(y, np.float32, count * w.K).reshape(count, w.K)
             dev.release(y)
             dev.release(u)
