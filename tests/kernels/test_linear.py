@@ -11,6 +11,7 @@ from gguf.quants import dequantize
 from tests.conftest import rel_err
 from wgllm.gpu.dispatch import is_texels
 from wgllm.kernels import linear as L
+from wgllm.kernels.constants import PAD
 from wgllm.kernels import ops, qtypes
 
 NP = {"f32": np.float32, "f16": np.float16}
@@ -159,8 +160,9 @@ def test_linear_split_weight(small_device, rng, qtype):
     assert len(w.chunks) >= 3 and sum(rows) == N
     assert [c[1] for c in w.chunks] == list(np.cumsum([0] + rows[:-1]))
     assert any(r % L.matvec_rows(w) and r % L.MATMUL_ROWS for r in rows)
-    for c in w.chunks:  # (a weight texture, on CPU adapters: TEXEL_WIDTH x rows texels of 16 bytes)
-        assert (16 * int(np.prod(c[0].size)) if is_texels(c[0]) else c[0].size) <= small_device.max_binding
+    for buf, _, n in w.chunks:  # the bytes each holds (a weight texture, on CPU adapters, is whole 64 KiB rows)
+        assert n * L.row_bytes(qtype, K) + PAD <= small_device.max_binding
+        assert is_texels(buf) or buf.size <= small_device.max_binding
     Wd = dequant_ref(qtype, raw, N, K)
     assert np.array_equal(L.dequantize_gpu(small_device, w), Wd.astype(np.float32))
     for T, T_max in [(1, 1), (37, 64)]:
