@@ -173,12 +173,7 @@ class Device:
         take the total past `budget` or is larger than max-buffer-size; and when the
         driver refuses it for lack of memory."""
         size = buffer_size(size)
-        if self.faults:
-            self.faults.at(self, "alloc", label)
-            if label == "weights":
-                self.faults.at(self, "load")
-        if self._budget is not None and self.allocated_bytes + size > self._budget:
-            raise self._oom(label, size, f"that would exceed the memory budget of {fmt_bytes(self._budget)}")
+        self._may_allocate(size, label)
         if size > self.max_buffer:
             raise self._oom(label, size, f"one buffer may be at most {fmt_bytes(self.max_buffer)} "
                                          f"(max-buffer-size) on this adapter")
@@ -190,22 +185,30 @@ class Device:
             if not _is_oom(exc):
                 raise
             raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
-        self.allocated[label] = self.allocated.get(label, 0) + size
-        self._sizes[id(buf)] = (label, size)
-        self._buffers[id(buf)] = buf
-        return buf
+        return self._accounted(buf, size, label)
 
-    def texels(self, size: int, label: str) -> wgpu.GPUTexture:
-        """A zero-initialised rgba32uint texture holding at least `size` bytes of a weight (rows of
-        TEXEL_WIDTH texels; kernels read it specialised with WTEX=1, see kernels/registry.py),
-        accounted under `label` as Device.buffer is (the same faults, budget and limits)."""
-        size = texels_size(size)
+    def _may_allocate(self, size: int, label: str) -> None:
+        """The checks before an allocation: injected faults, then the budget."""
         if self.faults:
             self.faults.at(self, "alloc", label)
             if label == "weights":
                 self.faults.at(self, "load")
         if self._budget is not None and self.allocated_bytes + size > self._budget:
             raise self._oom(label, size, f"that would exceed the memory budget of {fmt_bytes(self._budget)}")
+
+    def _accounted(self, res, size: int, label: str):
+        """`res` (a buffer or weight texture of `size` bytes) in the accounts under `label`."""
+        self.allocated[label] = self.allocated.get(label, 0) + size
+        self._sizes[id(res)] = (label, size)
+        self._buffers[id(res)] = res
+        return res
+
+    def texels(self, size: int, label: str) -> wgpu.GPUTexture:
+        """A zero-initialised rgba32uint texture holding at least `size` bytes of a weight (rows of
+        TEXEL_WIDTH texels; kernels read it specialised with WTEX=1, see kernels/registry.py),
+        accounted under `label` as Device.buffer is (the same faults, budget and limits)."""
+        size = texels_size(size)
+        self._may_allocate(size, label)
         rows = size // TEXEL_ROW
         if rows > self.max_texture_rows:
             raise self._oom(label, size, f"a weight texture may hold at most {fmt_bytes(self.max_texture_rows * TEXEL_ROW)}"
@@ -219,10 +222,7 @@ class Device:
                 raise
             raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
         tex.texels = True  # see dispatch.is_texels
-        self.allocated[label] = self.allocated.get(label, 0) + size
-        self._sizes[id(tex)] = (label, size)
-        self._buffers[id(tex)] = tex
-        return tex
+        return self._accounted(tex, size, label)
 
     def lose(self) -> None:
         """Destroy the wgpu device now: a real device loss (for fault injection), between two
@@ -277,7 +277,7 @@ class Device:
     @contextmanager
     def uploading(self, slots: int = 3, size: int = STAGE, background: bool = False):
         """Bulk uploads (a model's weights): write_parts goes through `slots` reused MAP_WRITE
-        staging buffers of `size` bytes (a multiple of 4) each: a piece is copied once, into mapped memory, and
+        staging buffers of `size` bytes (a multiple of 4; of TEXEL_ROW to write weight textures) each: a piece is copied once, into mapped memory, and
         then on the GPU into place, where write_buffer copies it into fresh staging memory that
         wgpu holds until the next submission (the whole model, for a model's load). The ring
         (host memory, not accounted: transient, as write_buffer's staging is) is freed at exit.
