@@ -179,13 +179,7 @@ class Device:
                                          f"(max-buffer-size) on this adapter")
         if usage == STORAGE and self.kind == "cpu" and size <= self.max_uniform:
             usage |= BU.UNIFORM  # a kernel may read it as a uniform array (see uniform_ok)
-        try:
-            buf = self.device.create_buffer(size=size, usage=usage, label=label)
-        except (wgpu.GPUOutOfMemoryError, wgpu.GPUValidationError) as exc:
-            if not _is_oom(exc):
-                raise
-            raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
-        return self._accounted(buf, size, label)
+        return self._accounted(lambda: self.device.create_buffer(size=size, usage=usage, label=label), size, label)
 
     def _may_allocate(self, size: int, label: str) -> None:
         """The checks before an allocation: injected faults, then the budget."""
@@ -196,8 +190,15 @@ class Device:
         if self._budget is not None and self.allocated_bytes + size > self._budget:
             raise self._oom(label, size, f"that would exceed the memory budget of {fmt_bytes(self._budget)}")
 
-    def _accounted(self, res, size: int, label: str):
-        """`res` (a buffer or weight texture of `size` bytes) in the accounts under `label`."""
+    def _accounted(self, make, size: int, label: str):
+        """make() (a new buffer or weight texture of `size` bytes; GpuOutOfMemoryError where the
+        driver refuses it for lack of memory), in the accounts under `label`."""
+        try:
+            res = make()
+        except (wgpu.GPUOutOfMemoryError, wgpu.GPUValidationError) as exc:
+            if not _is_oom(exc):
+                raise
+            raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
         self.allocated[label] = self.allocated.get(label, 0) + size
         self._sizes[id(res)] = (label, size)
         self._buffers[id(res)] = res
@@ -213,16 +214,14 @@ class Device:
         if rows > self.max_texture_rows:
             raise self._oom(label, size, f"a weight texture may hold at most {fmt_bytes(self.max_texture_rows * TEXEL_ROW)}"
                                          f" (max-texture-dimension-2d) on this adapter")
-        try:
+        def make():
             tex = self.device.create_texture(size=(TEXEL_WIDTH, rows, 1), format=wgpu.TextureFormat.rgba32uint,
                                              usage=wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_DST,
                                              label=label)
-        except (wgpu.GPUOutOfMemoryError, wgpu.GPUValidationError) as exc:
-            if not _is_oom(exc):
-                raise
-            raise self._oom(label, size, f"the driver refused it ({_first_line(exc)})") from exc
-        tex.texels = True  # see dispatch.is_texels
-        return self._accounted(tex, size, label)
+            tex.texels = True  # see dispatch.is_texels
+            return tex
+
+        return self._accounted(make, size, label)
 
     def lose(self) -> None:
         """Destroy the wgpu device now: a real device loss (for fault injection), between two

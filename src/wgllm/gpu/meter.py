@@ -56,24 +56,21 @@ class MeterDevice:
         return sum(self.allocated.values())
 
     def buffer(self, size: int, label: str, usage: int = STORAGE) -> MeterBuffer:
-        buf = MeterBuffer(label, buffer_size(size), bool(usage & STORAGE_BIT) and label != "staging")
-        self.buffers.append(buf)
-        self.allocated[label] = self.allocated.get(label, 0) + buf.size
-        return buf
+        return self._record(MeterBuffer(label, buffer_size(size), bool(usage & STORAGE_BIT) and label != "staging"))
 
     def texels(self, size: int, label: str) -> MeterBuffer:
-        buf = MeterBuffer(label, texels_size(size), False, texels=True)
-        self.buffers.append(buf)
-        self.allocated[label] = self.allocated.get(label, 0) + buf.size
-        return buf
+        return self._record(MeterBuffer(label, texels_size(size), False, texels=True))
 
     def upload(self, data, label: str, usage: int = STORAGE) -> MeterBuffer:
         return self.buffer(_nbytes(data), label, usage)
 
     def uniform(self, data, label: str = "params") -> MeterBuffer:
-        buf = MeterBuffer(label, uniform_size(_nbytes(data)), False)
+        return self._record(MeterBuffer(label, uniform_size(_nbytes(data)), False))
+
+    def _record(self, buf: MeterBuffer) -> MeterBuffer:
+        """`buf` in the list and the accounts."""
         self.buffers.append(buf)
-        self.allocated[label] = self.allocated.get(label, 0) + buf.size
+        self.allocated[buf.label] = self.allocated.get(buf.label, 0) + buf.size
         return buf
 
     def staging(self, size: int) -> MeterBuffer:

@@ -46,7 +46,7 @@ SUPPORTED_TYPES = frozenset(Q[n] for n in qtypes.runnable_types())
 
 # CPU adapters keep the weights of types the CPU kernel (rowdot) reads in textures (Device.texels):
 # on lavapipe a texel fetch is a gather where a storage-buffer load loops over the SIMD lanes
-# (SmolLM2 Q4_1 decode +45-50%, bench/RESULTS.md 2026-12-08). Every kernel reads them (WTEX).
+# (SmolLM2 Q4_1 decode +35-50% in turns, bench/RESULTS.md 2026-12-08). Every kernel reads them (WTEX).
 WEIGHT_TEXELS = True
 MATVEC_WG = 128       # matvec: invocations per workgroup (row groups of the type's tpr each)
 MATVEC_PAIRS = None   # matvec: row pairs per row group (None: the type's, see kernels/qtypes.py)
@@ -59,7 +59,8 @@ MATVEC_LONG_TPR = 64
 # token, while the down and gate|up products were slower so (bench/RESULTS.md, 2026-12-07). None: off.
 MATVEC_FEW_ROWS = 8192
 # matvec: types with a sliced body (qtypes.py `sliced`) read one quants word of a block per lane, 4
-# lanes per block, so a subgroup's loads of x and of the weights coalesce. Measured: see RESULTS.
+# lanes per block, so a subgroup's loads of x and of the weights coalesce. Off: not measured on a GPU
+# yet (none was lent on 2026-12-08; the planned call is in bench/RESULTS.md).
 MATVEC_SLICED = False
 MATMUL_ROWS = 128     # rows per matmul workgroup
 MATMUL_TOKENS = 64    # tokens per matmul workgroup

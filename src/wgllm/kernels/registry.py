@@ -66,7 +66,6 @@ def specialise(name: str, consts: dict[str, object]) -> str:
     return src
 
 
-
 _W_DECL = re.compile(r"@group\(0\) @binding\(0\) var<storage, read> W: array<(u32|vec4<u32>)>;")
 _TEXEL_LOAD = {
     # word i of the weights is lane i % 4 of texel i / 4; vec4 i is texel i (rows of TEXEL_WIDTH texels)
